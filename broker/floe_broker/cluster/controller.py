@@ -1,0 +1,313 @@
+"""The controller: lease, membership, placement, failover with fencing.
+
+Any broker can be the controller. It holds ``meta/controller`` (a lease with
+an expiry, renewed by CAS) and is the only writer of ``meta/cluster``
+(CAS on the ETag it last read). Losing the lease is harmless: the next lease
+holder re-reads and rewrites ``meta/cluster``, so every later CAS of the old
+controller fails.
+
+Node ids are integers handed out from ``next_node_id``; a process that
+restarts registers again and gets a new id, so an id is never reused while
+its old process could still be alive.
+
+Failover: a broker that has not heartbeated within the session timeout has
+its session fenced (I3) by :func:`fence_session`, then its partitions get a
+new leader at epoch+1. The new leader recovers the tail from the fenced
+session's WAL (see ``log.manager``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from ..log import formats
+from ..storage.objectstore import NotFound, ObjectStore, PreconditionFailed, StoreUnavailable, retrying
+from .metadata import BrokerInfo, ClusterState
+
+log = structlog.get_logger(__name__)
+
+CLUSTER_KEY = "meta/cluster"
+LEASE_KEY = "meta/controller"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class NotController(Exception):
+    """This broker does not (or no longer) hold the controller lease."""
+
+
+async def fence_session(store: ObjectStore, node: int, session: str) -> int:
+    """Make ``session`` unable to commit another WAL object (I3); return the tombstone seq.
+
+    Every missing seq below the highest written one, and the next one, gets a
+    create-only tombstone. A 412 on one of them means the session wrote it
+    first; we then look again above it. Afterwards the session's WAL is a
+    closed prefix: recovery reads up to the first tombstone.
+    """
+    prefix = formats.wal_prefix(node, session)
+    while True:
+        keys = await retrying(lambda: store.list(prefix))
+        seqs = {formats.seq_of(k) for k in keys}
+        top = max(seqs, default=0)
+        gaps = [s for s in range(1, top + 1) if s not in seqs]
+        lost_race = False
+        for seq in [*gaps, top + 1]:
+            key = formats.wal_key(node, session, seq)
+            try:
+                await retrying(lambda k=key: store.put(k, formats.TOMBSTONE, if_none_match=True))  # type: ignore[misc]
+            except PreconditionFailed:
+                got = await retrying(lambda k=key: store.get(k))  # type: ignore[misc]
+                if got.data != formats.TOMBSTONE:
+                    lost_race = True
+        if not lost_race:
+            return top + 1
+
+
+@dataclass
+class Lease:
+    holder: str  # session of the holding process
+    http: str
+    epoch: int
+    expires_ms: int
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.__dict__).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Lease:
+        return cls(**json.loads(raw))
+
+
+class Controller:
+    """Controller logic; active only while :attr:`active` (lease held)."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        session: str,
+        http: str,
+        session_timeout_ms: int,
+        on_change: Callable[[ClusterState], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.http = http
+        self.session_timeout_ms = session_timeout_ms
+        self.on_change = on_change
+        self.active = False
+        self.lease: Lease | None = None
+        self._lease_etag: str | None = None
+        self.state: ClusterState | None = None
+        self._etag: str | None = None
+        self._last_seen: dict[int, int] = {}
+        self._lock = asyncio.Lock()
+
+    # ---- lease ----------------------------------------------------------------
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if it is free or expired. Returns whether we hold it."""
+        try:
+            got = await self.store.get(LEASE_KEY)
+            current: Lease | None = Lease.from_bytes(got.data)
+            etag: str | None = got.etag
+        except NotFound:
+            current, etag = None, None
+        assert current is None or etag is not None
+        if current is not None and current.holder != self.session and current.expires_ms > now_ms():
+            return False
+        epoch = (current.epoch + 1) if current and current.holder != self.session else (current.epoch if current else 1)
+        lease = Lease(self.session, self.http, epoch, now_ms() + self.session_timeout_ms)
+        try:
+            if etag is None:
+                new_etag = await self.store.put(LEASE_KEY, lease.to_bytes(), if_none_match=True)
+            else:
+                new_etag = await self.store.put(LEASE_KEY, lease.to_bytes(), if_match=etag)
+        except (PreconditionFailed, StoreUnavailable):
+            return False
+        was_active = self.active
+        self.lease, self._lease_etag = lease, new_etag
+        if not was_active:
+            await self._become_active()
+        return True
+
+    async def renew(self) -> bool:
+        if not self.active or self.lease is None or self._lease_etag is None:
+            return False
+        lease = Lease(self.session, self.http, self.lease.epoch, now_ms() + self.session_timeout_ms)
+        try:
+            self._lease_etag = await self.store.put(LEASE_KEY, lease.to_bytes(), if_match=self._lease_etag)
+            self.lease = lease
+            return True
+        except PreconditionFailed:
+            log.warning("controller lease lost")
+            self.active = False
+            return False
+        except StoreUnavailable:
+            # Unknown: keep acting only while our own lease is surely valid.
+            if self.lease.expires_ms - now_ms() < self.session_timeout_ms // 2:
+                self.active = False
+            return self.active
+
+    async def release(self) -> None:
+        """Give the lease up at once (clean shutdown) so a successor need not wait for expiry."""
+        if not self.active or self.lease is None or self._lease_etag is None:
+            return
+        self.active = False
+        lease = Lease(self.session, self.http, self.lease.epoch, 0)
+        try:
+            await self.store.put(LEASE_KEY, lease.to_bytes(), if_match=self._lease_etag)
+        except (PreconditionFailed, StoreUnavailable):
+            pass
+
+    async def leave(self, node: int) -> None:
+        """A draining broker leaves: its partitions lose their leader until placed again."""
+
+        def change(s: ClusterState) -> None:
+            s.brokers.pop(node, None)
+            self._reassign_orphans(s)
+
+        await self.commit(change)
+        self._last_seen.pop(node, None)
+
+    async def _become_active(self) -> None:
+        await self._load()
+        # Rewrite meta/cluster at once so a deposed controller's next CAS fails.
+        self.active = True
+        await self.commit(lambda s: None)
+        start = now_ms()
+        assert self.state is not None
+        self._last_seen = {n: start for n in self.state.brokers}
+        log.info("became controller", epoch=self.lease.epoch if self.lease else None)
+
+    async def _load(self) -> None:
+        try:
+            got = await retrying(lambda: self.store.get(CLUSTER_KEY))
+            self.state, self._etag = ClusterState.from_bytes(got.data), got.etag
+        except NotFound:
+            self.state, self._etag = ClusterState(), None
+
+    # ---- commits ---------------------------------------------------------------
+
+    async def commit(self, change: Callable[[ClusterState], object]) -> ClusterState:
+        """Apply ``change`` to a copy of the state and CAS-write it; retry on conflict."""
+        async with self._lock:
+            while True:
+                if not self.active:
+                    raise NotController("controller lease not held")
+                assert self.state is not None
+                new = self.state.copy()
+                change(new)
+                new.version += 1
+                try:
+                    if self._etag is None:
+                        etag = await retrying(
+                            lambda: self.store.put(CLUSTER_KEY, new.to_bytes(), if_none_match=True),
+                            attempts=20,
+                        )
+                    else:
+                        etag = await retrying(
+                            lambda: self.store.put(CLUSTER_KEY, new.to_bytes(), if_match=self._etag),
+                            attempts=20,
+                        )
+                except PreconditionFailed:
+                    # Someone else wrote (a deposed or new controller): re-read and retry
+                    # only if we still hold the lease.
+                    await self._load()
+                    if not await self.renew():
+                        raise NotController("lost controller lease during commit") from None
+                    continue
+                self.state, self._etag = new, etag
+                break
+        if self.on_change is not None:
+            await self.on_change(new)
+        return new
+
+    # ---- membership --------------------------------------------------------------
+
+    async def register(self, session: str, host: str, port: int, http: str) -> int:
+        node_box: list[int] = []
+
+        def change(s: ClusterState) -> None:
+            for n, b in s.brokers.items():
+                if b.session == session:
+                    node_box.append(n)
+                    return
+            node = s.next_node_id
+            s.next_node_id += 1
+            s.brokers[node] = BrokerInfo(node, session, host, port, http, now_ms())
+            node_box.append(node)
+
+        await self.commit(change)
+        node = node_box[0]
+        self._last_seen[node] = now_ms()
+        log.info("broker registered", node=node, session=session, endpoint=f"{host}:{port}")
+        # A live process now owns this endpoint, so an older broker registered on it
+        # is certainly gone: fail it at once instead of waiting for its timeout.
+        assert self.state is not None
+        stale = [n for n, b in self.state.brokers.items() if n != node and (b.host, b.port) == (host, port)]
+        for old in stale:
+            await self.fail_broker(old)
+        return node
+
+    def heartbeat(self, node: int, session: str) -> bool:
+        assert self.state is not None
+        b = self.state.brokers.get(node)
+        if b is None or b.session != session:
+            return False
+        self._last_seen[node] = now_ms()
+        return True
+
+    async def check_liveness(self) -> None:
+        """Fence and replace brokers that missed their session timeout."""
+        if not self.active or self.state is None:
+            return
+        deadline = now_ms() - self.session_timeout_ms
+        dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
+        for node in dead:
+            await self.fail_broker(node)
+
+    async def fail_broker(self, node: int) -> None:
+        assert self.state is not None
+        info = self.state.brokers.get(node)
+        if info is None:
+            return
+        log.warning("broker session timed out; fencing", node=node, session=info.session)
+        await fence_session(self.store, node, info.session)
+
+        def change(s: ClusterState) -> None:
+            s.brokers.pop(node, None)
+            s.fenced[info.session] = node
+            self._reassign_orphans(s)
+
+        await self.commit(change)
+        self._last_seen.pop(node, None)
+
+    @staticmethod
+    def _reassign_orphans(s: ClusterState) -> None:
+        for t in s.topics.values():
+            for i, p in enumerate(t.partitions):
+                if p.leader not in s.brokers:
+                    targets = s.place(1)
+                    if targets[0] != -1:
+                        s.set_leader(t.name, i, targets[0])
+
+    async def place_orphans(self) -> None:
+        """Give leaderless partitions (created with no live broker) a leader."""
+        if self.state is None:
+            return
+        if any(p.leader not in self.state.brokers for t in self.state.topics.values() for p in t.partitions):
+            await self.commit(self._reassign_orphans)

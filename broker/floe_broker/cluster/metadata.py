@@ -1,0 +1,187 @@
+"""Cluster metadata (``meta/cluster``) as pure state: no I/O, no asyncio.
+
+The controller is the only writer; it changes a copy and CAS-writes it. Every
+broker reads it to answer Metadata requests and to learn which partitions it
+leads. Kept as plain JSON so an operator can read the bucket with any tool.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BrokerInfo:
+    node_id: int
+    session: str
+    host: str
+    port: int
+    http: str
+    registered_ms: int
+    draining: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "host": self.host,
+            "port": self.port,
+            "http": self.http,
+            "registered_ms": self.registered_ms,
+            "draining": self.draining,
+        }
+
+
+@dataclass
+class PartitionLeader:
+    leader: int  # node id, -1 when none
+    epoch: int
+    session: str = ""  # the leader's session (for fencing and recovery)
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    topic_id: str
+    partitions: list[PartitionLeader]
+    configs: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+
+
+@dataclass
+class ClusterState:
+    version: int = 0
+    next_node_id: int = 1
+    next_producer_id: int = 1000
+    brokers: dict[int, BrokerInfo] = field(default_factory=dict)
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    # sessions fenced by the controller whose WAL still holds recoverable data
+    fenced: dict[str, int] = field(default_factory=dict)
+    # sessions whose (now unreferenced) WAL objects may be collected: session -> node
+    retired: dict[str, list[Any]] = field(default_factory=dict)
+
+    # ---- serialisation -----------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "version": self.version,
+            "next_node_id": self.next_node_id,
+            "next_producer_id": self.next_producer_id,
+            "brokers": {str(k): b.to_json() for k, b in self.brokers.items()},
+            "topics": {
+                name: {
+                    "id": t.topic_id,
+                    "internal": t.internal,
+                    "configs": t.configs,
+                    "partitions": [[p.leader, p.epoch, p.session] for p in t.partitions],
+                }
+                for name, t in self.topics.items()
+            },
+            "fenced": self.fenced,
+            "retired": self.retired,
+        }
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ClusterState:
+        doc = json.loads(raw)
+        return cls(
+            version=doc["version"],
+            next_node_id=doc["next_node_id"],
+            next_producer_id=doc.get("next_producer_id", 1000),
+            brokers={int(k): BrokerInfo(node_id=int(k), **v) for k, v in doc["brokers"].items()},
+            topics={
+                name: TopicInfo(
+                    name=name,
+                    topic_id=t["id"],
+                    internal=t.get("internal", False),
+                    configs=t.get("configs", {}),
+                    partitions=[PartitionLeader(*p) for p in t["partitions"]],
+                )
+                for name, t in doc["topics"].items()
+            },
+            fenced=doc.get("fenced", {}),
+            retired=doc.get("retired", {}),
+        )
+
+    def copy(self) -> ClusterState:
+        return copy.deepcopy(self)
+
+    # ---- queries -------------------------------------------------------------
+
+    def topic_by_id(self, topic_id: str) -> TopicInfo | None:
+        for t in self.topics.values():
+            if t.topic_id == topic_id:
+                return t
+        return None
+
+    def led_by(self, node_id: int) -> list[tuple[TopicInfo, int]]:
+        return [
+            (t, i) for t in self.topics.values() for i, p in enumerate(t.partitions) if p.leader == node_id
+        ]
+
+    def partition_counts(self) -> dict[int, int]:
+        counts = {n: 0 for n in self.brokers}
+        for t in self.topics.values():
+            for p in t.partitions:
+                if p.leader in counts:
+                    counts[p.leader] += 1
+        return counts
+
+    # ---- placement -----------------------------------------------------------
+
+    def placement_targets(self, exclude: set[int] | None = None) -> list[int]:
+        """Live, non-draining brokers, least loaded first (stable by node id)."""
+        exclude = exclude or set()
+        counts = self.partition_counts()
+        live = [n for n, b in self.brokers.items() if not b.draining and n not in exclude]
+        return sorted(live, key=lambda n: (counts.get(n, 0), n))
+
+    def place(self, count: int, exclude: set[int] | None = None) -> list[int]:
+        """Leaders for ``count`` new partitions, spread evenly over live brokers."""
+        counts = self.partition_counts()
+        live = [n for n, b in self.brokers.items() if not b.draining and n not in (exclude or set())]
+        out = []
+        for _ in range(count):
+            if not live:
+                out.append(-1)
+                continue
+            n = min(live, key=lambda x: (counts.get(x, 0), x))
+            counts[n] = counts.get(n, 0) + 1
+            out.append(n)
+        return out
+
+    # ---- mutations (on a copy, by the controller) ----------------------------
+
+    def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str] | None = None, *, internal: bool = False
+    ) -> TopicInfo:
+        leaders = self.place(partitions)
+        topic = TopicInfo(
+            name=name,
+            topic_id=str(uuid.uuid4()),
+            partitions=[
+                PartitionLeader(n, 0, self.brokers[n].session if n in self.brokers else "") for n in leaders
+            ],
+            configs=dict(configs or {}),
+            internal=internal,
+        )
+        self.topics[name] = topic
+        return topic
+
+    def add_partitions(self, name: str, total: int) -> None:
+        topic = self.topics[name]
+        leaders = self.place(total - len(topic.partitions))
+        topic.partitions.extend(
+            PartitionLeader(n, 0, self.brokers[n].session if n in self.brokers else "") for n in leaders
+        )
+
+    def set_leader(self, name: str, index: int, node: int) -> PartitionLeader:
+        p = self.topics[name].partitions[index]
+        p.leader = node
+        p.epoch += 1
+        p.session = self.brokers[node].session if node in self.brokers else ""
+        return p

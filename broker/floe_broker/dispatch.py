@@ -1,0 +1,76 @@
+"""API key -> handler table; ApiVersions is derived from it.
+
+Version ranges are what Floe implements *and* ``kio`` can encode. Kafka 4's
+protocol floor applies (e.g. Produce v3+, Fetch v4+), which every client we
+test (librdkafka 2.x, kafka-python 3, aiokafka 0.14, Java 3.x/4.x) negotiates.
+
+Error handling follows the protocol: an ApiVersions request at a version we
+do not know gets a v0 response with UNSUPPORTED_VERSION (so the client can
+retry lower); any other undecodable request closes the connection with one
+log line (``FrameError``), and never affects other connections.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from kio.schema.errors import ErrorCode
+
+from . import metrics
+from .handlers import admin, fetch, meta, produce
+from .handlers.context import BrokerContext
+from .protocol import codec
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[BrokerContext, int, Any], Awaitable[Any]]
+
+API_NAMES = {
+    0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
+    19: "create_topics", 20: "delete_topics", 32: "describe_configs", 37: "create_partitions",
+    44: "incremental_alter_configs", 60: "describe_cluster",
+}
+
+
+class Dispatcher:
+    def __init__(self, ctx: BrokerContext, extra: dict[int, tuple[int, int, Handler]] | None = None) -> None:
+        self.ctx = ctx
+        self.table: dict[int, tuple[int, int, Handler]] = {
+            0: (3, 13, produce.produce),
+            1: (4, 17, fetch.fetch),
+            2: (1, 8, fetch.list_offsets),
+            3: (1, 12, meta.metadata),
+            18: (0, 3, self._api_versions),
+            19: (2, 7, admin.create_topics),
+            20: (1, 6, admin.delete_topics),
+            32: (1, 4, admin.describe_configs),
+            37: (0, 3, admin.create_partitions),
+            44: (0, 1, admin.incremental_alter_configs),
+            60: (0, 1, meta.describe_cluster),
+        }
+        self.table.update(extra or {})
+        self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
+
+    async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
+        return meta.api_versions(version, self.supported)
+
+    async def __call__(self, frame: bytes, peer: str) -> bytes | None:
+        try:
+            request = codec.decode_request(frame, self.supported)
+        except codec.UnsupportedVersion as exc:
+            if exc.api_key == 18:
+                body = meta.api_versions(0, self.supported, ErrorCode.unsupported_version)
+                return codec.encode_response(18, 0, exc.correlation_id, body)
+            raise codec.FrameError(str(exc)) from None
+        api = API_NAMES.get(request.api_key, str(request.api_key))
+        metrics.REQUESTS.labels(api).inc()
+        t0 = time.perf_counter()
+        _, _, handler = self.table[request.api_key]
+        body = await handler(self.ctx, request.api_version, request.body)
+        metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
+        if body is None:
+            return None
+        return codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)

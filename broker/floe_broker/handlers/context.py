@@ -1,0 +1,56 @@
+"""What handlers may ask of the broker (implemented by ``app.Broker``).
+
+Handlers stay thin: they translate between Kafka messages and these calls.
+Typing them against a Protocol keeps ``handlers`` free of imports from
+``app`` (imports go one way: app -> dispatch -> handlers -> log/cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..cluster.metadata import ClusterState
+from ..config import BrokerConfig
+from ..log.cache import BlockCache
+from ..log.manager import PartitionManager
+from ..log.partition import Partition
+from ..log.wal import WalWriter
+
+
+class TopicError(Exception):
+    """A topic-level failure that carries a Kafka error code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BrokerContext(Protocol):
+    config: BrokerConfig
+    node_id: int
+    cluster_id: str
+    partitions: PartitionManager
+    wal: WalWriter
+    cache: BlockCache
+
+    def state(self) -> ClusterState: ...
+
+    def topic_config(self, topic: str, key: str) -> str | None: ...
+
+    async def leader_partition(self, topic: str, index: int) -> Partition | None:
+        """The open partition if this broker leads it (opening it if needed), else None."""
+
+    async def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str], *, validate_only: bool = False
+    ) -> None:
+        """Raise TopicError on failure."""
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None: ...
+
+    async def alter_topic_configs(
+        self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False
+    ) -> None:
+        """changes: (key, op 0=set 1=delete 2=append 3=subtract, value)."""

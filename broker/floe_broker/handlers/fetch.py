@@ -1,0 +1,130 @@
+"""Fetch (long-poll, byte limits) and ListOffsets.
+
+Fetch returns whole batches below the high watermark (I5). It honours
+``partition_max_bytes`` per partition and ``max_bytes`` overall, but always
+returns the first batch even when it is larger (Kafka's rule, so a consumer
+cannot get stuck behind one big batch). With less than ``min_bytes`` ready it
+parks on the partitions' high-watermark futures until data arrives or
+``max_wait`` passes. Fetch sessions (KIP-227) are not kept: session id 0
+makes clients send full fetch requests, which is always allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from .. import metrics
+from ..log.partition import OffsetOutOfRange, Partition
+from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from .context import BrokerContext
+
+FETCH, LIST_OFFSETS = 1, 2
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
+    cls = response_class(FETCH, version)
+    topic_cls = nested(cls, "FetchableTopicResponse")
+    part_cls = nested(cls, "PartitionData")
+    state = ctx.state()
+
+    wanted: list[tuple[Any, str | None, list[Any]]] = []
+    for topic in req.topics:
+        name = getattr(topic, "topic", None)
+        if name is None:
+            found = state.topic_by_id(str(topic.topic_id))
+            name = found.name if found else None
+        wanted.append((topic, name, list(topic.partitions)))
+
+    deadline = time.monotonic() + req.max_wait.total_seconds()
+    while True:
+        total = 0
+        waits: list[Partition] = []
+        topics_out = []
+        for topic, name, partitions in wanted:
+            parts_out = []
+            for fp in partitions:
+                part = await ctx.leader_partition(name, fp.partition) if name else None
+                if part is None:
+                    unknown = name is None or name not in state.topics
+                    if unknown:
+                        code = ErrorCode.unknown_topic_id if name is None and version >= 13 else ErrorCode.unknown_topic_or_partition
+                    else:
+                        code = ErrorCode.not_leader_or_follower
+                    parts_out.append(mk(part_cls, partition_index=fp.partition, error_code=code,
+                                        high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
+                                        preferred_read_replica=-1, records=b"", aborted_transactions=None))
+                    continue
+                budget = min(fp.partition_max_bytes, max(req.max_bytes - total, 0))
+                code = ErrorCode.none
+                data: bytes | None = None
+                try:
+                    views = await part.read(
+                        fp.fetch_offset, budget, ctx.cache.read, ctx.cache.read_suffix,
+                        strict_max=total > 0,
+                    ) if budget > 0 or total == 0 else []
+                    if views:
+                        data = b"".join(views)
+                        total += len(data)
+                    else:
+                        waits.append(part)
+                except OffsetOutOfRange:
+                    code = ErrorCode.offset_out_of_range
+                parts_out.append(
+                    mk(part_cls, partition_index=fp.partition, error_code=code,
+                       high_watermark=part.high_watermark, last_stable_offset=part.high_watermark,
+                       log_start_offset=part.log_start, preferred_read_replica=-1,
+                       aborted_transactions=None, records=data or b"")
+                )
+                if data and ctx.config.per_partition_metrics:
+                    metrics.PARTITION_BYTES_OUT.labels(part.topic, str(part.index)).inc(len(data))
+            topics_out.append(mk(topic_cls, topic=name or "", topic_id=getattr(topic, "topic_id", ZERO_UUID),
+                                 partitions=tuple(parts_out)))
+        remaining = deadline - time.monotonic()
+        if total >= max(req.min_bytes, 1) or remaining <= 0 or not waits:
+            metrics.BYTES_OUT.inc(total)
+            return mk(cls, error_code=ErrorCode.none, session_id=0, responses=tuple(topics_out))
+        futures = [p.waiter() for p in waits]
+        await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        for f in futures:
+            if not f.done():
+                f.cancel()
+
+
+async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
+    cls = response_class(LIST_OFFSETS, version)
+    topic_cls = nested(cls, "ListOffsetsTopicResponse")
+    part_cls = nested(cls, "ListOffsetsPartitionResponse")
+    state = ctx.state()
+    topics_out = []
+    for topic in req.topics:
+        parts_out = []
+        for lp in topic.partitions:
+            exists = topic.name in state.topics and 0 <= lp.partition_index < len(state.topics[topic.name].partitions)
+            part = await ctx.leader_partition(topic.name, lp.partition_index) if exists else None
+            if part is None:
+                code = ErrorCode.not_leader_or_follower if exists else ErrorCode.unknown_topic_or_partition
+                parts_out.append(mk(part_cls, partition_index=lp.partition_index, error_code=code,
+                                    timestamp=-1, offset=-1, leader_epoch=-1))
+                continue
+            ts, offset = -1, -1
+            if lp.timestamp == LATEST:
+                offset = part.high_watermark
+            elif lp.timestamp == EARLIEST:
+                offset = part.log_start
+            elif lp.timestamp == MAX_TIMESTAMP:
+                found = part.max_timestamp()
+                if found is not None:
+                    offset, ts = found
+            elif lp.timestamp >= 0:
+                hit = await part.offset_for_timestamp(lp.timestamp, ctx.cache.read, ctx.cache.read_suffix)
+                if hit is not None:
+                    offset, ts = hit
+            parts_out.append(mk(part_cls, partition_index=lp.partition_index, error_code=ErrorCode.none,
+                                timestamp=ts, offset=offset, leader_epoch=part.epoch))
+        topics_out.append(mk(topic_cls, name=topic.name, partitions=tuple(parts_out)))
+    return mk(cls, topics=tuple(topics_out))

@@ -1,0 +1,138 @@
+"""Produce: validate batches, assign offsets, group-commit, answer once durable.
+
+All partitions of one request are appended without an ``await`` in between,
+so they join the same WAL flush; the response waits for that flush (I2).
+acks=0 gets no response at all. If the flush is not durable within the
+request's timeout the partitions get REQUEST_TIMED_OUT (retriable): the
+producer is never told "ok" for data that is not in the bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from kio.schema.errors import ErrorCode
+
+from .. import metrics
+from ..log.partition import NotLeader, Partition
+from ..log.wal import Fenced, Flush
+from ..protocol import records
+from ..protocol.build import mk, nested, response_class
+from .context import BrokerContext, TopicError
+
+log = structlog.get_logger(__name__)
+PRODUCE = 0
+
+
+async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
+    cls = response_class(PRODUCE, version)
+    topic_cls = nested(cls, "TopicProduceResponse")
+    part_cls = nested(cls, "PartitionProduceResponse")
+
+    # (topic_entry, name, [(index, error, base_offset, partition, chunk)])
+    results: list[tuple[Any, str | None, list[list[Any]]]] = []
+    pending: list[tuple[str, int, bytes, list[records.BatchInfo], list[Any]]] = []
+    total = 0
+    state = ctx.state()
+    for topic in req.topic_data:
+        name = getattr(topic, "name", None)
+        if name is None:
+            found = state.topic_by_id(str(topic.topic_id))
+            name = found.name if found else None
+        rows: list[list[Any]] = []
+        results.append((topic, name, rows))
+        if name is not None and name not in state.topics and ctx.config.auto_create_topics:
+            try:
+                await ctx.create_topic(name, ctx.config.default_partitions, {})
+            except TopicError:
+                pass
+            state = ctx.state()
+        info = state.topics.get(name) if name else None
+        max_bytes = int(ctx.topic_config(name, "max.message.bytes") or ctx.config.max_message_bytes) if name else 0
+        for pd in topic.partition_data:
+            row: list[Any] = [pd.index, ErrorCode.none, -1, None]
+            rows.append(row)
+            if info is None or not 0 <= pd.index < len(info.partitions):
+                row[1] = ErrorCode.unknown_topic_or_partition
+                continue
+            if not pd.records:
+                row[1] = ErrorCode.corrupt_message
+                continue
+            try:
+                batches = records.scan_batches(pd.records, max_batch_bytes=max_bytes)
+            except records.InvalidRecords as exc:
+                log.info("rejecting produce: corrupt batch", topic=name, partition=pd.index, reason=str(exc))
+                row[1] = ErrorCode.corrupt_message
+                continue
+            except records.RecordsTooLarge as exc:
+                log.info("rejecting produce: batch too large", topic=name, partition=pd.index, reason=str(exc))
+                row[1] = ErrorCode.message_too_large
+                continue
+            if any(b.attributes & records.ATTR_TRANSACTIONAL for b in batches):
+                row[1] = ErrorCode.transactional_id_authorization_failed
+                continue
+            pending.append((name, pd.index, pd.records, batches, row))  # type: ignore[arg-type]
+            total += len(pd.records)
+
+    # Resolve leadership first (may open partitions), then append without awaiting.
+    targets: list[tuple[Partition | None, bytes, list[records.BatchInfo], list[Any]]] = []
+    for name, index, data, batches, row in pending:
+        part = await ctx.leader_partition(name, index)
+        targets.append((part, data, batches, row))
+    await ctx.wal.reserve(total)
+    flush: Flush | None = None
+    for part, data, batches, row in targets:
+        if part is None or not part.accepting:
+            row[1] = ErrorCode.not_leader_or_follower
+            continue
+        try:
+            chunk = part.append(data, batches)
+            flush = ctx.wal.add(part, chunk)
+        except (NotLeader, Fenced):
+            row[1] = ErrorCode.not_leader_or_follower
+            continue
+        ctx.partitions.track(chunk)
+        row[2] = chunk.base
+        row[3] = part
+        metrics.BYTES_IN.inc(chunk.size)
+        metrics.RECORDS_IN.inc(chunk.last - chunk.base + 1)
+        if ctx.config.per_partition_metrics:
+            metrics.PARTITION_BYTES_IN.labels(part.topic, str(part.index)).inc(chunk.size)
+
+    if req.acks == 0:
+        return None
+
+    if flush is not None:
+        timeout = max(req.timeout.total_seconds(), 1.0)
+        try:
+            await asyncio.wait_for(ctx.wal.durable(flush), timeout)
+        except TimeoutError:
+            _fail_all(results, ErrorCode.request_timed_out)
+        except Fenced:
+            _fail_all(results, ErrorCode.not_leader_or_follower)
+
+    topics_out = []
+    for topic, name, rows in results:
+        parts_out = []
+        for index, error, base, part in rows:
+            if error != ErrorCode.none:
+                metrics.REQUEST_ERRORS.labels("produce", error.name).inc()
+            parts_out.append(
+                mk(part_cls, index=index, error_code=error, base_offset=base if error == ErrorCode.none else -1,
+                   log_append_time=None, log_start_offset=part.log_start if part is not None else -1,
+                   record_errors=(), error_message=None)
+            )
+        topics_out.append(
+            mk(topic_cls, name=name or "", topic_id=getattr(topic, "topic_id", None),
+               partition_responses=tuple(parts_out))
+        )
+    return mk(cls, responses=tuple(topics_out))
+
+
+def _fail_all(results: list[tuple[Any, str | None, list[list[Any]]]], code: ErrorCode) -> None:
+    for _, _, rows in results:
+        for row in rows:
+            if row[1] == ErrorCode.none:
+                row[1] = code

@@ -1,0 +1,104 @@
+"""Bounded block cache for ranged GETs, with read-ahead for catch-up consumers.
+
+Objects are immutable once written (WAL and data objects are create-only),
+so a block ``(key, n)`` -- bytes ``[n*block_size, (n+1)*block_size)`` -- never
+goes stale. Concurrent misses on one block share a single GET. When a read
+reaches the last block of an object range that continues, the next block is
+fetched in the background so a sequential consumer rarely waits on S3.
+Reads run on their own tasks; nothing here holds up the WAL writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from .. import metrics
+from ..storage.objectstore import ObjectStore, retrying
+
+
+class BlockCache:
+    def __init__(self, store: ObjectStore, *, block_size: int, capacity_bytes: int) -> None:
+        self.store = store
+        self.block_size = block_size
+        self.capacity = max(capacity_bytes, block_size)
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._size = 0
+        self._suffixes: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._tasks: set[asyncio.Task[bytes]] = set()
+
+    async def read(self, key: str, pos: int, size: int) -> bytes:
+        """Bytes ``[pos, pos+size)`` of ``key``."""
+        bs = self.block_size
+        first, last = pos // bs, (pos + size - 1) // bs
+        blocks = await asyncio.gather(*(self._block(key, n) for n in range(first, last + 1)))
+        if len(blocks[-1]) == bs:
+            self._prefetch(key, last + 1)
+        joined = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        start = pos - first * bs
+        return joined[start : start + size]
+
+    async def read_suffix(self, key: str, length: int) -> bytes:
+        """Object tails (footers and indexes); cached separately, tiny."""
+        cached = self._suffixes.get((key, length))
+        if cached is not None:
+            return cached
+        data = await retrying(lambda: self.store.get_suffix(key, length), attempts=8)
+        self._suffixes[(key, length)] = data
+        while len(self._suffixes) > 4096:
+            self._suffixes.popitem(last=False)
+        return data
+
+    async def _block(self, key: str, n: int) -> bytes:
+        k = (key, n)
+        data = self._blocks.get(k)
+        if data is not None:
+            self._blocks.move_to_end(k)
+            metrics.CACHE_HITS.inc()
+            return data
+        fut = self._loading.get(k)
+        if fut is None:
+            metrics.CACHE_MISSES.inc()
+            fut = asyncio.get_running_loop().create_future()
+            self._loading[k] = fut
+            try:
+                data = await retrying(
+                    lambda: self.store.get_range(key, n * self.block_size, self.block_size), attempts=8
+                )
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()
+                del self._loading[k]
+                raise
+            del self._loading[k]
+            fut.set_result(data)
+            self._insert(k, data)
+            return data
+        metrics.CACHE_HITS.inc()
+        return await asyncio.shield(fut)
+
+    def _insert(self, k: tuple[str, int], data: bytes) -> None:
+        self._blocks[k] = data
+        self._size += len(data)
+        while self._size > self.capacity and self._blocks:
+            _, old = self._blocks.popitem(last=False)
+            self._size -= len(old)
+
+    def _prefetch(self, key: str, n: int) -> None:
+        k = (key, n)
+        if k in self._blocks or k in self._loading:
+            return
+        task = asyncio.get_running_loop().create_task(self._block(key, n))
+        self._tasks.add(task)
+        task.add_done_callback(self._prefetch_done)
+
+    def _prefetch_done(self, task: asyncio.Task[bytes]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed read-ahead is harmless; the real read retries
+
+    def forget(self, key: str) -> None:
+        """Drop a deleted object's blocks."""
+        for k in [k for k in self._blocks if k[0] == key]:
+            self._size -= len(self._blocks.pop(k))

@@ -1,0 +1,368 @@
+"""The partitions this broker leads: open (with recovery), checkpoint, compact, retain, close.
+
+Opening partition P at epoch E (I1):
+  1. read its checkpoint ``meta/partitions/<topic-id>/<p>``; a higher epoch
+     there means someone else owns it: refuse;
+  2. unless the previous leader closed it cleanly, recover the tail: read the
+     footers of that session's WAL objects after the checkpoint's ``wal_from``
+     (in sequence order, up to the first tombstone or gap -- the controller
+     fenced that session first) and take the entries of P at the old epoch;
+  3. CAS-write the checkpoint with epoch E, our node and session, and our
+     WAL position. From then on only this session may write P.
+
+Every ``checkpoint_interval_ms`` the checkpoint of each changed partition is
+CAS-written (a 412 means a higher epoch took over: stop serving it), which
+bounds how much WAL a successor must scan. Compaction rewrites durable WAL
+chunks into one ``data/`` object; retention drops whole data objects from
+the front and moves ``log_start`` forward, never ``next_offset`` (I4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .. import metrics
+from ..cluster.metadata import TopicInfo
+from ..storage.objectstore import NotFound, ObjectStore, PreconditionFailed, retrying
+from . import formats
+from .cache import BlockCache
+from .partition import Chunk, NotLeader, Partition, Segment
+from .wal import WalWriter
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Settings:
+    checkpoint_interval_ms: int
+    compact_after_bytes: int
+    compact_after_ms: int
+    retention_ms: int
+    retention_bytes: int
+    memory_cache_bytes: int
+    block_size: int
+
+
+@dataclass(eq=False)
+class Held:
+    partition: Partition
+    etag: str
+    checkpointed_hw: int
+    checkpointed_pieces: int
+    last_compaction: float
+    dirty: bool = False
+
+
+class PartitionManager:
+    def __init__(
+        self,
+        store: ObjectStore,
+        wal: WalWriter,
+        cache: BlockCache,
+        *,
+        node_id: int,
+        session: str,
+        settings: Settings,
+        topic_config: Any,
+    ) -> None:
+        self.store = store
+        self.wal = wal
+        self.cache = cache
+        self.node_id = node_id
+        self.session = session
+        self.settings = settings
+        self.topic_config = topic_config  # callable (topic, key) -> str|None
+        self.held: dict[tuple[str, int], Held] = {}
+        self._memory: deque[Chunk] = deque()
+        self._memory_bytes = 0
+        self._opening: dict[tuple[str, int], asyncio.Task[Partition | None]] = {}
+        self._maintenance_lock = asyncio.Lock()
+
+    # ---- lookup -------------------------------------------------------------------
+
+    def get(self, topic: str, index: int) -> Partition | None:
+        held = self.held.get((topic, index))
+        return held.partition if held else None
+
+    # ---- memory budget for recent data ----------------------------------------
+
+    def track(self, chunk: Chunk) -> None:
+        self._memory.append(chunk)
+        self._memory_bytes += chunk.size
+        while self._memory_bytes > self.settings.memory_cache_bytes and self._memory:
+            oldest = self._memory[0]
+            if not oldest.durable:
+                break
+            self._memory.popleft()
+            self._memory_bytes -= oldest.size
+            oldest.data = None
+
+    # ---- open / close -----------------------------------------------------------
+
+    async def open(self, topic: TopicInfo, index: int, epoch: int) -> Partition | None:
+        key = (topic.name, index)
+        held = self.held.get(key)
+        if held and held.partition.epoch == epoch and held.partition.topic_id == topic.topic_id:
+            return held.partition
+        task = self._opening.get(key)
+        if task is None:
+            task = asyncio.create_task(self._open(topic, index, epoch))
+            self._opening[key] = task
+            task.add_done_callback(lambda _t: self._opening.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _open(self, topic: TopicInfo, index: int, epoch: int) -> Partition | None:
+        ck_key = formats.checkpoint_key(topic.topic_id, index)
+        t0 = time.perf_counter()
+        while True:
+            try:
+                got = await retrying(lambda: self.store.get(ck_key))
+                body: dict[str, Any] | None = json.loads(got.data)
+                etag: str | None = got.etag
+            except NotFound:
+                body, etag = None, None
+            assert body is None or etag is not None
+            if body is not None and body["epoch"] > epoch:
+                log.warning("not opening: checkpoint has a higher epoch", topic=topic.name,
+                            partition=index, ours=epoch, theirs=body["epoch"])
+                return None
+            part = Partition(topic.name, topic.topic_id, index, epoch)
+            recovered = 0
+            if body is not None:
+                part.load_checkpoint_body(body)
+                if not body.get("clean") and body.get("session") and body["session"] != self.session:
+                    recovered = await self._recover_tail(part, body)
+            new_body = self._body(part, clean=False)
+            try:
+                if etag is None:
+                    new_etag = await retrying(
+                        lambda: self.store.put(ck_key, new_body, if_none_match=True)
+                    )
+                else:
+                    new_etag = await retrying(lambda: self.store.put(ck_key, new_body, if_match=etag))
+            except PreconditionFailed:
+                continue  # changed under us (old leader's last checkpoint): read again
+            self.held[(topic.name, index)] = Held(
+                part, new_etag, part.high_watermark, len(part.pieces), time.monotonic()
+            )
+            metrics.PARTITIONS_LED.set(len(self.held))
+            log.info("partition opened", topic=topic.name, partition=index, epoch=epoch,
+                     log_start=part.log_start, next_offset=part.next_offset,
+                     recovered_chunks=recovered, ms=round((time.perf_counter() - t0) * 1000, 1))
+            return part
+
+    async def _recover_tail(self, part: Partition, body: dict[str, Any]) -> int:
+        node, session, start = body["node"], body["session"], body.get("wal_from", 0)
+        keys = await retrying(lambda: self.store.list(formats.wal_prefix(node, session)))
+        found = 0
+        expected = start + 1
+        for key in keys:
+            seq = formats.seq_of(key)
+            if seq <= start:
+                continue
+            if seq != expected:
+                break  # a gap: nothing after it can have been acknowledged
+            expected += 1
+            suffix = await retrying(lambda k=key: self.store.get_suffix(k, formats.SUFFIX_GUESS))  # type: ignore[misc]
+            index, length, magic = formats.index_from_suffix(suffix)
+            if magic == formats.TOMBSTONE:
+                break
+            if index is None:
+                suffix = await retrying(
+                    lambda k=key, n=length: self.store.get_suffix(k, n + formats.FOOTER_SIZE)  # type: ignore[misc]
+                )
+                index, _, _ = formats.index_from_suffix(suffix)
+                assert index is not None
+            for entry in formats.wal_entries(index):
+                if (
+                    entry.topic_id == part.topic_id
+                    and entry.partition == part.index
+                    and entry.epoch == body["epoch"]
+                ):
+                    part.add_recovered(entry, key)
+                    found += 1
+        return found
+
+    def _body(self, part: Partition, *, clean: bool) -> bytes:
+        doc = part.checkpoint_body()
+        doc.update(
+            epoch=part.epoch,
+            node=self.node_id,
+            session=self.session,
+            wal_from=self.wal.completed_seq,
+            clean=clean,
+            written_ms=int(time.time() * 1000),
+        )
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    async def close(self, topic: str, index: int, *, graceful: bool = True) -> None:
+        """Stop serving a partition. Graceful: drain pending data and write a clean checkpoint."""
+        held = self.held.get((topic, index))
+        if held is None:
+            return
+        part = held.partition
+        part.accepting = False
+        if graceful:
+            await self.wal.barrier()
+            async with self._maintenance_lock:
+                try:
+                    await self._write_checkpoint(held, clean=True)
+                except NotLeader:
+                    pass
+        self.held.pop((topic, index), None)
+        part.close()
+        metrics.PARTITIONS_LED.set(len(self.held))
+        log.info("partition closed", topic=topic, partition=index, epoch=part.epoch, graceful=graceful)
+
+    async def close_all(self) -> None:
+        for topic, index in list(self.held):
+            await self.close(topic, index, graceful=True)
+
+    # ---- checkpoints -----------------------------------------------------------
+
+    async def _write_checkpoint(self, held: Held, *, clean: bool = False) -> None:
+        part = held.partition
+        ck_key = formats.checkpoint_key(part.topic_id, part.index)
+        body = self._body(part, clean=clean)
+        try:
+            held.etag = await retrying(lambda: self.store.put(ck_key, body, if_match=held.etag), attempts=10)
+        except PreconditionFailed:
+            got = await retrying(lambda: self.store.get(ck_key))
+            theirs = json.loads(got.data)
+            if theirs.get("epoch") == part.epoch and theirs.get("session") == self.session:
+                held.etag = got.etag  # our own write whose answer was lost
+                return
+            log.warning("checkpoint CAS lost: partition has a new leader", topic=part.topic,
+                        partition=part.index, epoch=part.epoch, theirs=theirs.get("epoch"))
+            self.held.pop((part.topic, part.index), None)
+            part.close()
+            raise NotLeader(part.topic) from None
+        held.checkpointed_hw = part.high_watermark
+        held.checkpointed_pieces = len(part.pieces)
+        held.dirty = False
+
+    async def maintenance(self) -> None:
+        """One round of compaction, retention and checkpoints (called periodically)."""
+        async with self._maintenance_lock:
+            for held in list(self.held.values()):
+                part = held.partition
+                if not part.accepting:
+                    continue
+                try:
+                    await self._compact(held)
+                    dropped = self._retain(held)
+                    if (
+                        held.dirty
+                        or part.high_watermark != held.checkpointed_hw
+                        or len(part.pieces) != held.checkpointed_pieces
+                    ):
+                        await self._write_checkpoint(held)
+                    for piece in dropped:
+                        await self._delete_piece(piece)
+                except NotLeader:
+                    continue
+                except Exception as exc:  # keep serving; try again next round
+                    log.warning("maintenance failed", topic=part.topic, partition=part.index,
+                                error=repr(exc))
+
+    # ---- compaction & retention --------------------------------------------------
+
+    async def _compact(self, held: Held) -> None:
+        part = held.partition
+        count = 0
+        size = 0
+        for piece in part.pieces:
+            if isinstance(piece, Segment):
+                if count:
+                    break
+                continue
+            if not piece.durable or piece.last >= part.high_watermark:
+                break
+            count += 1
+            size += piece.size
+        first = next((i for i, p in enumerate(part.pieces) if isinstance(p, Chunk)), None)
+        if first is None or count == 0:
+            return
+        if any(isinstance(p, Segment) for p in part.pieces[first : first + count]):
+            return
+        old_enough = time.monotonic() - held.last_compaction >= self.settings.compact_after_ms / 1000
+        if size < self.settings.compact_after_bytes and not old_enough:
+            return
+        chunks = [p for p in part.pieces[first : first + count] if isinstance(p, Chunk)]
+        parts: list[bytes | bytearray] = []
+        index: list[list[int]] = []
+        pos = 0
+        block: list[Any] | None = None
+        for c in chunks:
+            data = c.data if c.data is not None else await self.cache.read(c.key or "", c.pos, c.size)
+            parts.append(data)
+            if block is None or block[4] >= self.settings.block_size:
+                block = [c.base, c.last, c.max_ts, pos, 0]
+                index.append(block)
+            block[1] = c.last
+            block[2] = max(block[2], c.max_ts)
+            block[4] += c.size
+            pos += c.size
+        key = formats.data_key(part.topic_id, part.index, chunks[0].base) + f"-{part.epoch}"
+        body = formats.encode_object(parts, index, formats.DATA_MAGIC)
+        try:
+            await retrying(lambda: self.store.put(key, body, if_none_match=True), attempts=10)
+        except PreconditionFailed:
+            existing = await retrying(lambda: self.store.get(key))
+            if existing.data != body:
+                log.warning("compaction target exists with other content", key=key)
+                return
+        segment = Segment(
+            chunks[0].base, chunks[-1].last, max(c.max_ts for c in chunks), pos, key,
+            entries=[Chunk(b, lst, ts, sz, key=key, pos=p) for b, lst, ts, p, sz in index],
+        )
+        # The list may have grown at the end meanwhile; the prefix is unchanged.
+        assert part.pieces[first : first + count] == chunks
+        part.pieces[first : first + count] = [segment]
+        part.bases[first : first + count] = [segment.base]
+        held.last_compaction = time.monotonic()
+        held.dirty = True
+
+    def _retain(self, held: Held) -> list[Segment]:
+        part = held.partition
+        retention_ms = self._topic_int(part.topic, "retention.ms", self.settings.retention_ms)
+        retention_bytes = self._topic_int(part.topic, "retention.bytes", self.settings.retention_bytes)
+        now = int(time.time() * 1000)
+        count = 0
+        total = sum(p.size for p in part.pieces)
+        for piece in part.pieces:
+            if not isinstance(piece, Segment):
+                break
+            expired = retention_ms >= 0 and piece.max_ts < now - retention_ms
+            too_big = retention_bytes >= 0 and total - piece.size >= retention_bytes
+            if not (expired or too_big):
+                break
+            if retention_bytes >= 0 and not expired and total - piece.size < retention_bytes:
+                break
+            total -= piece.size
+            count += 1
+        if not count:
+            return []
+        dropped = [p for p in part.drop_prefix(count) if isinstance(p, Segment)]
+        held.dirty = True
+        log.info("retention dropped segments", topic=part.topic, partition=part.index,
+                 segments=count, log_start=part.log_start)
+        return dropped
+
+    def _topic_int(self, topic: str, key: str, default: int) -> int:
+        value = self.topic_config(topic, key)
+        return int(value) if value is not None else default
+
+    async def _delete_piece(self, piece: Segment) -> None:
+        try:
+            await retrying(lambda: self.store.delete(piece.key), attempts=5)
+        except Exception as exc:
+            log.warning("could not delete expired segment", key=piece.key, error=repr(exc))
+        self.cache.forget(piece.key)

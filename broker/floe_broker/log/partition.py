@@ -1,0 +1,322 @@
+"""One partition led by this broker: offsets, high watermark, and where bytes live.
+
+The log is a sorted list of *chunks*. A chunk is the record batches of one
+produce request for this partition (contiguous offsets), or, once loaded
+from a checkpoint or recovered, one contiguous byte range of a WAL object.
+Compacted history is a list of :class:`Segment` objects (data objects) whose
+fine-grained index sits in the object's footer and is loaded on first read.
+
+Offsets are assigned at append time (``next_offset``). The high watermark
+only moves when the WAL object holding a chunk, and every earlier WAL object
+of this session, is durable (I2); consumers never see beyond it (I5).
+``log_start`` only grows (retention) and ``next_offset`` never goes back, even
+when every byte has expired (I4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import records
+from . import formats
+
+
+class OffsetOutOfRange(Exception):
+    pass
+
+
+class NotLeader(Exception):
+    """This broker no longer leads the partition (moving, moved, or fenced)."""
+
+
+@dataclass(slots=True, eq=False)
+class Chunk:
+    base: int
+    last: int
+    max_ts: int
+    size: int
+    key: str | None = None  # the object holding these bytes; None until durable
+    pos: int = 0
+    data: bytes | bytearray | None = None  # in-memory copy (recent data)
+
+    @property
+    def durable(self) -> bool:
+        return self.key is not None
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    """A compacted data object: many chunks' worth of batches for one partition."""
+
+    base: int
+    last: int
+    max_ts: int
+    size: int
+    key: str
+    entries: list[Chunk] | None = None  # loaded from the object's footer on demand
+
+
+Piece = Chunk | Segment
+
+# Reads an object byte range (through the block cache).
+RangeReader = Callable[[str, int, int], Awaitable[bytes]]
+SuffixReader = Callable[[str, int], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class ProducerState:
+    """Last appended sequence window per producer id (idempotent producers)."""
+
+    epoch: int
+    last_seq: int
+    last_offset: int
+
+
+@dataclass(eq=False)
+class Partition:
+    topic: str
+    topic_id: str
+    index: int
+    epoch: int
+    log_start: int = 0
+    next_offset: int = 0
+    high_watermark: int = 0
+    pieces: list[Piece] = field(default_factory=list)
+    bases: list[int] = field(default_factory=list)
+    producers: dict[int, ProducerState] = field(default_factory=dict)
+    accepting: bool = True  # False while moving away: produce gets NOT_LEADER
+    _waiters: set[asyncio.Future[None]] = field(default_factory=set)
+
+    # ---- write path -------------------------------------------------------
+
+    def append(self, data: bytes | bytearray | memoryview, batches: list[records.BatchInfo]) -> Chunk:
+        """Assign offsets to validated batches and add them as one pending chunk."""
+        if not self.accepting:
+            raise NotLeader(f"{self.topic}-{self.index} is moving")
+        patched, last = records.assign_offsets(data, batches, self.next_offset, self.epoch)
+        chunk = Chunk(
+            base=self.next_offset,
+            last=last,
+            max_ts=max(b.max_timestamp for b in batches),
+            size=len(patched),
+            data=patched,
+        )
+        self._add(chunk)
+        self.next_offset = last + 1
+        return chunk
+
+    def _add(self, piece: Piece) -> None:
+        self.pieces.append(piece)
+        self.bases.append(piece.base)
+
+    def advance_high_watermark(self, offset: int) -> None:
+        if offset > self.high_watermark:
+            self.high_watermark = offset
+            self._wake()
+
+    def _wake(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future completed the next time the high watermark moves (long-poll fetch)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        return fut
+
+    def close(self) -> None:
+        self.accepting = False
+        self._wake()
+
+    # ---- read path --------------------------------------------------------
+
+    def _locate(self, offset: int) -> Piece | None:
+        i = bisect.bisect_right(self.bases, offset) - 1
+        if i < 0:
+            return None
+        piece = self.pieces[i]
+        return piece if piece.last >= offset else None
+
+    async def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        read_range: RangeReader,
+        read_suffix: SuffixReader,
+        *,
+        strict_max: bool = False,
+    ) -> list[memoryview]:
+        """Whole batches from the one containing ``offset`` up to the high watermark.
+
+        Returns at least one batch when any is available, even if it is larger
+        than ``max_bytes`` (Kafka's rule, so consumers always make progress),
+        unless ``strict_max`` is set because an earlier partition in the same
+        response already used the budget.
+        """
+        if offset < self.log_start or offset > self.high_watermark:
+            raise OffsetOutOfRange(
+                f"offset {offset} outside [{self.log_start}, {self.high_watermark}]"
+            )
+        out: list[memoryview] = []
+        total = 0
+        wanted = offset
+        while wanted < self.high_watermark and total < max_bytes:
+            piece = self._locate(wanted)
+            if piece is None:
+                break
+            chunk = await self._chunk_for(piece, wanted, read_suffix)
+            if chunk is None or chunk.last >= self.high_watermark and not chunk.durable:
+                break
+            data = await self._chunk_bytes(chunk, read_range)
+            progressed = False
+            for h in records.iter_headers(data):
+                if h.last_offset < wanted:
+                    continue
+                if h.base_offset >= self.high_watermark:
+                    break
+                if total + h.size > max_bytes and (out or strict_max):
+                    return out
+                out.append(memoryview(data)[h.position : h.position + h.size])
+                total += h.size
+                wanted = h.last_offset + 1
+                progressed = True
+                if total >= max_bytes:
+                    return out
+            if not progressed:
+                # Nothing usable in this chunk (e.g. trimmed): skip past it.
+                wanted = max(wanted, chunk.last + 1)
+        return out
+
+    async def _chunk_for(self, piece: Piece, offset: int, read_suffix: SuffixReader) -> Chunk | None:
+        if isinstance(piece, Chunk):
+            return piece
+        entries = await load_segment_entries(piece, read_suffix)
+        bases = [e.base for e in entries]
+        i = bisect.bisect_right(bases, offset) - 1
+        return entries[i] if i >= 0 else None
+
+    @staticmethod
+    async def _chunk_bytes(chunk: Chunk, read_range: RangeReader) -> bytes | bytearray:
+        if chunk.data is not None:
+            return chunk.data
+        assert chunk.key is not None
+        return await read_range(chunk.key, chunk.pos, chunk.size)
+
+    async def offset_for_timestamp(
+        self, ts: int, read_range: RangeReader, read_suffix: SuffixReader
+    ) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ts, below the HW."""
+        for piece in list(self.pieces):
+            if piece.max_ts < ts or piece.base >= self.high_watermark:
+                continue
+            chunks = [piece] if isinstance(piece, Chunk) else await load_segment_entries(piece, read_suffix)
+            for chunk in chunks:
+                if chunk.max_ts < ts or chunk.base >= self.high_watermark:
+                    continue
+                data = await self._chunk_bytes(chunk, read_range)
+                for h in records.iter_headers(data):
+                    if h.max_timestamp < ts or h.base_offset < self.log_start:
+                        continue
+                    found = records.first_offset_at_or_after_timestamp(
+                        memoryview(data)[h.position : h.position + h.size], ts
+                    )
+                    if found is not None and found < self.high_watermark:
+                        return found, h.max_timestamp
+        return None
+
+    def max_timestamp(self) -> tuple[int, int] | None:
+        best: tuple[int, int] | None = None
+        for piece in self.pieces:
+            if piece.base >= self.high_watermark:
+                break
+            if best is None or piece.max_ts > best[1]:
+                best = (piece.base, piece.max_ts)
+        return best
+
+    # ---- compaction / retention helpers ------------------------------------
+
+    def replace_prefix(self, count: int, segment: Segment) -> None:
+        """Swap the first ``count`` WAL chunks for one compacted segment."""
+        self.pieces[:count] = [segment]
+        self.bases[:count] = [segment.base]
+
+    def drop_prefix(self, count: int) -> list[Piece]:
+        dropped = self.pieces[:count]
+        del self.pieces[:count]
+        del self.bases[:count]
+        if self.pieces:
+            self.log_start = max(self.log_start, self.pieces[0].base)
+        else:
+            self.log_start = max(self.log_start, self.next_offset)
+        return dropped
+
+    # ---- checkpoint --------------------------------------------------------
+
+    def checkpoint_body(self) -> dict[str, Any]:
+        """Durable state only: segments and durable WAL ranges below the HW."""
+        segments = []
+        wal = []
+        for piece in self.pieces:
+            if isinstance(piece, Segment):
+                segments.append([piece.key, piece.base, piece.last, piece.max_ts, piece.size])
+            elif piece.durable and piece.last < self.high_watermark:
+                prev = wal[-1] if wal else None
+                if prev and prev[0] == piece.key and prev[1] + prev[2] == piece.pos:
+                    prev[2] += piece.size
+                    prev[4] = piece.last
+                    prev[5] = max(prev[5], piece.max_ts)
+                else:
+                    wal.append([piece.key, piece.pos, piece.size, piece.base, piece.last, piece.max_ts])
+        return {
+            "log_start": self.log_start,
+            "next_offset": self.high_watermark,
+            "segments": segments,
+            "wal": wal,
+            "producers": {
+                str(pid): [s.epoch, s.last_seq, s.last_offset] for pid, s in self.producers.items()
+            },
+        }
+
+    def load_checkpoint_body(self, body: dict[str, Any]) -> None:
+        self.pieces.clear()
+        self.bases.clear()
+        for key, base, last, max_ts, size in body.get("segments", []):
+            self._add(Segment(base, last, max_ts, size, key))
+        for key, pos, size, base, last, max_ts in body.get("wal", []):
+            self._add(Chunk(base, last, max_ts, size, key=key, pos=pos))
+        self.log_start = body.get("log_start", 0)
+        self.next_offset = body.get("next_offset", 0)
+        self.high_watermark = self.next_offset
+        self.producers = {
+            int(pid): ProducerState(*v) for pid, v in body.get("producers", {}).items()
+        }
+
+    def add_recovered(self, entry: formats.WalEntry, key: str) -> None:
+        """A chunk found in a dead (fenced) session's WAL after the checkpoint."""
+        if entry.last < self.next_offset:
+            return  # already covered by the checkpoint
+        self._add(Chunk(entry.base, entry.last, entry.max_ts, entry.size, key=key, pos=entry.pos))
+        self.next_offset = entry.last + 1
+        self.high_watermark = self.next_offset
+
+
+async def load_segment_entries(segment: Segment, read_suffix: SuffixReader) -> list[Chunk]:
+    """Fine-grained index of a data object, from its footer (cached on the segment)."""
+    if segment.entries is not None:
+        return segment.entries
+    suffix = await read_suffix(segment.key, formats.SUFFIX_GUESS)
+    index, length, _ = formats.index_from_suffix(suffix)
+    if index is None:
+        suffix = await read_suffix(segment.key, length + formats.FOOTER_SIZE)
+        index, _, _ = formats.index_from_suffix(suffix)
+    assert index is not None
+    segment.entries = [
+        Chunk(base, last, max_ts, size, key=segment.key, pos=pos) for base, last, max_ts, pos, size in index
+    ]
+    return segment.entries

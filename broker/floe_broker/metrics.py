@@ -1,0 +1,79 @@
+"""Prometheus metric declarations (no logic), all named ``floe_*``.
+
+Cardinality is bounded: labels are small enums (operation, object kind, API
+name) or, for per-partition series, switchable off with
+``--per-partition-metrics=false``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# --- object store -----------------------------------------------------------
+# kind: the first path component of the key: wal, data, meta (bounded).
+STORE_REQUESTS = Counter(
+    "floe_objectstore_requests_total",
+    "Object-store requests by operation and key kind",
+    ["op", "kind"],
+)
+STORE_ERRORS = Counter(
+    "floe_objectstore_errors_total",
+    "Object-store requests that failed (5xx, timeouts, connection errors)",
+    ["op", "kind"],
+)
+STORE_BYTES_READ = Counter(
+    "floe_objectstore_read_bytes_total", "Bytes read from the object store", ["kind"]
+)
+STORE_BYTES_WRITTEN = Counter(
+    "floe_objectstore_written_bytes_total", "Bytes written to the object store", ["kind"]
+)
+STORE_LATENCY = Histogram(
+    "floe_objectstore_request_seconds",
+    "Object-store request latency",
+    ["op"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- Kafka requests ---------------------------------------------------------
+REQUESTS = Counter("floe_requests_total", "Kafka requests by API", ["api"])
+REQUEST_ERRORS = Counter(
+    "floe_request_errors_total", "Kafka partition/topic-level error codes returned", ["api", "error"]
+)
+REQUEST_LATENCY = Histogram(
+    "floe_request_seconds", "Kafka request latency by API", ["api"], buckets=LATENCY_BUCKETS
+)
+CONNECTIONS = Gauge("floe_connections", "Open Kafka client connections")
+BAD_FRAMES = Counter(
+    "floe_bad_frames_total", "Connections closed because of a malformed or oversized frame"
+)
+
+# --- data path --------------------------------------------------------------
+BYTES_IN = Counter("floe_bytes_in_total", "Record-batch bytes appended (produce)")
+RECORDS_IN = Counter("floe_records_in_total", "Records appended (produce)")
+BYTES_OUT = Counter("floe_bytes_out_total", "Record-batch bytes served (fetch)")
+PARTITION_BYTES_IN = Counter(
+    "floe_partition_bytes_in_total", "Record-batch bytes appended per partition", ["topic", "partition"]
+)
+PARTITION_BYTES_OUT = Counter(
+    "floe_partition_bytes_out_total", "Record-batch bytes served per partition", ["topic", "partition"]
+)
+HIGH_WATERMARK = Gauge(
+    "floe_partition_high_watermark", "High watermark per partition", ["topic", "partition"]
+)
+PARTITIONS_LED = Gauge("floe_partitions_led", "Partitions this broker leads")
+
+WAL_PUTS = Counter("floe_wal_puts_total", "WAL objects written")
+WAL_BYTES = Counter("floe_wal_bytes_total", "Bytes written in WAL objects")
+WAL_PUT_LATENCY = Histogram(
+    "floe_wal_put_seconds", "Latency of one WAL object PUT (including retries)", buckets=LATENCY_BUCKETS
+)
+WAL_PENDING_BYTES = Gauge("floe_wal_pending_bytes", "Bytes waiting for the next WAL flush")
+
+CACHE_HITS = Counter("floe_block_cache_hits_total", "Block-cache hits on the read path")
+CACHE_MISSES = Counter("floe_block_cache_misses_total", "Block-cache misses on the read path")
+
+BROKER_STATE = Gauge(
+    "floe_broker_state", "1 for the broker's current state", ["state"]
+)

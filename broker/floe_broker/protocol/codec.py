@@ -1,0 +1,107 @@
+"""Kafka request/response framing on top of ``kio`` (no I/O here).
+
+A frame is ``int32 size`` followed by a request header and a body. The header
+version (v1 or v2) follows from the API key and version, which are always the
+first four bytes, so we peek them before choosing the schema. Schemas come
+from ``kio``, generated from Kafka's own JSON message specs, and cover both
+flexible (compact, tagged fields) and non-flexible versions.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kio.index import load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i32
+
+_API_VERSION = struct.Struct(">hhi")  # api_key, api_version, correlation_id
+_SIZE = struct.Struct(">i")
+
+
+class FrameError(Exception):
+    """The frame cannot be decoded; the connection must be closed."""
+
+
+class UnsupportedVersion(Exception):
+    """A known API at a version we do not serve."""
+
+    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
+        super().__init__(f"api_key={api_key} version={api_version} not supported")
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: Any
+
+
+def peek_header(frame: bytes) -> tuple[int, int, int]:
+    """(api_key, api_version, correlation_id) without decoding the rest."""
+    if len(frame) < _API_VERSION.size:
+        raise FrameError(f"frame of {len(frame)} bytes is shorter than a request header")
+    return _API_VERSION.unpack_from(frame, 0)
+
+
+@cache
+def _request_reader(api_key: int, api_version: int) -> tuple[Any, Any]:
+    schema = load_request_schema(api_key, api_version)
+    return entity_reader(schema.__header_schema__), entity_reader(schema)
+
+
+@cache
+def _response_writer(api_key: int, api_version: int) -> tuple[Any, Any, Any]:
+    schema = load_response_schema(api_key, api_version)
+    header = schema.__header_schema__
+    return header, entity_writer(header), entity_writer(schema)
+
+
+def decode_request(frame: bytes, supported: dict[int, tuple[int, int]]) -> Request:
+    """Decode one request frame (without its size prefix).
+
+    Raises UnsupportedVersion for a known key outside ``supported`` and
+    FrameError for anything malformed (including unknown keys).
+    """
+    api_key, api_version, correlation_id = peek_header(frame)
+    bounds = supported.get(api_key)
+    if bounds is None:
+        raise FrameError(f"unknown or unsupported api_key {api_key}")
+    if not bounds[0] <= api_version <= bounds[1]:
+        raise UnsupportedVersion(api_key, api_version, correlation_id)
+    read_header, read_body = _request_reader(api_key, api_version)
+    try:
+        header, offset = read_header(frame, 0)
+        body, size = read_body(frame, offset)
+    except Exception as exc:  # kio raises several types for malformed input
+        raise FrameError(
+            f"malformed request api_key={api_key} v{api_version}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if offset + size != len(frame):
+        raise FrameError(
+            f"request api_key={api_key} v{api_version} has {len(frame) - offset - size} "
+            "trailing bytes"
+        )
+    return Request(api_key, api_version, correlation_id, header.client_id, body)
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
+    """Size-prefixed response frame."""
+    header_type, write_header, write_body = _response_writer(api_key, api_version)
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0")
+    write_header(buf, header_type(correlation_id=i32(correlation_id)))
+    write_body(buf, body)
+    out = buf.getbuffer()
+    _SIZE.pack_into(out, 0, len(out) - 4)
+    del out
+    return buf.getvalue()

@@ -1,0 +1,53 @@
+"""Run one broker until it is told to stop; map failures to exit codes.
+
+Exit codes: 0 after a drain, 1 lost controller lease / second signal,
+2 start-up failure (reason logged), 3 session fenced.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from .admin_http import server as admin_server
+from .app import Broker, StartupError, install_signal_handlers
+from .config import BrokerConfig
+from .storage.factory import open_store
+
+log = structlog.get_logger(__name__)
+
+
+async def run_broker(cfg: BrokerConfig) -> int:
+    try:
+        store = open_store(
+            cfg.storage,
+            cluster=cfg.cluster,
+            s3_endpoint=cfg.s3_endpoint,
+            s3_region=cfg.s3_region,
+            s3_path_style=cfg.s3_path_style,
+            fsync=cfg.fsync,
+        )
+    except ValueError as exc:
+        log.error("cannot start", reason=str(exc))
+        return 2
+    broker = Broker(cfg, store)
+    install_signal_handlers(broker)
+    runner = None
+    try:
+        runner = await admin_server.start(broker, *cfg.http)
+        await broker.start()
+    except StartupError as exc:
+        log.error("cannot start", reason=str(exc))
+        await broker.stop()
+        if runner is not None:
+            await runner.cleanup()
+        return 2
+    except OSError as exc:
+        log.error("cannot start", reason=f"admin HTTP {cfg.http}: {exc}")
+        await broker.stop()
+        return 2
+    await broker.stopped.wait()
+    await broker.stop()
+    if runner is not None:
+        await runner.cleanup()
+    log.info("broker stopped", exit_code=broker.exit_code)
+    return broker.exit_code
