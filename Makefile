@@ -1,0 +1,24 @@
+# The two commands: `make run` (a local cluster on the embedded file:// store)
+# and `make test` (the suite). Each sets up .venv on first use.
+.PHONY: run test venv lint typecheck bench clean
+
+venv:
+	@./scripts/venv.sh
+
+run: venv
+	.venv/bin/floe local up --brokers $${BROKERS:-1}
+
+test: venv
+	.venv/bin/python -m pytest -q $${PYTEST_ARGS:-}
+
+lint: venv
+	.venv/bin/ruff check broker operator tests benchmarks
+
+typecheck: venv
+	.venv/bin/mypy
+
+bench: venv
+	.venv/bin/python benchmarks/produce_consume.py
+
+clean:
+	rm -rf .floe .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,216 @@
+"""Bad input: a clear error or a closed connection, and nobody else notices.
+
+After every abuse the same broker must still serve a real client on a new
+connection, and a connection opened *before* the abuse must keep working.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import uuid
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader, entity_writer
+
+from floe_broker.protocol import codec
+from floe_broker.protocol.build import response_class
+from tests.infra.broker import BrokerProcess
+from tests.test_clients import consume_exactly, create_topic, produce_all
+
+
+def raw_request(sock: socket.socket, api_key: int, version: int, body: object, correlation_id: int = 1) -> bytes:
+    from kio.index import load_request_schema
+    from kio.static.primitive import i16, i32
+
+    schema = load_request_schema(api_key, version)
+    header = schema.__header_schema__(request_api_key=i16(api_key), request_api_version=i16(version),
+                                       correlation_id=i32(correlation_id), client_id="raw-test")
+    buf = io.BytesIO()
+    entity_writer(schema.__header_schema__)(buf, header)
+    entity_writer(schema)(buf, body)
+    frame = buf.getvalue()
+    sock.sendall(struct.pack(">i", len(frame)) + frame)
+    return read_frame(sock)
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    head = recv_exactly(sock, 4)
+    (size,) = struct.unpack(">i", head)
+    return recv_exactly(sock, size)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
+
+
+def connect(broker: BrokerProcess) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=10)
+    return s
+
+
+def assert_closed(sock: socket.socket) -> None:
+    sock.settimeout(10)
+    try:
+        data = sock.recv(1)
+    except ConnectionResetError:
+        return
+    assert data == b"", "connection should have been closed by the broker"
+
+
+def api_versions_ok(sock: socket.socket) -> bool:
+    from kio.schema.api_versions.v3.request import ApiVersionsRequest
+
+    raw = raw_request(sock, 18, 3, ApiVersionsRequest(client_software_name="t", client_software_version="1"))
+    cls = response_class(18, 3)
+    header, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    return body.error_code == ErrorCode.none and any(k.api_key == 0 for k in body.api_keys)
+
+
+@pytest.fixture
+def one_broker(brokers, file_store):  # type: ignore[no-untyped-def]
+    return brokers(file_store, "--socket-request-max-bytes", str(1024 * 1024), "--auto-create-topics", "false")
+
+
+def still_serves(broker: BrokerProcess, bystander: socket.socket) -> None:
+    assert api_versions_ok(bystander), "an unrelated connection stopped working"
+    topic = f"ok-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic)
+    produce_all(broker.bootstrap, [(topic, 0, None, b"still alive", None, None)])
+    assert consume_exactly(broker.bootstrap, topic, 0, 0, 1)[0].value() == b"still alive"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(struct.pack(">i", 2) + b"\x00\x00", id="truncated-header"),
+        pytest.param(struct.pack(">i", 12) + struct.pack(">hhi", 9999, 0, 1) + b"\0\0\0\0", id="unknown-api-key"),
+        pytest.param(struct.pack(">i", 10) + struct.pack(">hhi", 3, 12, 1) + b"\xff\xff", id="garbage-metadata"),
+        pytest.param(struct.pack(">i", 64 * 1024 * 1024) + b"x" * 100, id="over-request-max-bytes"),
+        pytest.param(struct.pack(">i", -5), id="negative-size"),
+        pytest.param(struct.pack(">i", 10) + struct.pack(">hhi", 0, 99, 1) + b"\0\0", id="unsupported-produce-version"),
+    ],
+)
+def test_malformed_frames_close_only_that_connection(one_broker: BrokerProcess, payload: bytes) -> None:
+    bystander = connect(one_broker)
+    bad = connect(one_broker)
+    bad.sendall(payload)
+    assert_closed(bad)
+    still_serves(one_broker, bystander)
+    assert "bad frame" in one_broker.log_text() or "bad request" in one_broker.log_text()
+
+
+def test_unsupported_api_versions_version_gets_v0_error(one_broker: BrokerProcess) -> None:
+    s = connect(one_broker)
+    frame = struct.pack(">hhi", 18, 99, 7) + b"\x00\x00"  # client id "" (non-flexible guess)
+    s.sendall(struct.pack(">i", len(frame)) + frame)
+    raw = read_frame(s)
+    corr, error = struct.unpack_from(">ih", raw, 0)
+    assert corr == 7
+    assert error == ErrorCode.unsupported_version
+    assert api_versions_ok(s), "the client can retry ApiVersions at a supported version"
+
+
+def _batch_frame(topic: str, records: bytes) -> object:
+    import datetime
+
+    from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kio.static.primitive import Records, i16, i32
+
+    return ProduceRequest(acks=i16(-1), timeout=datetime.timedelta(seconds=5), topic_data=(
+        TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=i32(0), records=Records(records)),)),))
+
+
+def _produce_error(sock: socket.socket, topic: str, records: bytes) -> int:
+    raw = raw_request(sock, 0, 9, _batch_frame(topic, records))
+    cls = response_class(0, 9)
+    _, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    return int(body.responses[0].partition_responses[0].error_code)
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _valid_batch(key: bytes = b"k", value: bytes = b"v") -> bytes:
+    """One RecordBatch v2 with a single record, laid out by hand per the Kafka spec."""
+    import time
+
+    import crc32c
+
+    body = b"\x00" + _zigzag(0) + _zigzag(0) + _zigzag(len(key)) + key + _zigzag(len(value)) + value + _zigzag(0)
+    record = _zigzag(len(body)) + body
+    now = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 0, 0, now, now, -1, -1, -1, 1) + record
+    crc = crc32c.crc32c(after_crc)
+    length = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", 0, length, -1, 2, crc) + after_crc
+
+
+def test_bad_crc_is_corrupt_message_and_nothing_is_stored(one_broker: BrokerProcess) -> None:
+    topic = f"crc-{uuid.uuid4().hex[:6]}"
+    create_topic(one_broker.bootstrap, topic)
+    good = bytearray(_valid_batch())
+    good[-1] ^= 0xFF  # flip a byte under the CRC
+    s = connect(one_broker)
+    assert _produce_error(s, topic, bytes(good)) == ErrorCode.corrupt_message
+    assert _produce_error(s, topic, b"\x00" * 30) == ErrorCode.corrupt_message  # truncated
+    # the same connection keeps working, and the bad batch is not in the log
+    assert _produce_error(s, topic, _valid_batch()) == ErrorCode.none
+    got = consume_exactly(one_broker.bootstrap, topic, 0, 0, 1)
+    assert got[0].offset() == 0 and got[0].value() == b"v"
+
+
+def test_record_over_max_message_bytes(one_broker: BrokerProcess) -> None:
+    topic = f"big-{uuid.uuid4().hex[:6]}"
+    create_topic(one_broker.bootstrap, topic, config={"max.message.bytes": "2000"})
+    p = Producer({"bootstrap.servers": one_broker.bootstrap, "linger.ms": 0, "message.max.bytes": 100000})
+    errors: list[KafkaError] = []
+    p.produce(topic, value=b"x" * 5000, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
+def test_produce_unknown_topic_without_auto_create(one_broker: BrokerProcess) -> None:
+    s = connect(one_broker)
+    assert _produce_error(s, "does-not-exist", _valid_batch()) == ErrorCode.unknown_topic_or_partition
+    assert api_versions_ok(s)
+
+
+def test_decoder_never_crashes_on_random_bytes() -> None:
+    """Fuzz the pure decoder: every input either decodes or raises FrameError/UnsupportedVersion."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    supported = {0: (3, 13), 1: (4, 17), 3: (1, 12), 18: (0, 3), 19: (2, 7)}
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.sampled_from(sorted(supported)), st.integers(0, 20), st.binary(max_size=300))
+    def check(key: int, version: int, tail: bytes) -> None:
+        frame = struct.pack(">hhi", key, version, 1) + tail
+        try:
+            codec.decode_request(frame, supported)
+        except (codec.FrameError, codec.UnsupportedVersion):
+            pass
+
+    check()

@@ -1,0 +1,266 @@
+"""Each DESIGN.md data-plane invariant, attacked directly (in-process, memory store).
+
+I1 single writer, I2 ack = durable, I3 fencing, I4 no offset reuse,
+I5 read committed by storage. These run the real WAL writer, partition
+manager and controller against the reference store, without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+
+import crc32c
+import pytest
+
+from floe_broker.cluster.controller import fence_session
+from floe_broker.cluster.metadata import ClusterState
+from floe_broker.log import formats
+from floe_broker.log.cache import BlockCache
+from floe_broker.log.manager import PartitionManager, Settings
+from floe_broker.log.partition import OffsetOutOfRange
+from floe_broker.log.wal import Fenced, WalWriter
+from floe_broker.protocol import records
+from floe_broker.storage.memory import MemoryStore
+from floe_broker.storage.objectstore import GetResult, StoreUnavailable
+
+
+def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x") -> bytes:
+    """A structurally valid batch (records region opaque) with a correct CRC."""
+    ts = int(time.time() * 1000) if ts is None else ts
+    body = payload * 10
+    after_crc = struct.pack(">hiqqqhii", 0, n_records - 1, ts, ts, -1, -1, -1, n_records) + body
+    length = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", 0, length, -1, 2, crc32c.crc32c(after_crc)) + after_crc
+
+
+SETTINGS = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1 << 30, compact_after_ms=10**9,
+                    retention_ms=-1, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
+
+
+class Node:
+    """A broker session's data plane: WAL + partition manager."""
+
+    def __init__(self, store, node_id: int, session: str, settings: Settings = SETTINGS) -> None:  # type: ignore[no-untyped-def]
+        self.fenced = False
+        self.wal = WalWriter(store, node_id=node_id, session=session, flush_interval_ms=2, flush_bytes=1 << 20,
+                             max_pending_bytes=1 << 26, max_inflight=4, on_fenced=self._on_fenced)
+        self.wal.start()
+        self.cache = BlockCache(store, block_size=settings.block_size, capacity_bytes=1 << 20)
+        self.pm = PartitionManager(store, self.wal, self.cache, node_id=node_id, session=session,
+                                   settings=settings, topic_config=lambda t, k: None)
+
+    def _on_fenced(self) -> None:
+        self.fenced = True
+
+    async def produce(self, part, data: bytes) -> int:  # type: ignore[no-untyped-def]
+        chunk = part.append(data, records.scan_batches(data, max_batch_bytes=1 << 20))
+        flush = self.wal.add(part, chunk)
+        await self.wal.durable(flush)
+        return chunk.base
+
+    async def read_all(self, part):  # type: ignore[no-untyped-def]
+        views = await part.read(part.log_start, 1 << 30, self.cache.read, self.cache.read_suffix)
+        return [records.iter_headers(v)[0].base_offset for v in views]
+
+
+def topic_state() -> tuple[ClusterState, object]:
+    state = ClusterState()
+    t = state.create_topic("t", 1)
+    return state, t
+
+
+async def test_recovery_after_crash_and_no_offset_reuse() -> None:
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "sessA")
+    part = await a.pm.open(topic, 0, epoch=1)
+    offsets = [await a.produce(part, batch()) for _ in range(20)]
+    assert offsets == list(range(20))
+    # crash: no clean close, no final checkpoint; the controller fences A
+    await a.wal.stop()
+    await fence_session(store, 1, "sessA")
+    b = Node(store, 2, "sessB")
+    part_b = await b.pm.open(topic, 0, epoch=2)
+    assert part_b.next_offset == 20 and part_b.high_watermark == 20  # I2: acked data recovered
+    assert await b.read_all(part_b) == list(range(20))
+    assert await b.produce(part_b, batch()) == 20  # I4: continues after, no reuse
+
+
+async def test_fenced_session_can_never_ack_again() -> None:
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "sessA")
+    part = await a.pm.open(topic, 0, epoch=1)
+    await a.produce(part, batch())
+    await fence_session(store, 1, "sessA")
+    with pytest.raises(Fenced):
+        await a.produce(part, batch())  # I3: the next WAL key is a tombstone
+    assert a.fenced
+    assert part.high_watermark == 1  # the un-acked record never became visible (I5)
+
+
+async def test_fencing_fills_gaps_so_a_late_retry_cannot_ack() -> None:
+    """A session whose seq 2 PUT is stuck while seq 3 landed: fencing must cover seq 2 too."""
+    store = MemoryStore()
+    await store.put(formats.wal_key(1, "s", 1), b"one")
+    await store.put(formats.wal_key(1, "s", 3), b"three")
+    tomb = await fence_session(store, 1, "s")
+    assert tomb == 4
+    assert (await store.get(formats.wal_key(1, "s", 2))).data == formats.TOMBSTONE
+    assert (await store.get(formats.wal_key(1, "s", 4))).data == formats.TOMBSTONE
+
+
+async def test_lower_epoch_cannot_open_or_checkpoint() -> None:
+    """I1: once epoch 2 opened the partition, epoch 1 can neither open nor checkpoint it."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    old = Node(store, 1, "old")
+    part_old = await old.pm.open(topic, 0, epoch=1)
+    await old.produce(part_old, batch())
+    new = Node(store, 2, "new")
+    assert await new.pm.open(topic, 0, epoch=2) is not None
+    assert await Node(store, 3, "stale").pm.open(topic, 0, epoch=1) is None
+    await old.produce(part_old, batch())  # makes the old leader's checkpoint dirty
+    await old.pm.maintenance()  # its checkpoint CAS loses: it stops serving the partition
+    assert old.pm.get("t", 0) is None
+    assert not part_old.accepting
+    ck = json.loads((await store.get(formats.checkpoint_key(topic.topic_id, 0))).data)
+    assert ck["epoch"] == 2 and ck["session"] == "new"
+
+
+async def test_consumers_never_see_beyond_the_high_watermark() -> None:
+    """I5: appended but not yet durable data is invisible."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "s")
+    part = await a.pm.open(topic, 0, epoch=1)
+    gate = asyncio.Event()
+    real_put = store.put
+
+    async def slow_put(key, data, **kw):  # type: ignore[no-untyped-def]
+        if key.startswith("wal/"):
+            await gate.wait()
+        return await real_put(key, data, **kw)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    chunk = part.append(batch(), records.scan_batches(batch(), max_batch_bytes=1 << 20))
+    flush = a.wal.add(part, chunk)
+    await asyncio.sleep(0.05)
+    assert part.high_watermark == 0
+    assert await a.read_all(part) == []
+    gate.set()
+    await a.wal.durable(flush)
+    assert part.high_watermark == 1
+
+
+async def test_store_errors_are_retried_and_nothing_is_acked_meanwhile() -> None:
+    """I2 under 5xx: the WAL PUT is retried; the ack waits for the real PUT."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "s")
+    part = await a.pm.open(topic, 0, epoch=1)
+    failures = {"left": 5}
+    real_put = store.put
+
+    async def flaky_put(key, data, **kw):  # type: ignore[no-untyped-def]
+        if key.startswith("wal/") and failures["left"] > 0:
+            failures["left"] -= 1
+            raise StoreUnavailable("503 SlowDown")
+        return await real_put(key, data, **kw)
+
+    store.put = flaky_put  # type: ignore[method-assign]
+    offset = await a.produce(part, batch())
+    assert failures["left"] == 0
+    assert (await store.get(formats.wal_key(1, "s", 1))).data.endswith(formats.WAL_MAGIC)
+    assert offset == 0 and part.high_watermark == 1
+
+
+async def test_lost_put_answer_is_not_mistaken_for_fencing() -> None:
+    """A PUT that succeeded but whose answer was lost, then retried, gets 412: still ours."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "s")
+    part = await a.pm.open(topic, 0, epoch=1)
+    real_put = store.put
+    state = {"lost": False}
+
+    async def lossy_put(key, data, **kw):  # type: ignore[no-untyped-def]
+        etag = await real_put(key, data, **kw)
+        if key.startswith("wal/") and not state["lost"]:
+            state["lost"] = True
+            raise StoreUnavailable("connection reset after write")
+        return etag
+
+    store.put = lossy_put  # type: ignore[method-assign]
+    assert await a.produce(part, batch()) == 0
+    assert not a.fenced
+
+
+async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
+    """I4 across retention: after everything expires, offsets continue, even after a restart."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
+                        retention_ms=1000, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
+    a = Node(store, 1, "s", settings)
+    part = await a.pm.open(topic, 0, epoch=1)
+    old_ts = int(time.time() * 1000) - 3_600_000
+    for _ in range(10):
+        await a.produce(part, batch(ts=old_ts))
+    await a.pm.maintenance()  # compacts into a data object, then drops it as expired
+    assert part.log_start == 10 and part.next_offset == 10
+    with pytest.raises(OffsetOutOfRange):
+        await part.read(0, 100, a.cache.read, a.cache.read_suffix)
+    assert not [k for k in await store.list("data/")], "expired data object should be deleted"
+    await a.pm.close("t", 0)
+    b = Node(store, 2, "s2", settings)
+    part_b = await b.pm.open(topic, 0, epoch=2)
+    assert (part_b.log_start, part_b.next_offset) == (10, 10)
+    assert await b.produce(part_b, batch()) == 10
+
+
+async def test_compacted_data_reads_back_through_the_block_cache() -> None:
+    store = MemoryStore()
+    _, topic = topic_state()
+    settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
+                        retention_ms=-1, retention_bytes=-1, memory_cache_bytes=0, block_size=512)
+    a = Node(store, 1, "s", settings)
+    part = await a.pm.open(topic, 0, epoch=1)
+    for i in range(30):
+        await a.produce(part, batch(payload=bytes([i]) * 10))
+    await a.pm.maintenance()
+    assert [k.split("/")[0] for k in await store.list("data/")] == ["data"]
+    b = Node(store, 2, "s2", settings)
+    await a.pm.close("t", 0)
+    part_b = await b.pm.open(topic, 0, epoch=2)
+    assert await b.read_all(part_b) == list(range(30))
+    views = await part_b.read(17, 1, b.cache.read, b.cache.read_suffix)
+    assert records.iter_headers(views[0])[0].base_offset == 17
+
+
+async def test_recovery_ignores_wal_after_a_tombstone() -> None:
+    """Objects a zombie managed to write after its tombstone are never recovered."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "z")
+    part = await a.pm.open(topic, 0, epoch=1)
+    await a.produce(part, batch())
+    tomb = await fence_session(store, 1, "z")
+    # simulate a zombie write *above* the tombstone
+    fake = formats.encode_object([batch()], [[topic.topic_id, 0, 1, 1, 1, 0, 0, len(batch())]], formats.WAL_MAGIC)
+    await store.put(formats.wal_key(1, "z", tomb + 1), fake)
+    b = Node(store, 2, "b")
+    part_b = await b.pm.open(topic, 0, epoch=2)
+    assert part_b.next_offset == 1
+
+
+async def test_memory_store_semantics_used_by_these_tests() -> None:
+    s = MemoryStore()
+    etag = await s.put("k", b"1", if_none_match=True)
+    assert isinstance(await s.get("k"), GetResult)
+    with pytest.raises(Exception):
+        await s.put("k", b"2", if_none_match=True)
+    await s.put("k", b"2", if_match=etag)
