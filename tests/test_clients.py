@@ -17,7 +17,6 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-
 from tests.infra.broker import BrokerProcess, wait_until
 
 
@@ -160,11 +159,14 @@ def test_seek_by_offset_and_timestamp(broker: BrokerProcess) -> None:
 
 
 def test_kafka_python_round_trip(broker: BrokerProcess) -> None:
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTP
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
 
     topic = topic_name()
     create_topic(broker.bootstrap, topic, 2)
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip")
+    # Idempotence (kafka-python 3 default) needs InitProducerId: the consumer-groups/idempotence issue.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip",
+                             enable_idempotence=False)
     futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2,
                              headers=[("n", str(i).encode())]) for i in range(200)]
     metas = [f.get(timeout=30) for f in futures]
@@ -187,13 +189,15 @@ def test_kafka_python_round_trip(broker: BrokerProcess) -> None:
 
 
 def test_aiokafka_round_trip(broker: BrokerProcess) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition as ATP
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import TopicPartition as ATP
 
     topic = topic_name()
     create_topic(broker.bootstrap, topic)
 
     async def run() -> list[tuple[int, bytes | None, bytes | None]]:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4")
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4",
+                                    enable_idempotence=False)
         await producer.start()
         try:
             for i in range(100):

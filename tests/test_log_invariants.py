@@ -24,7 +24,7 @@ from floe_broker.log.partition import OffsetOutOfRange
 from floe_broker.log.wal import Fenced, WalWriter
 from floe_broker.protocol import records
 from floe_broker.storage.memory import MemoryStore
-from floe_broker.storage.objectstore import GetResult, StoreUnavailable
+from floe_broker.storage.objectstore import GetResult, PreconditionFailed, StoreUnavailable
 
 
 def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x") -> bytes:
@@ -261,6 +261,6 @@ async def test_memory_store_semantics_used_by_these_tests() -> None:
     s = MemoryStore()
     etag = await s.put("k", b"1", if_none_match=True)
     assert isinstance(await s.get("k"), GetResult)
-    with pytest.raises(Exception):
+    with pytest.raises(PreconditionFailed):
         await s.put("k", b"2", if_none_match=True)
     await s.put("k", b"2", if_match=etag)

@@ -19,6 +19,7 @@ session's WAL (see ``log.manager``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
@@ -213,16 +214,9 @@ class Controller:
                 change(new)
                 new.version += 1
                 try:
-                    if self._etag is None:
-                        etag = await retrying(
-                            lambda: self.store.put(CLUSTER_KEY, new.to_bytes(), if_none_match=True),
-                            attempts=20,
-                        )
-                    else:
-                        etag = await retrying(
-                            lambda: self.store.put(CLUSTER_KEY, new.to_bytes(), if_match=self._etag),
-                            attempts=20,
-                        )
+                    cond = {"if_none_match": True} if self._etag is None else {"if_match": self._etag}
+                    put = functools.partial(self.store.put, CLUSTER_KEY, new.to_bytes(), **cond)
+                    etag = await retrying(put, attempts=20)
                 except PreconditionFailed:
                     # Someone else wrote (a deposed or new controller): re-read and retry
                     # only if we still hold the lease.

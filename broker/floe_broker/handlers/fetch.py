@@ -52,7 +52,8 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                 if part is None:
                     unknown = name is None or name not in state.topics
                     if unknown:
-                        code = ErrorCode.unknown_topic_id if name is None and version >= 13 else ErrorCode.unknown_topic_or_partition
+                        code = (ErrorCode.unknown_topic_id if name is None and version >= 13
+                                else ErrorCode.unknown_topic_or_partition)
                     else:
                         code = ErrorCode.not_leader_or_follower
                     parts_out.append(mk(part_cls, partition_index=fp.partition, error_code=code,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 WAL_MAGIC = b"FLOEWAL1"
@@ -65,7 +66,7 @@ class WalEntry:
     size: int
 
 
-def encode_object(parts: list[bytes | bytearray | memoryview], index: list[Any], magic: bytes) -> bytes:
+def encode_object(parts: Sequence[bytes | bytearray | memoryview], index: list[Any], magic: bytes) -> bytes:
     raw_index = json.dumps(index, separators=(",", ":")).encode()
     return b"".join([*parts, raw_index, _FOOTER.pack(len(raw_index), magic)])
 

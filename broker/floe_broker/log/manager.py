@@ -20,6 +20,7 @@ the front and moves ``log_start`` forward, never ``next_offset`` (I4).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -140,13 +141,9 @@ class PartitionManager:
                 if not body.get("clean") and body.get("session") and body["session"] != self.session:
                     recovered = await self._recover_tail(part, body)
             new_body = self._body(part, clean=False)
+            cond = {"if_none_match": True} if etag is None else {"if_match": etag}
             try:
-                if etag is None:
-                    new_etag = await retrying(
-                        lambda: self.store.put(ck_key, new_body, if_none_match=True)
-                    )
-                else:
-                    new_etag = await retrying(lambda: self.store.put(ck_key, new_body, if_match=etag))
+                new_etag = await retrying(functools.partial(self.store.put, ck_key, new_body, **cond))
             except PreconditionFailed:
                 continue  # changed under us (old leader's last checkpoint): read again
             self.held[(topic.name, index)] = Held(

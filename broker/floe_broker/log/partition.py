@@ -260,8 +260,8 @@ class Partition:
 
     def checkpoint_body(self) -> dict[str, Any]:
         """Durable state only: segments and durable WAL ranges below the HW."""
-        segments = []
-        wal = []
+        segments: list[list[Any]] = []
+        wal: list[list[Any]] = []
         for piece in self.pieces:
             if isinstance(piece, Segment):
                 segments.append([piece.key, piece.base, piece.last, piece.max_ts, piece.size])

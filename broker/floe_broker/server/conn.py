@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
 
 # dispatch(frame, peer) -> encoded response frame, or None (acks=0)
-Dispatch = Callable[[bytes, str], Awaitable[bytes | None]]
+Dispatch = Callable[[bytes, str], Coroutine[Any, Any, bytes | None]]
 
 
 class Connection:

@@ -57,10 +57,10 @@ class KafkaListener:
         finally:
             self.connections.discard(task)
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:
             self._server.close()
         for task in list(self.connections):
             task.cancel()
         if self.connections:
-            await asyncio.wait(list(self.connections), timeout=timeout)
+            await asyncio.wait(list(self.connections), timeout=grace)
