@@ -28,7 +28,6 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
 from tests.infra.broker import BrokerProcess  # noqa: E402
 
 
@@ -50,14 +49,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         moto = MotoServer()
         moto.start()
         storage = f"s3://{moto.bucket}/bench"
-        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        env = {"AWS_ACCESS_KEY_ID": moto.access_key, "AWS_SECRET_ACCESS_KEY": moto.secret_key}
         extra += ["--s3-endpoint", moto.endpoint, "--s3-region", "us-east-1", "--s3-path-style"]
     broker = BrokerProcess(storage=storage, cluster="bench", log_path=tmp / "broker.log", env=env, extra=extra)
     broker.start()
     try:
         topic = "bench"
-        AdminClient({"bootstrap.servers": broker.bootstrap}).create_topics(
-            [NewTopic(topic, args.partitions, 1)])[topic].result(30)
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
         value = os.urandom(args.record_size)
         count = args.mb * 1024 * 1024 // args.record_size
         latencies: list[float] = []

@@ -36,13 +36,15 @@ def moto_s3() -> Iterator[object]:
         yield server
 
 
-def s3_spec(endpoint: str, bucket: str, prefix: str) -> StoreSpec:
+def s3_spec(moto: object, prefix: str, endpoint: str | None = None) -> StoreSpec:
+    """A store on moto's bucket; ``endpoint`` overrides moto's (e.g. a fault proxy in front)."""
+    endpoint = endpoint or moto.endpoint  # type: ignore[attr-defined]
     return StoreSpec(
         kind="s3",
-        url=f"s3://{bucket}/{prefix}",
+        url=f"s3://{moto.bucket}/{prefix}",  # type: ignore[attr-defined]
         env={
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": moto.access_key,  # type: ignore[attr-defined]
+            "AWS_SECRET_ACCESS_KEY": moto.secret_key,  # type: ignore[attr-defined]
             "AWS_DEFAULT_REGION": "us-east-1",
         },
         flags=["--s3-endpoint", endpoint, "--s3-region", "us-east-1", "--s3-path-style"],
@@ -54,8 +56,7 @@ def s3_spec(endpoint: str, bucket: str, prefix: str) -> StoreSpec:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     if request.param == "file":
         return StoreSpec(kind="file", url=f"file://{tmp_path / 'bucket'}")
-    moto = request.getfixturevalue("moto_s3")
-    return s3_spec(moto.endpoint, moto.bucket, f"t{uuid.uuid4().hex[:8]}")  # type: ignore[attr-defined]
+    return s3_spec(request.getfixturevalue("moto_s3"), f"t{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

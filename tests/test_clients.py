@@ -240,7 +240,8 @@ def test_long_poll_returns_when_data_arrives(broker: BrokerProcess) -> None:
     """A consumer waiting at the end gets new data promptly, not after fetch.wait.max.ms."""
     topic = topic_name()
     create_topic(broker.bootstrap, topic)
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "lp", "fetch.wait.max.ms": 5000})
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "lp", "fetch.wait.max.ms": 5000,
+                  "enable.auto.commit": False})
     c.assign([TopicPartition(topic, 0, 0)])
     assert c.poll(1.0) is None
     t0 = time.monotonic()
@@ -250,3 +251,16 @@ def test_long_poll_returns_when_data_arrives(broker: BrokerProcess) -> None:
     c.close()
     assert msg.value() == b"x"
     assert latency < 3.0, f"long poll held the fetch for {latency:.1f}s"
+
+
+def test_pipelined_requests_keep_their_order(broker: BrokerProcess) -> None:
+    """Kafka orders requests per connection: five in flight must still append in order."""
+    topic = topic_name()
+    values = [f"{i:06d}".encode() for i in range(3000)]
+    # No explicit topic creation: the first requests race with auto-creation and opening.
+    reports = produce_all(broker.bootstrap, [(topic, 0, None, v, None, None) for v in values],
+                          **{"linger.ms": 0, "batch.num.messages": 1, "max.in.flight.requests.per.connection": 5,
+                             "retries": 0})
+    assert sorted(m.offset() for m in reports) == list(range(len(values)))
+    got = consume_exactly(broker.bootstrap, topic, 0, 0, len(values))
+    assert [m.value() for m in got] == values

@@ -21,10 +21,10 @@ from tests.test_clients import consume_exactly, create_topic
 
 @pytest.mark.parametrize("mode", ["503", "hang"])
 def test_outage_gives_no_false_acks_and_loses_nothing(brokers, moto_s3, mode: str) -> None:  # type: ignore[no-untyped-def]
-    from tests.infra.s3_fault_proxy import FaultProxy
+    from tests.infra.s3_fault_proxy import S3FaultProxy
 
-    with FaultProxy(moto_s3.endpoint) as proxy:
-        spec = s3_spec(proxy.endpoint, moto_s3.bucket, f"fault-{uuid.uuid4().hex[:6]}")
+    with S3FaultProxy(moto_s3.endpoint) as proxy:
+        spec = s3_spec(moto_s3, f"fault-{uuid.uuid4().hex[:6]}", endpoint=proxy.endpoint)
         broker = brokers(spec)
         topic = f"fault-{uuid.uuid4().hex[:6]}"
         create_topic(broker.bootstrap, topic)

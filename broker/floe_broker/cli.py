@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import sys
 
-import structlog
-
 from . import config as config_mod
 from . import logs
 

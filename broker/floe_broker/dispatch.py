@@ -22,6 +22,7 @@ from kio.schema.errors import ErrorCode
 from . import metrics
 from .handlers import admin, fetch, meta, produce
 from .handlers.context import BrokerContext
+from .ordering import CURRENT_TURN
 from .protocol import codec
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,14 @@ class Dispatcher:
         return meta.api_versions(version, self.supported)
 
     async def __call__(self, frame: bytes, peer: str) -> bytes | None:
+        try:
+            return await self._handle(frame)
+        finally:
+            turn = CURRENT_TURN.get()
+            if turn is not None:
+                turn.release()
+
+    async def _handle(self, frame: bytes) -> bytes | None:
         try:
             request = codec.decode_request(frame, self.supported)
         except codec.UnsupportedVersion as exc:

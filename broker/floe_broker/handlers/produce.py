@@ -18,6 +18,7 @@ from kio.schema.errors import ErrorCode
 from .. import metrics
 from ..log.partition import NotLeader, Partition
 from ..log.wal import Fenced, Flush
+from ..ordering import CURRENT_TURN
 from ..protocol import records
 from ..protocol.build import mk, nested, response_class
 from .context import BrokerContext, TopicError
@@ -81,6 +82,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     for name, index, data, batches, row in pending:
         part = await ctx.leader_partition(name, index)
         targets.append((part, data, batches, row))
+    turn = CURRENT_TURN.get()
+    if turn is not None:
+        await turn.wait()  # appends follow request order on this connection
     await ctx.wal.reserve(total)
     flush: Flush | None = None
     for part, data, batches, row in targets:
@@ -101,6 +105,8 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
         if ctx.config.per_partition_metrics:
             metrics.PARTITION_BYTES_IN.labels(part.topic, str(part.index)).inc(chunk.size)
 
+    if turn is not None:
+        turn.release()  # the next request may append while we wait for durability
     if req.acks == 0:
         return None
 

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from .. import metrics
+from ..ordering import CURRENT_TURN, Turn
 from ..protocol import codec
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class Connection:
         self._queue: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._closing = False
+        self._last_turn: asyncio.Future[None] | None = None
 
     async def serve(self) -> None:
         metrics.CONNECTIONS.inc()
@@ -83,7 +85,13 @@ class Connection:
                 )
             frame = await self.reader.readexactly(size)
             await self._slots.acquire()
-            task = asyncio.create_task(self.dispatch(frame, self.peer))
+            turn = Turn(self._last_turn)
+            self._last_turn = turn.mine
+            token = CURRENT_TURN.set(turn)  # copied into the task's context
+            try:
+                task = asyncio.create_task(self.dispatch(frame, self.peer))
+            finally:
+                CURRENT_TURN.reset(token)
             task.add_done_callback(lambda _t: self._slots.release())
             await self._queue.put(task)
 
