@@ -142,26 +142,43 @@ class Controller:
         was_active = self.active
         self.lease, self._lease_etag = lease, new_etag
         if not was_active:
-            await self._become_active()
+            try:
+                await self._become_active()
+            except (StoreUnavailable, NotController):
+                return False
         return True
 
     async def renew(self) -> bool:
-        if not self.active or self.lease is None or self._lease_etag is None:
+        """Extend our lease. False only when another session holds it now.
+
+        While the store is unreachable we keep our state but stop acting as
+        controller once the lease may have run out; the next successful round
+        takes it back if nobody else did (any write we then make is a CAS, so a
+        stale view cannot overwrite a newer controller's work).
+        """
+        if self.lease is None:
             return False
-        lease = Lease(self.session, self.http, self.lease.epoch, now_ms() + self.session_timeout_ms)
-        try:
-            self._lease_etag = await self.store.put(LEASE_KEY, lease.to_bytes(), if_match=self._lease_etag)
-            self.lease = lease
-            return True
-        except PreconditionFailed:
-            log.warning("controller lease lost")
-            self.active = False
-            return False
-        except StoreUnavailable:
-            # Unknown: keep acting only while our own lease is surely valid.
-            if self.lease.expires_ms - now_ms() < self.session_timeout_ms // 2:
+        if self.active and self._lease_etag is not None:
+            lease = Lease(self.session, self.http, self.lease.epoch, now_ms() + self.session_timeout_ms)
+            try:
+                self._lease_etag = await self.store.put(LEASE_KEY, lease.to_bytes(), if_match=self._lease_etag)
+                self.lease = lease
+                return True
+            except PreconditionFailed:
                 self.active = False
-            return self.active
+            except StoreUnavailable:
+                if self.lease.expires_ms - now_ms() < self.session_timeout_ms // 2:
+                    self.active = False
+                return True
+        try:
+            got = await self.store.get(LEASE_KEY)
+        except (StoreUnavailable, NotFound):
+            return True  # unknown: try again next round
+        holder = Lease.from_bytes(got.data)
+        if holder.holder != self.session and holder.expires_ms > now_ms():
+            log.warning("controller lease now held by another broker", holder=holder.holder)
+            return False
+        return await self.try_acquire() or True
 
     async def release(self) -> None:
         """Give the lease up at once (clean shutdown) so a successor need not wait for expiry."""
