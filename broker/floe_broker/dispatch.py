@@ -58,7 +58,7 @@ class Dispatcher:
     async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
         return meta.api_versions(version, self.supported)
 
-    async def __call__(self, frame: bytes, peer: str) -> bytes | None:
+    async def __call__(self, frame: bytes, peer: str) -> codec.Frame | None:
         try:
             return await self._handle(frame)
         finally:
@@ -66,7 +66,7 @@ class Dispatcher:
             if turn is not None:
                 turn.release()
 
-    async def _handle(self, frame: bytes) -> bytes | None:
+    async def _handle(self, frame: bytes) -> codec.Frame | None:
         try:
             request = codec.decode_request(frame, self.supported)
         except codec.UnsupportedVersion as exc:

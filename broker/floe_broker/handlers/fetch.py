@@ -20,6 +20,7 @@ from kio.schema.errors import ErrorCode
 from .. import metrics
 from ..log.partition import OffsetOutOfRange, Partition
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from ..protocol.codec import RecordsViews
 from .context import BrokerContext
 
 FETCH, LIST_OFFSETS = 1, 2
@@ -62,15 +63,15 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                     continue
                 budget = min(fp.partition_max_bytes, max(req.max_bytes - total, 0))
                 code = ErrorCode.none
-                data: bytes | None = None
+                data: RecordsViews | None = None
                 try:
                     views = await part.read(
                         fp.fetch_offset, budget, ctx.cache.read, ctx.cache.read_suffix,
                         strict_max=total > 0,
                     ) if budget > 0 or total == 0 else []
                     if views:
-                        data = b"".join(views)
-                        total += len(data)
+                        data = RecordsViews(views)
+                        total += data.size
                     else:
                         waits.append(part)
                 except OffsetOutOfRange:

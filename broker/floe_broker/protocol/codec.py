@@ -9,7 +9,6 @@ flexible (compact, tagged fields) and non-flexible versions.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 from functools import cache
@@ -94,14 +93,61 @@ def decode_request(frame: bytes, supported: dict[int, tuple[int, int]]) -> Reque
     return Request(api_key, api_version, correlation_id, header.client_id, body)
 
 
-def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> bytes:
-    """Size-prefixed response frame."""
+Frame = list[bytes | bytearray | memoryview]
+
+
+class RecordsViews:
+    """Record batches as a list of memoryviews, written without being joined.
+
+    Handed to kio as a ``records`` value: kio only asks for ``len()`` and
+    passes the object to ``buffer.write``, where :class:`FrameWriter` splices
+    the views in by reference. Fetch responses therefore never copy record
+    bytes in Python; the transport writes them with ``writelines``.
+    """
+
+    __slots__ = ("views", "size")
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+        self.size = sum(len(v) for v in views)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class FrameWriter:
+    """A write-only buffer collecting a frame as parts (small writes coalesced)."""
+
+    __slots__ = ("parts", "_small", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | bytearray | memoryview] = []
+        self._small = bytearray(b"\0\0\0\0")  # size prefix, patched in finish()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        if isinstance(data, RecordsViews):
+            self.parts.append(self._small)
+            self.parts.extend(data.views)
+            self._small = bytearray()
+            self.size += data.size
+            return data.size
+        self._small += data
+        self.size += len(data)
+        return len(data)
+
+    def finish(self) -> Frame:
+        self.parts.append(self._small)
+        first = self.parts[0]
+        assert isinstance(first, bytearray)
+        _SIZE.pack_into(first, 0, self.size)
+        return [p for p in self.parts if len(p)]
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> Frame:
+    """Size-prefixed response frame, as parts for ``transport.writelines``."""
     header_type, write_header, write_body = _response_writer(api_key, api_version)
-    buf = io.BytesIO()
-    buf.write(b"\0\0\0\0")
-    write_header(buf, header_type(correlation_id=i32(correlation_id)))
-    write_body(buf, body)
-    out = buf.getbuffer()
-    _SIZE.pack_into(out, 0, len(out) - 4)
-    del out
-    return buf.getvalue()
+    out = FrameWriter()
+    write_header(out, header_type(correlation_id=i32(correlation_id)))
+    write_body(out, body)
+    return out.finish()

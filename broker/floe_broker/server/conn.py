@@ -28,7 +28,8 @@ log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
 
 # dispatch(frame, peer) -> encoded response frame, or None (acks=0)
-Dispatch = Callable[[bytes, str], Coroutine[Any, Any, bytes | None]]
+Frame = list[bytes | bytearray | memoryview]
+Dispatch = Callable[[bytes, str], Coroutine[Any, Any, Frame | None]]
 
 
 class Connection:
@@ -48,7 +49,7 @@ class Connection:
         self.max_request_bytes = max_request_bytes
         self.idle_timeout = idle_timeout
         self.peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", 0))[:2])
-        self._queue: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[asyncio.Task[Frame | None] | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._closing = False
         self._last_turn: asyncio.Future[None] | None = None
@@ -114,7 +115,7 @@ class Connection:
             if response is None:
                 continue
             try:
-                self.writer.write(response)
+                self.writer.writelines(response)
                 await self.writer.drain()
             except ConnectionError:
                 self._abort()

@@ -1,0 +1,48 @@
+"""Operator-wide settings, read once from ``FLOE_OPERATOR_*`` environment variables.
+
+The Helm chart sets these on the operator Deployment; ``floe operator run``
+flags override them. One frozen object is passed around instead of reading
+the environment in many places, so tests can build one directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_BROKER_IMAGE = "ghcr.io/floe-dev/floe:0.1.0"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Settings that are the operator's, not any one StreamCluster's."""
+
+    # Image used when a StreamCluster has no spec.image. The chart sets it to
+    # the operator's own image: one image carries both `floe broker` and
+    # `floe operator`, so broker and operator versions move together.
+    broker_image: str = DEFAULT_BROKER_IMAGE
+    cluster_domain: str = "cluster.local"
+    # Empty means every namespace.
+    namespaces: tuple[str, ...] = ()
+    log_format: str = "json"
+    log_level: str = "info"
+    # Retry delay while waiting for something a person must fix (a Secret).
+    retry_delay_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Read ``FLOE_OPERATOR_*``; ``env`` is for tests (None = os.environ)."""
+        env = os.environ if env is None else env
+        namespaces = tuple(ns.strip() for ns in env.get("FLOE_OPERATOR_NAMESPACES", "").split(",") if ns.strip())
+        log_format = env.get("FLOE_OPERATOR_LOG_FORMAT", "json")
+        if log_format not in ("json", "console"):
+            raise ValueError(f"FLOE_OPERATOR_LOG_FORMAT must be json or console, not {log_format!r}")
+        return cls(
+            broker_image=env.get("FLOE_OPERATOR_BROKER_IMAGE", DEFAULT_BROKER_IMAGE),
+            cluster_domain=env.get("FLOE_OPERATOR_CLUSTER_DOMAIN", "cluster.local"),
+            namespaces=namespaces,
+            log_format=log_format,
+            log_level=env.get("FLOE_OPERATOR_LOG_LEVEL", "info"),
+            retry_delay_seconds=float(env.get("FLOE_OPERATOR_RETRY_DELAY_SECONDS", "30")),
+        )

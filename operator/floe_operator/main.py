@@ -1,0 +1,65 @@
+"""kopf handlers: the only module that uses ``kopf.on``. Each delegates at once.
+
+Loaded by ``floe operator run`` (``floe_operator.cli``); importing it
+registers the handlers in kopf's default registry.
+
+* create / update / resume of a StreamCluster -> reconcile (resume runs for
+  every StreamCluster when the operator starts, which also repairs drift);
+* any change of a broker Deployment the operator manages -> status.
+
+Children are garbage-collected by Kubernetes through owner references, so
+there is no delete handler, no timer or daemon, and therefore no finalizer:
+deleting a StreamCluster never waits on the operator (even an uninstalled
+one), and the bucket is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from floe_operator import config as config_
+from floe_operator import kube as kube_
+from floe_operator import spec as spec_
+from floe_operator.manifests import naming
+from floe_operator.reconcile import cluster
+
+RESOURCE = (spec_.GROUP, spec_.VERSION, spec_.PLURAL)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's bookkeeping under floe.dev annotations; share one API client."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="floe.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="floe.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = 20  # logging.INFO: handler outcomes become Events
+    if memo.get("config") is None:  # None for tests: they pass their own
+        memo.config = config_.OperatorConfig.from_env()
+    if memo.get("kube") is None:
+        memo.kube = kube_.KubeClient.from_environment()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Close the API client's connections."""
+    if memo.get("kube") is not None:
+        await memo.kube.close()
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+async def reconcile_cluster(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Make the StreamCluster's objects match its spec."""
+    await cluster.reconcile(body=body, patch=patch, kube=memo.kube, config=memo.config, logger=logger)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY})
+async def broker_deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Report broker readiness as it changes, without waiting for a resync."""
+    if type == "DELETED":
+        return
+    await cluster.refresh_from_deployment(deployment=body, kube=memo.kube, logger=logger)

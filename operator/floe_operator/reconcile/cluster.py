@@ -1,0 +1,176 @@
+"""Reconcile one StreamCluster: validate everything first, then apply everything.
+
+Order matters for "nothing is half-applied":
+
+1. parse the spec (types, ranges, cross-field rules) -> ``InvalidSpec``;
+2. check what the spec points at (the credentials Secret and its keys)
+   -> ``MissingSecret``, retried until it appears;
+3. only then build every manifest and apply them in dependency order.
+
+A spec that fails 1 or 2 changes nothing in the cluster: brokers that were
+running keep running on the last good spec, and the StreamCluster shows
+``Degraded`` with a message a person can act on, plus a Warning Event.
+
+While autoscaling is enabled the HPA owns the Deployment's replica count:
+the Deployment is applied with ``keep=[spec.replicas]`` so the operator never
+writes it. Switching autoscaling off deletes the HPA and takes the count
+back to ``spec.brokers.replicas``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from floe_operator import config as config_
+from floe_operator import kube as kube_
+from floe_operator import manifests
+from floe_operator import spec as spec_
+from floe_operator.manifests import naming
+from floe_operator.reconcile import status as status_
+
+
+class Degraded(Exception):
+    """The spec cannot be applied as it is; ``reason`` is the condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+async def check_dependencies(cluster: spec_.StreamCluster, kube: kube_.KubeClient) -> None:
+    """Raise :class:`Degraded` if the credentials Secret or one of its keys is missing."""
+    ref = cluster.spec.storage.credentials_secret_ref
+    if ref is None:
+        return
+    secret = await kube.get("v1", "Secret", cluster.namespace, ref.name)
+    where = f"Secret {cluster.namespace}/{ref.name}"
+    if secret is None:
+        raise Degraded(
+            "MissingSecret",
+            f"{where} (spec.storage.credentialsSecretRef) does not exist; create it with the "
+            f"keys {ref.access_key_id_key} and {ref.secret_access_key_key}",
+        )
+    present = set((secret.get("data") or {}) | (secret.get("stringData") or {}))
+    missing = [k for k in (ref.access_key_id_key, ref.secret_access_key_key) if k not in present]
+    if missing:
+        raise Degraded(
+            "MissingSecret",
+            f"{where} has no key {', '.join(missing)}; add it or set "
+            "spec.storage.credentialsSecretRef.accessKeyIdKey / secretAccessKeyKey",
+        )
+
+
+async def apply_all(
+    cluster: spec_.StreamCluster,
+    *,
+    body: kopf.Body,
+    kube: kube_.KubeClient,
+    config: config_.OperatorConfig,
+) -> dict[str, Any]:
+    """Apply every manifest (owned by ``body``); return the live Deployment."""
+    objs = manifests.build_all(cluster, config)
+    kopf.adopt(objs, owner=body)
+    deployment: dict[str, Any] = {}
+    for obj in objs:
+        keep: list[tuple[str, ...]] = []
+        if obj["kind"] == "Deployment" and cluster.spec.autoscaling.enabled:
+            keep.append(("spec", "replicas"))
+        applied = await kube.apply(obj, keep=keep)
+        if obj["kind"] == "Deployment":
+            deployment = applied.obj
+    if not cluster.spec.autoscaling.enabled:
+        await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", cluster.namespace, naming.hpa(cluster))
+    return deployment
+
+
+async def reconcile(
+    *,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: kube_.KubeClient,
+    config: config_.OperatorConfig,
+    logger: kopf.Logger,
+) -> None:
+    """Create/update/resume: make the cluster's objects match its spec."""
+    at = status_.now()
+    previous = status_.parse(body.get("status"))
+    generation = (body.get("metadata") or {}).get("generation")
+    try:
+        cluster = spec_.StreamCluster.from_body(body)
+    except spec_.SpecError as exc:
+        # Not retried: only a new spec can fix it, and that triggers an update.
+        report_degraded(body, patch, previous, "InvalidSpec", str(exc), at, generation, logger)
+        return
+    if cluster.spec.paused:
+        patch.status.update(status_.paused(previous, at=at, generation=generation).to_patch())
+        logger.info("Paused: not reconciling.")
+        return
+    try:
+        await check_dependencies(cluster, kube)
+        deployment = await apply_all(cluster, body=body, kube=kube, config=config)
+    except Degraded as exc:
+        report_degraded(body, patch, previous, exc.reason, exc.message, at, generation, logger)
+        raise kopf.TemporaryError(exc.message, delay=config.retry_delay_seconds) from None
+    except kube_.KubeError as exc:
+        if exc.status not in (400, 403, 409, 422):
+            raise  # transient (timeouts, 5xx): kopf retries with its backoff
+        message = f"the API server refused an object: {exc.reason}: {exc.message}"
+        report_degraded(body, patch, previous, "ApplyFailed", message, at, generation, logger)
+        raise kopf.TemporaryError(message, delay=config.retry_delay_seconds) from None
+    status = status_.reconciled(previous, cluster=cluster, config=config, deployment=deployment, at=at)
+    patch.status.update(status.to_patch())
+
+
+def report_degraded(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    previous: spec_.StreamClusterStatus,
+    reason: str,
+    message: str,
+    at: str,
+    generation: int | None,
+    logger: kopf.Logger,
+) -> None:
+    status = status_.degraded(previous, reason=reason, message=message, at=at, generation=generation)
+    patch.status.update(status.to_patch())
+    kopf.warn(body, reason=reason, message=message)
+    logger.warning("Degraded (%s): %s", reason, message)
+
+
+async def refresh_from_deployment(
+    *,
+    deployment: Mapping[str, Any],
+    kube: kube_.KubeClient,
+    logger: kopf.Logger,
+) -> None:
+    """A broker Deployment changed: fold its progress into its StreamCluster's status."""
+    meta = deployment.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(naming.CLUSTER_LABEL)
+    namespace = meta.get("namespace")
+    if not name or not namespace:
+        return
+    owner = await kube.get(spec_.API_VERSION, spec_.KIND, namespace, name)
+    if owner is None or (owner.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    previous = status_.parse(owner.get("status"))
+    status = status_.observe(
+        previous,
+        deployment=deployment,
+        at=status_.now(),
+        generation=previous.observed_generation,
+    )
+    if status == previous:
+        return
+    await kube.patch(
+        spec_.API_VERSION,
+        spec_.KIND,
+        namespace,
+        name,
+        {"status": status.to_patch()},
+        subresource="status",
+    )
+    logger.debug("Status of %s/%s: %s", namespace, name, status.phase)

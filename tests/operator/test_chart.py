@@ -1,0 +1,147 @@
+"""The Helm chart renders and lints (strict) offline with helm-python-sdk, its
+manifests validate against Kubernetes' schemas, and its RBAC grants what the
+operator does and not more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import CHART_DIR, K8S_VERSIONS
+from floe_operator import kube
+
+
+def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(str(CHART_DIR))
+    out = chart.render(values or {}, name="floe", namespace="floe-system", is_install=True)
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(out.items()):
+        if path.endswith(".yaml"):
+            docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"], "logFormat": "console"},
+    "custom": {
+        "image": {"repository": "registry.example.com/floe", "tag": "1.2.3"},
+        "brokerImage": "registry.example.com/floe-broker:1.2.3",
+        "imagePullSecrets": [{"name": "regcred"}],
+        "serviceAccount": {"create": False, "name": "existing"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "ops", "operator": "Exists"}],
+        "priorityClassName": "system-cluster-critical",
+        "logLevel": "debug",
+    },
+}
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_chart_lints_strictly(values: str) -> None:
+    report = helm.lint(str(CHART_DIR), VALUE_SETS[values], strict=True, namespace="floe-system")
+    assert report["errors"] == [] and report["messages"] == []
+
+
+def test_lint_rejects_bad_values() -> None:
+    report = helm.lint(str(CHART_DIR), {"logFormat": "xml"}, strict=True)
+    assert report["errors"] or [m for m in report["messages"] if m["severity"] >= 2]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_rendered_manifests_validate(values: str, version: str) -> None:
+    docs = render(VALUE_SETS[values])
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_chart_carries_the_crd() -> None:
+    chart = helm.Chart.load(str(CHART_DIR))
+    crds = [yaml.safe_load(c["data"]) for c in chart.crds]
+    assert [c["metadata"]["name"] for c in crds] == ["streamclusters.floe.dev"]
+
+
+def test_operator_deployment_runs_floe_operator() -> None:
+    (dep,) = by_kind(render(VALUE_SETS["custom"]), "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["floe", "operator", "run"]
+    assert c["image"] == "registry.example.com/floe:1.2.3"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["FLOE_OPERATOR_BROKER_IMAGE"] == "registry.example.com/floe-broker:1.2.3"
+    assert env["FLOE_OPERATOR_LOG_LEVEL"] == "debug"
+    assert pod["serviceAccountName"] == "existing"
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    assert not by_kind(render(VALUE_SETS["custom"]), "ServiceAccount")
+
+
+def test_default_broker_image_is_the_operator_image() -> None:
+    (dep,) = by_kind(render(), "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["FLOE_OPERATOR_BROKER_IMAGE"] == c["image"] == "ghcr.io/floe-dev/floe:0.1.0"
+    assert env["FLOE_OPERATOR_NAMESPACES"] == ""
+
+
+def test_watched_namespaces_get_roles_not_cluster_roles() -> None:
+    docs = render(VALUE_SETS["namespaced"])
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert len(by_kind(docs, "RoleBinding")) == 2
+    # Only the read-only discovery ClusterRole remains cluster-wide.
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    verbs = {v for rule in cluster_role["rules"] for v in rule["verbs"]}
+    assert verbs <= {"get", "list", "watch"}
+    (dep,) = by_kind(docs, "Deployment")
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLOE_OPERATOR_NAMESPACES"] == "team-a,team-b"
+
+
+def _grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
+    (role,) = [r for r in by_kind(render(), "ClusterRole") if r["metadata"]["name"] == "floe-floe-operator"]
+    grants = _grants(role["rules"])
+    writes = {"get", "create", "patch", "delete"}
+    for kind in (
+        "ServiceAccount",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ):
+        path = kube.object_path(
+            {
+                "Deployment": "apps/v1",
+                "HorizontalPodAutoscaler": "autoscaling/v2",
+                "PodDisruptionBudget": "policy/v1",
+            }.get(kind, "v1"),
+            kind,
+            "ns",
+        )
+        group = "" if path.startswith("/api/") else path.split("/")[2]
+        assert writes <= grants[(group, kube.PLURALS[kind])], kind
+    assert grants[("", "secrets")] == {"get"}  # read by name only, never listed
+    assert {"get", "list", "watch", "patch"} <= grants[("floe.dev", "streamclusters")]
+    assert "patch" in grants[("floe.dev", "streamclusters/status")]
+    assert "create" in grants[("", "events")]
+    assert not any("*" in verbs for verbs in grants.values())
+    assert ("rbac.authorization.k8s.io", "roles") not in grants
