@@ -85,11 +85,8 @@ def decode_request(frame: bytes, supported: dict[int, tuple[int, int]]) -> Reque
         raise FrameError(
             f"malformed request api_key={api_key} v{api_version}: {type(exc).__name__}: {exc}"
         ) from exc
-    if offset + size != len(frame):
-        raise FrameError(
-            f"request api_key={api_key} v{api_version} has {len(frame) - offset - size} "
-            "trailing bytes"
-        )
+    # Trailing bytes are ignored, as Kafka's own parser does (librdkafka's
+    # Metadata v12 carries 3 of them, for example).
     return Request(api_key, api_version, correlation_id, header.client_id, body)
 
 
