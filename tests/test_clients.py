@@ -264,3 +264,14 @@ def test_pipelined_requests_keep_their_order(broker: BrokerProcess) -> None:
     assert sorted(m.offset() for m in reports) == list(range(len(values)))
     got = consume_exactly(broker.bootstrap, topic, 0, 0, len(values))
     assert [m.value() for m in got] == values
+
+
+def test_acks_zero_gets_no_answer_but_is_stored(broker: BrokerProcess) -> None:
+    topic = topic_name()
+    create_topic(broker.bootstrap, topic)
+    reports = produce_all(broker.bootstrap, [(topic, 0, None, f"z{i}".encode(), None, None) for i in range(50)],
+                          **{"acks": 0})
+    # librdkafka reports acks=0 deliveries without an offset: the broker sent no response
+    assert all(m.offset() is None or m.offset() < 0 for m in reports)
+    got = consume_exactly(broker.bootstrap, topic, 0, 0, 50)
+    assert [m.value() for m in got] == [f"z{i}".encode() for i in range(50)]
