@@ -23,8 +23,18 @@ from typing import Any
 import structlog
 
 from . import metrics
-from .cluster.controller import Controller, NotController, new_session
-from .cluster.metadata import ClusterState
+from .cluster.controller import (
+    CLUSTER_KEY,
+    LEASE_KEY,
+    Controller,
+    Lease,
+    MoveResult,
+    NotController,
+    new_session,
+    now_ms,
+)
+from .cluster.metadata import ClusterState, apply_op
+from .cluster.rpc import Rpc, RpcError
 from .config import BrokerConfig
 from .dispatch import Dispatcher
 from .handlers.context import TopicError
@@ -33,7 +43,7 @@ from .log.manager import PartitionManager, Settings
 from .log.partition import Partition
 from .log.wal import WalWriter
 from .server.listener import KafkaListener
-from .storage.objectstore import ObjectStore, StoreMisconfigured
+from .storage.objectstore import NotFound, ObjectStore, StoreMisconfigured, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -72,14 +82,27 @@ class Broker:
         self.exit_code = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
+        self._view = ClusterState()  # metadata as last pushed/read, when not the controller
+        self.rpc = Rpc()
+        self.controller.peers = self
 
     # ---- BrokerContext ------------------------------------------------------------
 
     def state(self) -> ClusterState:
-        return self.controller.state or ClusterState()
+        if self.controller.active and self.controller.state is not None:
+            return self.controller.state
+        return self._view
 
     def controller_node(self) -> int:
-        return self.node_id
+        if self.controller.active:
+            return self.node_id
+        holder = self._controller_session
+        for n, b in self.state().brokers.items():
+            if b.session == holder:
+                return n
+        return -1
+
+    _controller_session: str | None = None
 
     def topic_config(self, topic: str, key: str) -> str | None:
         info = self.state().topics.get(topic)
@@ -111,15 +134,11 @@ class Broker:
         if validate_only:
             return
 
-        def change(s: ClusterState) -> None:
-            if name not in s.topics:
-                s.create_topic(name, partitions, configs, internal=name.startswith(INTERNAL_PREFIX))
-
-        await self._commit(change)
+        await self._op("create_topic", {"name": name, "partitions": partitions, "configs": configs})
         log.info("topic created", topic=name, partitions=partitions, configs=configs)
 
     async def delete_topic(self, name: str) -> None:
-        await self._commit(lambda s: s.topics.pop(name, None))
+        await self._op("delete_topic", {"name": name})
         log.info("topic deleted", topic=name)
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
@@ -137,7 +156,7 @@ class Broker:
             raise TopicError(ErrorCode.invalid_partitions, f"partition count {total} out of range")
         if validate_only:
             return
-        await self._commit(lambda s: s.add_partitions(name, total))
+        await self._op("add_partitions", {"name": name, "total": total})
 
     async def alter_topic_configs(
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False
@@ -151,24 +170,25 @@ class Broker:
                 raise TopicError(ErrorCode.invalid_config, f"operation {op} on {key} is not supported for scalars")
         if validate_only:
             return
+        await self._op("alter_configs", {"name": name, "changes": [list(c) for c in changes]})
 
-        def change(s: ClusterState) -> None:
-            configs = s.topics[name].configs
-            for key, op, value in changes:
-                if op == 0 and value is not None:
-                    configs[key] = value
-                else:
-                    configs.pop(key, None)
-
-        await self._commit(change)
-
-    async def _commit(self, change: Any) -> None:
+    async def _op(self, op: str, args: dict[str, Any]) -> None:
+        """Apply a metadata change at the controller (here, or forwarded by RPC)."""
         from kio.schema.errors import ErrorCode
 
+        if self.controller.active:
+            try:
+                await self.controller.commit(lambda s: apply_op(s, op, args))
+                return
+            except NotController:
+                pass
+        lease = await self._read_lease()
+        if lease is None or lease.holder == self.session:
+            raise TopicError(ErrorCode.not_controller, "no controller is available right now")
         try:
-            await self.controller.commit(change)
-        except NotController:
-            raise TopicError(ErrorCode.not_controller, "this broker is not the controller") from None
+            await self.rpc.call(lease.http, "/internal/v1/op", {"op": op, "args": args}, timeout_s=15)
+        except RpcError as exc:
+            raise TopicError(ErrorCode.not_controller, f"controller unreachable: {exc}") from None
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -177,10 +197,7 @@ class Broker:
             await self.store.check()
         except StoreMisconfigured as exc:
             raise StartupError(f"object store unusable: {exc}") from exc
-        await self._acquire_controller()
-        self.node_id = await self.controller.register(
-            self.session, *self.config.advertised, self.http_address
-        )
+        self.node_id = await self._join()
         structlog.contextvars.bind_contextvars(node=self.node_id)
         self.wal = WalWriter(
             self.store,
@@ -231,16 +248,50 @@ class Broker:
         log.info("broker ready", node=self.node_id, session=self.session,
                  kafka=f"{self.config.advertised[0]}:{self.listener.port}", http=self.http_address)
 
-    async def _acquire_controller(self) -> None:
-        waited_since = time.monotonic()
-        announced = False
-        while not await self.controller.try_acquire():
-            if not announced:
-                log.info("waiting for the controller lease (held by an earlier or other broker)")
-                announced = True
+    async def _read_lease(self) -> Lease | None:
+        try:
+            got = await self.store.get(LEASE_KEY)
+        except (NotFound, StoreUnavailable):
+            return None
+        lease = Lease.from_bytes(got.data)
+        self._controller_session = lease.holder if lease.expires_ms > now_ms() else None
+        return lease
+
+    async def _join(self) -> int:
+        """Become controller if the lease is free, else register with the one holding it."""
+        host, port = self.config.advertised
+        started = time.monotonic()
+        while True:
+            if await self.controller.try_acquire():
+                return await self.controller.register(self.session, host, port, self.http_address)
+            lease = await self._read_lease()
+            if lease is not None and lease.expires_ms > now_ms():
+                try:
+                    reply = await self.rpc.call(lease.http, "/internal/v1/register", {
+                        "session": self.session, "host": host, "port": port, "http": self.http_address})
+                    await self._refresh_view()
+                    return int(reply["node"])
+                except RpcError as exc:
+                    log.info("controller not reachable yet", controller=lease.http, error=str(exc))
+            if time.monotonic() - started > 120:
+                raise StartupError("could not join the cluster: no controller answered for 120 s")
             await asyncio.sleep(min(0.5, self.config.session_timeout_ms / 4000))
-        if announced:
-            log.info("controller lease acquired", waited_s=round(time.monotonic() - waited_since, 1))
+
+    async def _refresh_view(self) -> None:
+        try:
+            got = await self.store.get(CLUSTER_KEY)
+        except (NotFound, StoreUnavailable):
+            return
+        state = ClusterState.from_bytes(got.data)
+        if state.version > self._view.version:
+            await self.apply_metadata(state)
+
+    async def apply_metadata(self, state: ClusterState) -> None:
+        """New metadata from the controller (push) or the bucket (catch-up)."""
+        if not self.controller.active and state.version >= self._view.version:
+            self._view = state
+        if self.partitions is not None:
+            await self._sync(self.state())
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -248,19 +299,47 @@ class Broker:
         task.add_done_callback(self._tasks.discard)
 
     async def _controller_loop(self) -> None:
+        """Each heartbeat interval: renew and supervise as controller, else heartbeat to it."""
         interval = self.config.heartbeat_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
             try:
-                if not await self.controller.renew():
-                    log.error("lost the controller lease; stopping so a fresh session can rejoin")
-                    self.exit_code = 1
-                    self.stopped.set()
-                    return
-                self.controller.heartbeat(self.node_id, self.session)
-                await self.controller.check_liveness()
+                if self.controller.lease is not None and self.controller.lease.holder == self.session:
+                    if not await self.controller.renew():
+                        self.controller.lease = None  # someone else holds it now: become a member
+                        continue
+                    if self.controller.active:
+                        if not self.controller.heartbeat(self.node_id, self.session):
+                            self._fenced("the controller no longer knows this session")
+                            return
+                        await self.controller.check_liveness()
+                    continue
+                await self._member_round()
             except Exception as exc:
                 log.warning("controller round failed", error=repr(exc))
+
+    async def _member_round(self) -> None:
+        lease = await self._read_lease()
+        if lease is None or lease.expires_ms <= now_ms():
+            if await self.controller.try_acquire():
+                log.info("took over as controller")
+                if not self.controller.heartbeat(self.node_id, self.session):
+                    self._fenced("this session was failed while the controller changed")
+            return
+        try:
+            reply = await self.rpc.call(lease.http, "/internal/v1/heartbeat",
+                                        {"node": self.node_id, "session": self.session}, timeout_s=interval_s(self))
+        except RpcError:
+            return  # the controller may be changing; the lease tells us
+        if not reply.get("ok"):
+            self._fenced("the controller failed this session (missed heartbeats)")
+            return
+        if reply.get("version", 0) > self._view.version:
+            await self._refresh_view()
+
+    def _fenced(self, reason: str) -> None:
+        log.error("stopping: session fenced", reason=reason)
+        self._on_fenced()
 
     async def _maintenance_loop(self) -> None:
         interval = self.config.checkpoint_interval_ms / 1000
@@ -269,8 +348,42 @@ class Broker:
             await self.partitions.maintenance()
 
     async def _on_metadata(self, state: ClusterState) -> None:
-        if self.partitions is not None:
-            self._spawn(self._sync(state), "sync")
+        """After every controller commit: every live broker applies it before we go on."""
+        nodes = list(state.brokers)
+        await asyncio.gather(*(self.push(n, state) for n in nodes), return_exceptions=True)
+
+    # ---- Peers (for the controller) ---------------------------------------------------
+
+    async def push(self, node: int, state: ClusterState) -> None:
+        if node == self.node_id or node not in state.brokers:
+            if node == self.node_id and self.partitions is not None:
+                await self._sync(state)
+            return
+        await self.rpc.call(state.brokers[node].http, "/internal/v1/metadata",
+                            {"state": state.to_bytes().decode()}, timeout_s=10)
+
+    async def release(self, node: int, topic: str, index: int, epoch: int) -> None:
+        if node == self.node_id:
+            await self.release_partition(topic, index, epoch)
+            return
+        info = self.state().brokers[node]
+        await self.rpc.call(info.http, "/internal/v1/release",
+                            {"topic": topic, "partition": index, "epoch": epoch}, timeout_s=10)
+
+    async def release_partition(self, topic: str, index: int, epoch: int) -> None:
+        """Our half of a move: stop produce, flush, clean checkpoint, never reopen <= epoch."""
+        self.partitions.released[(topic, index)] = max(epoch, self.partitions.released.get((topic, index), -1))
+        await self.partitions.close(topic, index, graceful=True)
+
+    async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
+        if self.controller.active:
+            return await self.controller.reassign(moves)
+        lease = await self._read_lease()
+        if lease is None:
+            raise RpcError("no controller")
+        reply = await self.rpc.call(lease.http, "/internal/v1/reassign",
+                                    {"moves": [list(m) for m in moves]}, timeout_s=60)
+        return [MoveResult(**r) for r in reply["results"]]
 
     async def _sync(self, state: ClusterState) -> None:
         """Open what we lead, close what we no longer lead."""
@@ -306,12 +419,25 @@ class Broker:
         self.ready = False
         metrics.BROKER_STATE.labels("draining").set(1)
         log.info("draining", partitions=len(self.partitions.held) if self.partitions else 0)
+        try:
+            if self.controller.active:
+                await self.controller.drain_broker(self.node_id)
+            else:
+                lease = await self._read_lease()
+                if lease is not None:
+                    await self.rpc.call(lease.http, "/internal/v1/drain", {"node": self.node_id}, timeout_s=120)
+        except Exception as exc:
+            log.warning("could not move partitions away; closing them in place", error=repr(exc))
         if self.partitions is not None:
             await self.partitions.close_all()
         try:
             if self.controller.active:
                 await self.controller.leave(self.node_id)
                 await self.controller.release()
+            else:
+                lease = await self._read_lease()
+                if lease is not None and lease.holder != self.session:
+                    await self.rpc.call(lease.http, "/internal/v1/leave", {"node": self.node_id}, timeout_s=30)
         except Exception as exc:
             log.warning("could not leave the cluster cleanly", error=repr(exc))
         log.info("drained")
@@ -324,6 +450,7 @@ class Broker:
             task.cancel()
         if self.wal is not None:
             await self.wal.stop()
+        await self.rpc.close()
         with contextlib.suppress(Exception):
             await self.store.close()
 
@@ -344,3 +471,7 @@ def install_signal_handlers(broker: Broker) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_term)
 
+
+
+def interval_s(broker: Broker) -> float:
+    return max(broker.config.heartbeat_interval_ms / 1000, 0.5)

@@ -7,11 +7,13 @@ moment it starts draining so Kubernetes stops sending it new clients.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..cluster.metadata import ClusterState, apply_op
 from . import schema
 
 
@@ -39,11 +41,88 @@ def build_app(broker: Any) -> web.Application:
         broker.spawn_drain()
         return web.json_response({"status": "draining", "node": broker.node_id}, status=202)
 
+    async def reassignments(request: web.Request) -> web.Response:
+        try:
+            body = schema.ReassignRequest.model_validate(await request.json())
+        except Exception as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        t0 = time.perf_counter()
+        try:
+            results = await broker.reassign([(m.topic, m.partition, m.to) for m in body.moves])
+        except Exception as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({
+            "seconds": round(time.perf_counter() - t0, 4),
+            "results": [r.__dict__ for r in results],
+        })
+
+    # ---- internal: broker <-> controller ------------------------------------------------
+
+    def controller_or_503() -> Any:
+        if not broker.controller.active:
+            raise web.HTTPServiceUnavailable(text='{"error": "not the controller"}', content_type="application/json")
+        return broker.controller
+
+    async def register(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        node = await ctl.register(b["session"], b["host"], int(b["port"]), b["http"])
+        return web.json_response({"node": node})
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        ok = ctl.heartbeat(int(b["node"]), b["session"])
+        return web.json_response({"ok": ok, "version": ctl.state.version if ctl.state else 0})
+
+    async def metadata_push(request: web.Request) -> web.Response:
+        b = await request.json()
+        await broker.apply_metadata(ClusterState.from_bytes(b["state"].encode()))
+        return web.json_response({"ok": True})
+
+    async def release(request: web.Request) -> web.Response:
+        b = await request.json()
+        await broker.release_partition(b["topic"], int(b["partition"]), int(b["epoch"]))
+        return web.json_response({"ok": True})
+
+    async def op(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        await ctl.commit(lambda s: apply_op(s, b["op"], b["args"]))
+        return web.json_response({"ok": True})
+
+    async def reassign_internal(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        results = await ctl.reassign([tuple(m) for m in b["moves"]])
+        return web.json_response({"results": [r.__dict__ for r in results]})
+
+    async def drain_node(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        results = await ctl.drain_broker(int(b["node"]))
+        return web.json_response({"results": [r.__dict__ for r in results]})
+
+    async def leave(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        await ctl.leave(int(b["node"]))
+        return web.json_response({"ok": True})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/cluster", cluster)
     app.router.add_post("/v1/drain", drain)
+    app.router.add_post("/v1/reassignments", reassignments)
+    app.router.add_post("/internal/v1/register", register)
+    app.router.add_post("/internal/v1/heartbeat", heartbeat)
+    app.router.add_post("/internal/v1/metadata", metadata_push)
+    app.router.add_post("/internal/v1/release", release)
+    app.router.add_post("/internal/v1/op", op)
+    app.router.add_post("/internal/v1/reassign", reassign_internal)
+    app.router.add_post("/internal/v1/drain", drain_node)
+    app.router.add_post("/internal/v1/leave", leave)
     return app
 
 

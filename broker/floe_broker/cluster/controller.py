@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
@@ -92,6 +93,27 @@ class Lease:
         return cls(**json.loads(raw))
 
 
+class Peers(Protocol):
+    """How the controller reaches brokers (itself included)."""
+
+    async def release(self, node: int, topic: str, index: int, epoch: int) -> None:
+        """The old leader stops taking produce, makes pending data durable,
+        writes a clean checkpoint and promises never to reopen at <= epoch."""
+
+    async def push(self, node: int, state: ClusterState) -> None:
+        """Give a broker new metadata; returns once it opened/closed its partitions."""
+
+
+@dataclass
+class MoveResult:
+    topic: str
+    partition: int
+    to: int
+    error: str | None = None
+    from_node: int = -1
+    epoch: int = -1
+
+
 class Controller:
     """Controller logic; active only while :attr:`active` (lease held)."""
 
@@ -116,6 +138,9 @@ class Controller:
         self._etag: str | None = None
         self._last_seen: dict[int, int] = {}
         self._lock = asyncio.Lock()
+        self._move_lock = asyncio.Lock()
+        self.peers: Peers | None = None
+        self.last_move_seconds: float = 0.0
 
     # ---- lease ----------------------------------------------------------------
 
@@ -322,3 +347,81 @@ class Controller:
             return
         if any(p.leader not in self.state.brokers for t in self.state.topics.values() for p in t.partitions):
             await self.commit(self._reassign_orphans)
+
+    # ---- reassignment and drain -----------------------------------------------------
+
+    async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
+        """Metadata-only moves (DESIGN.md "Moving a partition"); returns per-move results.
+
+        1. every old leader releases its partition (in parallel): no more
+           produce, pending data durable, clean checkpoint;
+        2. one commit names the new leaders at epoch+1;
+        3. the push to each new leader returns once it serves the partition.
+        """
+        async with self._move_lock:
+            t0 = time.perf_counter()
+            if not self.active or self.state is None:
+                raise NotController("not the controller")
+            assert self.peers is not None
+            state = self.state
+            results: list[MoveResult] = []
+            todo: list[MoveResult] = []
+            for topic, index, to in moves:
+                r = MoveResult(topic, index, to)
+                results.append(r)
+                t = state.topics.get(topic)
+                if t is None or not 0 <= index < len(t.partitions):
+                    r.error = "UNKNOWN_TOPIC_OR_PARTITION"
+                elif to not in state.brokers:
+                    r.error = f"INVALID_REPLICA_ASSIGNMENT: broker {to} is not live"
+                elif state.brokers[to].draining:
+                    r.error = f"INVALID_REPLICA_ASSIGNMENT: broker {to} is draining"
+                else:
+                    p = t.partitions[index]
+                    r.from_node, r.epoch = p.leader, p.epoch
+                    if p.leader != to:
+                        todo.append(r)
+            peers = self.peers
+
+            async def release(r: MoveResult) -> None:
+                if r.from_node in state.brokers:
+                    await peers.release(r.from_node, r.topic, r.partition, r.epoch)
+
+            outcomes = await asyncio.gather(*(release(r) for r in todo), return_exceptions=True)
+            ready = []
+            for r, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    r.error = f"old leader {r.from_node} did not release: {outcome}"
+                else:
+                    ready.append(r)
+
+            def change(s: ClusterState) -> None:
+                for r in ready:
+                    s.set_leader(r.topic, r.partition, r.to)
+
+            if ready:
+                await self.commit(change)
+            self.last_move_seconds = time.perf_counter() - t0
+            log.info("reassigned", moves=len(ready), failed=len(todo) - len(ready),
+                     seconds=round(self.last_move_seconds, 3))
+            return results
+
+    async def drain_broker(self, node: int) -> list[MoveResult]:
+        """Move every partition of ``node`` to the others, then drop it from the cluster."""
+
+        def mark(s: ClusterState) -> None:
+            if node in s.brokers:
+                s.brokers[node].draining = True
+
+        await self.commit(mark)
+        assert self.state is not None
+        led = self.state.led_by(node)
+        targets = self.state.place(len(led), exclude={node})
+        results: list[MoveResult] = []
+        if led and all(t != -1 for t in targets):
+            results = await self.reassign([(t.name, i, to) for (t, i), to in zip(led, targets, strict=True)])
+        return results
+
+    def status(self) -> dict[str, Any]:
+        return {"active": self.active, "epoch": self.lease.epoch if self.lease else None,
+                "last_move_seconds": self.last_move_seconds}

@@ -185,3 +185,25 @@ class ClusterState:
         p.epoch += 1
         p.session = self.brokers[node].session if node in self.brokers else ""
         return p
+
+
+def apply_op(state: ClusterState, op: str, args: dict[str, Any]) -> None:
+    """Named metadata changes, so non-controller brokers can forward them by RPC."""
+    if op == "create_topic":
+        if args["name"] not in state.topics:
+            state.create_topic(args["name"], args["partitions"], args.get("configs") or {},
+                               internal=args["name"].startswith("__"))
+    elif op == "delete_topic":
+        state.topics.pop(args["name"], None)
+    elif op == "add_partitions":
+        if args["name"] in state.topics and args["total"] > len(state.topics[args["name"]].partitions):
+            state.add_partitions(args["name"], args["total"])
+    elif op == "alter_configs":
+        configs = state.topics[args["name"]].configs
+        for key, kind, value in args["changes"]:
+            if kind == 0 and value is not None:
+                configs[key] = value
+            else:
+                configs.pop(key, None)
+    else:
+        raise ValueError(f"unknown metadata operation {op!r}")

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 WAL_MAGIC = b"FLOEWAL1"

@@ -85,6 +85,8 @@ class PartitionManager:
         self._memory_bytes = 0
         self._opening: dict[tuple[str, int], asyncio.Task[Partition | None]] = {}
         self._maintenance_lock = asyncio.Lock()
+        # (topic, partition) -> highest epoch we handed over: never reopen at or below it
+        self.released: dict[tuple[str, int], int] = {}
 
     # ---- lookup -------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class PartitionManager:
 
     async def open(self, topic: TopicInfo, index: int, epoch: int) -> Partition | None:
         key = (topic.name, index)
+        if epoch <= self.released.get(key, -1):
+            return None  # we released it at this epoch: the next leader may already write
         held = self.held.get(key)
         if held and held.partition.epoch == epoch and held.partition.topic_id == topic.topic_id:
             return held.partition

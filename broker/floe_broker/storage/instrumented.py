@@ -59,12 +59,8 @@ class InstrumentedStore:
 
     def reset_stats(self) -> None:
         """Zero the plain counters (Prometheus counters are monotonic and stay)."""
-        self._requests: defaultdict[str, defaultdict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        self._errors: defaultdict[str, defaultdict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
+        self._requests: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._errors: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._conflicts: defaultdict[str, int] = defaultdict(int)
         self._not_found: defaultdict[str, int] = defaultdict(int)
         self._read: defaultdict[str, int] = defaultdict(int)
@@ -148,9 +144,7 @@ class InstrumentedStore:
         return await self._call("get", key, lambda: self.inner.get(key), lambda r: len(r.data))
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
-        return await self._call(
-            "get_range", key, lambda: self.inner.get_range(key, start, length), len
-        )
+        return await self._call("get_range", key, lambda: self.inner.get_range(key, start, length), len)
 
     async def get_suffix(self, key: str, length: int) -> bytes:
         return await self._call("get_suffix", key, lambda: self.inner.get_suffix(key, length), len)

@@ -223,9 +223,7 @@ class FileStore:
                 os.mkdir(d, 0o755)
             except FileExistsError:
                 if not os.path.isdir(d):
-                    raise NotADirectoryError(
-                        errno.ENOTDIR, "exists and is not a directory", d
-                    ) from None
+                    raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", d) from None
                 continue
             self._fsync_dir(os.path.dirname(d))
 
@@ -435,8 +433,7 @@ class FileStore:
             self._ensure_dir(root)
         except OSError as exc:
             raise StoreMisconfigured(
-                f"file store root {root} does not exist and cannot be created: "
-                f"{exc.strerror or exc}"
+                f"file store root {root} does not exist and cannot be created: {exc.strerror or exc}"
             ) from exc
         if not os.path.isdir(root):
             raise StoreMisconfigured(f"file store root {root} is not a directory")
@@ -456,15 +453,18 @@ class FileStore:
         except StoreError:
             raise
         except OSError as exc:
-            hint = " (the file system must support hard links)" if exc.errno in (
-                errno.EPERM,
-                errno.ENOTSUP,
-                errno.EOPNOTSUPP,
-                errno.EXDEV,
-            ) else ""
-            raise StoreMisconfigured(
-                f"file store root {root} is not usable: {exc.strerror or exc}{hint}"
-            ) from exc
+            hint = (
+                " (the file system must support hard links)"
+                if exc.errno
+                in (
+                    errno.EPERM,
+                    errno.ENOTSUP,
+                    errno.EOPNOTSUPP,
+                    errno.EXDEV,
+                )
+                else ""
+            )
+            raise StoreMisconfigured(f"file store root {root} is not usable: {exc.strerror or exc}{hint}") from exc
         finally:
             for p in (tmp, probe):
                 if p:
@@ -502,9 +502,7 @@ class FileStore:
     ) -> str:
         if if_none_match and if_match is not None:
             raise ValueError("pass either if_none_match or if_match, not both")
-        return await self._run(
-            key, functools.partial(self._put, key, data, if_none_match, if_match)
-        )
+        return await self._run(key, functools.partial(self._put, key, data, if_none_match, if_match))
 
     async def list(self, prefix: str) -> list[str]:
         return await self._run(prefix, functools.partial(self._list, prefix))

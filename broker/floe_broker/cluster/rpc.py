@@ -1,0 +1,42 @@
+"""Broker <-> controller calls over the admin HTTP port (``/internal/v1/...``).
+
+Small JSON requests with short timeouts: register, heartbeat, release a
+partition (the old leader's half of a move), push metadata, drain. Any
+failure raises :class:`RpcError`; callers decide whether to retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+
+class RpcError(Exception):
+    pass
+
+
+class Rpc:
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def call(self, http: str, path: str, body: Any, *, timeout_s: float | None = None) -> Any:
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._timeout
+        try:
+            async with self._client().post(f"http://{http}{path}", json=body, timeout=timeout) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status >= 400:
+                    raise RpcError(f"{http}{path}: {resp.status} {data}")
+                return data
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RpcError(f"{http}{path}: {exc!r}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,233 @@
+"""Several brokers on one store: membership, metadata-only moves, drain, failover, fencing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from tests.infra.broker import BrokerProcess, wait_until
+from tests.test_clients import consume_exactly, create_topic, produce_all
+
+
+def post(http: str, path: str, body: object) -> dict:  # type: ignore[type-arg]
+    req = urllib.request.Request(f"http://{http}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.load(resp)
+
+
+def cluster_view(b: BrokerProcess) -> dict:  # type: ignore[type-arg]
+    status, view = b.get("/v1/cluster")
+    assert status == 200
+    return view
+
+
+def leaders(b: BrokerProcess, topic: str) -> dict[int, int]:
+    return {p["partition"]: p["leader"] for p in cluster_view(b)["partitions"] if p["topic"] == topic}
+
+
+def start_cluster(brokers, store, n: int = 3, *extra: str) -> list[BrokerProcess]:  # type: ignore[no-untyped-def]
+    procs = [brokers(store, *extra)]
+    for _ in range(n - 1):
+        procs.append(brokers(store, *extra))
+    wait_until(lambda: len(cluster_view(procs[0])["brokers"]) == n, 30, message=f"{n} brokers registered")
+    return procs
+
+
+class Ledger:
+    """Acknowledged writes by (partition, offset), from background producers."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.acked: dict[tuple[int, int], bytes] = {}
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
+                      "message.timeout.ms": 60000, "topic.metadata.refresh.interval.ms": 1000})
+
+        def on_delivery(err, msg):  # type: ignore[no-untyped-def]
+            with self.lock:
+                if err is None:
+                    key = (msg.partition(), msg.offset())
+                    if key in self.acked and self.acked[key] != msg.value():
+                        self.errors.append(f"offset {key} acknowledged for two values")
+                    self.acked[key] = msg.value()
+                elif not err.retriable():
+                    self.errors.append(str(err))
+
+        i = 0
+        while not self.stop.is_set():
+            try:
+                p.produce(self.topic, value=f"v{i}-{uuid.uuid4().hex[:6]}".encode(),
+                          partition=i % self.partitions, on_delivery=on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0.002)
+            time.sleep(0.001)
+        p.flush(60)
+
+    def __enter__(self) -> Ledger:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(90)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def verify(self, bootstrap: str) -> None:
+        """Every acknowledged value present at its offset; no offset with two values."""
+        assert not self.errors, self.errors[:5]
+        per_part: dict[int, dict[int, bytes]] = defaultdict(dict)
+        for (part, off), v in self.acked.items():
+            per_part[part][off] = v
+        for part, offs in per_part.items():
+            top = max(offs)
+            got = consume_exactly(bootstrap, self.topic, part, 0, top + 1, timeout=60)
+            seen = {m.offset(): m.value() for m in got}
+            assert len(seen) == len(got), "an offset was returned twice"
+            lost = [o for o, v in offs.items() if seen.get(o) != v]
+            assert not lost, f"partition {part}: {len(lost)} acknowledged records lost, e.g. {lost[:5]}"
+        print(f"ledger: {len(self.acked)} acknowledged records verified across {len(per_part)} partitions")
+
+
+def test_brokers_form_a_cluster_and_spread_partitions(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"c-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[1].bootstrap, topic, 6)  # via a non-controller broker: forwarded
+    md = AdminClient({"bootstrap.servers": procs[2].bootstrap}).list_topics(timeout=10)
+    assert sorted(md.brokers) == [1, 2, 3]
+    counts = defaultdict(int)
+    for p in md.topics[topic].partitions.values():
+        counts[p.leader] += 1
+    assert dict(counts) == {1: 2, 2: 2, 3: 2}
+    produce_all(procs[0].bootstrap, [(topic, p, None, f"p{p}".encode(), None, None) for p in range(6)])
+    for p in range(6):
+        assert consume_exactly(procs[2].bootstrap, topic, p, 0, 1)[0].value() == f"p{p}".encode()
+
+
+def test_reassignment_moves_metadata_only_and_keeps_data(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"mv-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 3)
+    with Ledger(procs[0].bootstrap, topic, 3) as ledger:
+        wait_until(lambda: ledger.count() > 300, 30, message="acks before the move")
+        before = leaders(procs[0], topic)
+        moves = [{"topic": topic, "partition": p, "to": (before[p] % 3) + 1} for p in range(3)]
+        reply = post(procs[1].http, "/v1/reassignments", {"moves": moves})
+        assert all(r["error"] is None for r in reply["results"]), reply
+        after = leaders(procs[0], topic)
+        assert after == {m["partition"]: m["to"] for m in moves}
+        n = ledger.count()
+        wait_until(lambda: ledger.count() > n + 300, 30, message="acks after the move")
+    ledger.verify(procs[0].bootstrap)
+    epochs = {p["partition"]: p["epoch"] for p in cluster_view(procs[0])["partitions"] if p["topic"] == topic}
+    assert all(e >= 1 for e in epochs.values())
+
+
+def test_sigterm_drains_under_load(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"dr-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 6)
+    with Ledger(procs[0].bootstrap, topic, 6) as ledger:
+        wait_until(lambda: ledger.count() > 300, 30, message="acks before the drain")
+        victim = procs[2]
+        assert victim.terminate(60) == 0, victim.log_tail()
+        view = cluster_view(procs[0])
+        assert sorted(b["node_id"] for b in view["brokers"]) == [1, 2]
+        assert {p["leader"] for p in view["partitions"] if p["topic"] == topic} <= {1, 2}
+        n = ledger.count()
+        wait_until(lambda: ledger.count() > n + 300, 30, message="acks after the drain")
+    ledger.verify(procs[0].bootstrap)
+
+
+def test_kill9_leader_fails_over_within_session_timeout(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"fo-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 6)
+    with Ledger(procs[0].bootstrap, topic, 6) as ledger:
+        wait_until(lambda: ledger.count() > 300, 30, message="acks before the kill")
+        victim = procs[2]  # not the controller
+        victim.kill9()
+        t0 = time.monotonic()
+        wait_until(lambda: 3 not in leaders(procs[0], topic).values(), 20, message="partitions handed over")
+        failover = time.monotonic() - t0
+        assert failover <= 3.0 + 2.0, f"failover took {failover:.1f}s (session timeout 3s)"
+        n = ledger.count()
+        wait_until(lambda: ledger.count() > n + 300, 30, message="acks after failover")
+    ledger.verify(procs[0].bootstrap)
+
+
+def test_paused_leader_is_fenced_and_never_acks_again(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"zz-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 6)
+    with Ledger(procs[0].bootstrap, topic, 6) as ledger:
+        wait_until(lambda: ledger.count() > 300, 30, message="acks before the pause")
+        zombie = procs[2]
+        assert zombie.proc is not None
+        zombie.proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: 3 not in leaders(procs[0], topic).values(), 20, message="partitions taken from the zombie")
+        zombie.proc.send_signal(signal.SIGCONT)
+        code = zombie.proc.wait(30)
+        assert code == 3, f"a fenced broker exits with 3, got {code}"
+        n = ledger.count()
+        wait_until(lambda: ledger.count() > n + 300, 30, message="acks after the zombie left")
+    ledger.verify(procs[0].bootstrap)
+
+
+def test_controller_failover_keeps_metadata(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"cf-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[1].bootstrap, topic, 4, config={"retention.ms": "123456"})
+    assert cluster_view(procs[1])["controller"] == 1
+    procs[0].kill9()
+    wait_until(lambda: cluster_view(procs[1])["controller"] in (2, 3), 20, message="a new controller")
+    wait_until(lambda: 1 not in leaders(procs[1], topic).values(), 20, message="controller's partitions moved")
+    admin = AdminClient({"bootstrap.servers": procs[1].bootstrap})
+    from confluent_kafka.admin import ConfigResource
+
+    res = ConfigResource("topic", topic)
+    assert admin.describe_configs([res])[res].result(30)["retention.ms"].value == "123456"
+    produce_all(procs[1].bootstrap, [(topic, p, None, b"after", None, None) for p in range(4)])
+
+
+@pytest.mark.parametrize("size_mb", [1, 64])
+def test_reassignment_time_does_not_depend_on_partition_size(brokers, file_store, size_mb: int) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store, 2)
+    topic = f"sz-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 1)
+    value = b"x" * 1000
+    produce_all(procs[0].bootstrap, [(topic, 0, None, value, None, None)] * (size_mb * 1000))
+    before = procs[0].metrics_text() + procs[1].metrics_text()
+    leader = leaders(procs[0], topic)[0]
+    reply = post(procs[0].http, "/v1/reassignments", {"moves": [{"topic": topic, "partition": 0, "to": 3 - leader}]})
+    assert reply["results"][0]["error"] is None
+    assert reply["seconds"] < 1.0, f"moving {size_mb} MB took {reply['seconds']}s"
+    after = procs[0].metrics_text() + procs[1].metrics_text()
+
+    def record_bytes_written(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("floe_objectstore_written_bytes_total{")
+                   and ('kind="data"' in line or 'kind="wal"' in line))
+
+    copied = record_bytes_written(after) - record_bytes_written(before)
+    assert copied == 0, f"a move wrote {copied} bytes of WAL/data objects: record data was copied"
+    print(f"moved a {size_mb} MB partition in {reply['seconds'] * 1000:.0f} ms")
