@@ -34,6 +34,8 @@ class MemoryStore:
 
     async def get_suffix(self, key: str, length: int) -> bytes:
         data = (await self.get(key)).data
+        if length <= 0:
+            return b""
         return data[-length:] if length < len(data) else data
 
     async def head(self, key: str) -> ObjectInfo:

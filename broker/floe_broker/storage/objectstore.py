@@ -23,8 +23,8 @@ the standard backoff. A write that raised ``StoreUnavailable`` is *unknown*:
 it may or may not have happened, so callers re-read before deciding
 (radosgw answers some contended conditional PUTs with 500 instead of 412).
 
-Keys are relative to the store's root (``<prefix>/<cluster>/`` is applied by
-:class:`Bucket`), always use ``/`` and never start with one.
+Keys are relative to the store's root (``<prefix>/<cluster>/``, applied by
+``factory.open_store``), always use ``/`` and never start with one.
 """
 
 from __future__ import annotations
