@@ -6,7 +6,7 @@ venv:
 	@./scripts/venv.sh
 
 run: venv
-	.venv/bin/floe local up --brokers $${BROKERS:-1}
+	.venv/bin/floe local up --brokers $${BROKERS:-3}
 
 test: venv
 	.venv/bin/python -m pytest -q $${PYTEST_ARGS:-}

@@ -231,3 +231,23 @@ def test_reassignment_time_does_not_depend_on_partition_size(brokers, file_store
     copied = record_bytes_written(after) - record_bytes_written(before)
     assert copied == 0, f"a move wrote {copied} bytes of WAL/data objects: record data was copied"
     print(f"moved a {size_mb} MB partition in {reply['seconds'] * 1000:.0f} ms")
+
+
+def test_kafka_reassignment_apis_move_leaders(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """Standard tooling: kafka-python's admin client moves a partition with the Kafka API."""
+    from kafka.admin import KafkaAdminClient
+
+    procs = start_cluster(brokers, file_store, 2)
+    topic = f"ka-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 2)
+    produce_all(procs[0].bootstrap, [(topic, p, None, b"before", None, None) for p in range(2)])
+    before = leaders(procs[0], topic)
+    admin = KafkaAdminClient(bootstrap_servers=procs[0].bootstrap)
+    from kafka.structs import TopicPartition as KTP
+
+    admin.alter_partition_reassignments({KTP(topic, 0): [3 - before[0]]})
+    assert leaders(procs[0], topic)[0] == 3 - before[0]
+    assert admin.list_partition_reassignments() == {} or not admin.list_partition_reassignments()
+    admin.close()
+    produce_all(procs[0].bootstrap, [(topic, 0, None, b"after", None, None)])
+    assert [m.value() for m in consume_exactly(procs[1].bootstrap, topic, 0, 0, 2)] == [b"before", b"after"]

@@ -20,7 +20,7 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import metrics
-from .handlers import admin, fetch, meta, produce
+from .handlers import admin, fetch, meta, produce, reassign
 from .handlers.context import BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
@@ -32,7 +32,8 @@ Handler = Callable[[BrokerContext, int, Any], Awaitable[Any]]
 API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
     19: "create_topics", 20: "delete_topics", 32: "describe_configs", 37: "create_partitions",
-    44: "incremental_alter_configs", 60: "describe_cluster",
+    44: "incremental_alter_configs", 60: "describe_cluster", 45: "alter_partition_reassignments",
+    46: "list_partition_reassignments",
 }
 
 
@@ -51,6 +52,8 @@ class Dispatcher:
             37: (0, 3, admin.create_partitions),
             44: (0, 1, admin.incremental_alter_configs),
             60: (0, 1, meta.describe_cluster),
+            45: (0, 0, reassign.alter_partition_reassignments),
+            46: (0, 0, reassign.list_partition_reassignments),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     local = sub.add_parser("local", help="run a local cluster as processes")
     lsub = local.add_subparsers(dest="local_command", required=True)
     up = lsub.add_parser("up", help="start brokers and wait (Ctrl-C drains and stops them)")
-    up.add_argument("--brokers", type=int, default=1, help="number of broker processes")
+    up.add_argument("--brokers", type=int, default=3, help="number of broker processes")
     up.add_argument("--dir", default=".floe", help="state directory (the file:// store lives in DIR/data)")
     up.add_argument("--storage", default=None, help="object store URL (default: file://DIR/data)")
     up.add_argument("--cluster", default="local")
@@ -89,6 +89,7 @@ Floe is running on {storage}
   consume:  kcat -C -b {bootstrap} -t demo -o beginning -e
   python:   from confluent_kafka import Producer; p = Producer({{"bootstrap.servers": "{bootstrap}"}})
   cluster:  floe admin cluster --http {procs[0][2]}
+  move:     floe admin --http {procs[0][2]} reassign demo:0:2   (metadata only, milliseconds)
 
 Ctrl-C drains and stops the brokers.""", flush=True)
     stop = {"now": False}
