@@ -112,3 +112,46 @@ def brokers(tmp_path: Path) -> Iterator[BrokerFactory]:
 def broker(brokers: BrokerFactory, store: StoreSpec) -> BrokerProcess:
     """One broker on the parametrised store (file:// and moto S3)."""
     return brokers(store)
+
+
+@pytest.fixture(scope="session")
+def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Ceph radosgw (one mon, one memstore OSD), started once per session."""
+    from tests.infra.radosgw import Radosgw, radosgw_available
+
+    ok, reason = radosgw_available()
+    if not ok:
+        pytest.skip(reason)
+    rgw = Radosgw(tmp_path_factory.mktemp("rgw"))
+    rgw.start()
+    try:
+        _rgw_bucket(rgw)
+        yield rgw
+    finally:
+        rgw.stop()
+
+
+def _rgw_bucket(rgw: object) -> None:
+    import boto3
+
+    boto3.client(
+        "s3", endpoint_url=rgw.endpoint, region_name=rgw.region,  # type: ignore[attr-defined]
+        aws_access_key_id=rgw.access_key, aws_secret_access_key=rgw.secret_key,  # type: ignore[attr-defined]
+    ).create_bucket(Bucket="floe-rgw")
+
+
+@pytest.fixture(params=["file", pytest.param("radosgw", marks=pytest.mark.radosgw)])
+def cluster_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
+    """The cluster tier's stores: the file:// store and Ceph radosgw through boto3."""
+    if request.param == "file":
+        return StoreSpec(kind="file", url=f"file://{tmp_path / 'bucket'}")
+    rgw = request.getfixturevalue("radosgw_server")
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    return StoreSpec(
+        kind="radosgw",
+        url=f"s3://floe-rgw/{prefix}",
+        env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key,  # type: ignore[attr-defined]
+             "AWS_DEFAULT_REGION": rgw.region},  # type: ignore[attr-defined]
+        flags=["--s3-endpoint", rgw.endpoint, "--s3-region", rgw.region, "--s3-path-style"],  # type: ignore[attr-defined]
+        endpoint=rgw.endpoint,  # type: ignore[attr-defined]
+    )

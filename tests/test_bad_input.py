@@ -15,11 +15,11 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
-from tests.infra.broker import BrokerProcess
-from tests.test_clients import consume_exactly, create_topic, produce_all
 
 from floe_broker.protocol import codec
 from floe_broker.protocol.build import response_class
+from tests.infra.broker import BrokerProcess
+from tests.test_clients import consume_exactly, create_topic, produce_all
 
 
 def raw_request(sock: socket.socket, api_key: int, version: int, body: object, correlation_id: int = 1) -> bytes:

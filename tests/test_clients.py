@@ -17,6 +17,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from tests.infra.broker import BrokerProcess, wait_until
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from confluent_kafka import Producer
+
 from tests.infra.broker import BrokerProcess, wait_until
 from tests.test_clients import consume_exactly, create_topic, produce_all
 

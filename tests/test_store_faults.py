@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
+
 from tests.conftest import s3_spec
 from tests.infra.broker import wait_until
 from tests.test_clients import consume_exactly, create_topic

@@ -241,6 +241,7 @@ class Broker:
             await self.listener.start()
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.config.listen}: {exc}") from exc
+        self._spawn(self._lease_loop(), "lease")
         self._spawn(self._controller_loop(), "controller-loop")
         self._spawn(self._maintenance_loop(), "maintenance")
         self.ready = True
@@ -298,8 +299,9 @@ class Broker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _controller_loop(self) -> None:
-        """Each heartbeat interval: renew and supervise as controller, else heartbeat to it."""
+    async def _lease_loop(self) -> None:
+        """Renew the controller lease on its own task: controller work (fencing,
+        pushes to brokers recovering partitions) may take longer than the lease."""
         interval = self.config.heartbeat_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
@@ -307,7 +309,16 @@ class Broker:
                 if self.controller.lease is not None and self.controller.lease.holder == self.session:
                     if not await self.controller.renew():
                         self.controller.lease = None  # someone else holds it now: become a member
-                        continue
+            except Exception as exc:
+                log.warning("lease renewal failed", error=repr(exc))
+
+    async def _controller_loop(self) -> None:
+        """Each heartbeat interval: supervise as controller, else heartbeat to it."""
+        interval = self.config.heartbeat_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.controller.lease is not None and self.controller.lease.holder == self.session:
                     if self.controller.active:
                         if not self.controller.heartbeat(self.node_id, self.session):
                             self._fenced("the controller no longer knows this session")

@@ -37,7 +37,7 @@ async def alter_partition_reassignments(ctx: BrokerContext, version: int, req: A
                                "Floe partitions have exactly one replica (the leader)")
             else:
                 moves.append((t.name, p.partition_index, int(p.replicas[0])))
-    reassign = getattr(ctx, "reassign")
+    reassign = ctx.reassign
     try:
         results = await reassign(moves) if moves else []
         for r in results:

@@ -162,7 +162,8 @@ class PartitionManager:
     async def _recover_tail(self, part: Partition, body: dict[str, Any]) -> int:
         node, session, start = body["node"], body["session"], body.get("wal_from", 0)
         keys = await retrying(lambda: self.store.list(formats.wal_prefix(node, session)))
-        found = 0
+        # The closed prefix: consecutive seqs after the checkpoint, up to the first gap.
+        chain: list[str] = []
         expected = start + 1
         for key in keys:
             seq = formats.seq_of(key)
@@ -170,17 +171,26 @@ class PartitionManager:
                 continue
             if seq != expected:
                 break  # a gap: nothing after it can have been acknowledged
+            chain.append(key)
             expected += 1
-            suffix = await retrying(lambda k=key: self.store.get_suffix(k, formats.SUFFIX_GUESS))  # type: ignore[misc]
-            index, length, magic = formats.index_from_suffix(suffix)
+        # Footers are independent reads: fetch them concurrently, apply in order.
+        sem = asyncio.Semaphore(16)
+
+        async def footer(key: str) -> tuple[list[Any], bytes]:
+            async with sem:
+                suffix = await retrying(lambda: self.store.get_suffix(key, formats.SUFFIX_GUESS))
+                index, length, magic = formats.index_from_suffix(suffix)
+                if index is None:
+                    suffix = await retrying(lambda: self.store.get_suffix(key, length + formats.FOOTER_SIZE))
+                    index, _, _ = formats.index_from_suffix(suffix)
+                    assert index is not None
+                return index, magic
+
+        footers = await asyncio.gather(*(footer(k) for k in chain))
+        found = 0
+        for key, (index, magic) in zip(chain, footers, strict=True):
             if magic == formats.TOMBSTONE:
                 break
-            if index is None:
-                suffix = await retrying(
-                    lambda k=key, n=length: self.store.get_suffix(k, n + formats.FOOTER_SIZE)  # type: ignore[misc]
-                )
-                index, _, _ = formats.index_from_suffix(suffix)
-                assert index is not None
             for entry in formats.wal_entries(index):
                 if (
                     entry.topic_id == part.topic_id
