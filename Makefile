@@ -9,6 +9,8 @@ run: venv
 	.venv/bin/floe local up --brokers $${BROKERS:-3}
 
 test: venv
+	.venv/bin/ruff check broker operator tests benchmarks
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q $${PYTEST_ARGS:-}
 
 lint: venv

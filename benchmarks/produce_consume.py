@@ -30,6 +30,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
 from tests.infra.broker import BrokerProcess  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 continue
             try:
                 p.produce(topic, value=value,
-                          on_delivery=lambda e, m, s=now: rate_lat.append(time.perf_counter() - s) if e is None else None)
+                          on_delivery=lambda e, m, s=now: None if e else rate_lat.append(time.perf_counter() - s))
                 n += 1
             except BufferError:
                 p.poll(0.001)

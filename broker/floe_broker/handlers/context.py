@@ -7,7 +7,7 @@ Typing them against a Protocol keeps ``handlers`` free of imports from
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
@@ -49,6 +49,9 @@ class BrokerContext(Protocol):
     async def delete_topic(self, name: str) -> None: ...
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None: ...
+
+    async def reassign(self, moves: list[tuple[str, int, int]]) -> list[Any]:
+        """Metadata-only leader moves (topic, partition, to node), at the controller."""
 
     async def alter_topic_configs(
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False

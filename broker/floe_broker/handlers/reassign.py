@@ -37,9 +37,8 @@ async def alter_partition_reassignments(ctx: BrokerContext, version: int, req: A
                                "Floe partitions have exactly one replica (the leader)")
             else:
                 moves.append((t.name, p.partition_index, int(p.replicas[0])))
-    reassign = ctx.reassign
     try:
-        results = await reassign(moves) if moves else []
+        results = await ctx.reassign(moves) if moves else []
         for r in results:
             if r.error:
                 code = (ErrorCode.unknown_topic_or_partition if r.error.startswith("UNKNOWN")
