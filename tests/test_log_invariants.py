@@ -264,3 +264,45 @@ async def test_memory_store_semantics_used_by_these_tests() -> None:
     with pytest.raises(PreconditionFailed):
         await s.put("k", b"2", if_none_match=True)
     await s.put("k", b"2", if_match=etag)
+
+
+async def test_wal_gc_deletes_only_what_no_one_needs() -> None:
+    """Compacted WAL objects go; the un-checkpointed tail, tombstones and referenced ones stay."""
+    from floe_broker.cluster.gc import WalCollector
+
+    store = MemoryStore()
+    _, topic = topic_state()
+    settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
+                        retention_ms=-1, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
+    a = Node(store, 1, "live", settings)
+    part = await a.pm.open(topic, 0, epoch=1)
+    for _ in range(10):
+        await a.produce(part, batch())
+    await a.pm.maintenance()  # compacts into data/, checkpoint no longer lists those WAL objects
+    await a.produce(part, batch())  # an un-checkpointed tail object
+    tail_key = formats.wal_key(1, "live", a.wal.completed_seq)
+    # a dead, fenced session whose partitions were never reopened keeps its tail too
+    dead = Node(store, 2, "dead", SETTINGS)
+    _, topic2 = topic_state()
+    p2 = await dead.pm.open(topic2, 0, epoch=1)
+    await dead.produce(p2, batch())
+    await dead.wal.stop()
+    tomb = await fence_session(store, 2, "dead")
+
+    gc = WalCollector(store, grace_s=10)
+    assert await gc.run_once(live_sessions={"live"}, now=0) == 0, "nothing goes before the grace period"
+    deleted = await gc.run_once(live_sessions={"live"}, now=11)
+    remaining = set(await store.list("wal/"))
+    assert deleted == 10
+    assert tail_key in remaining, "the live session's un-checkpointed tail must stay"
+    assert formats.wal_key(2, "dead", 1) in remaining, "the dead session's tail is needed for recovery"
+    assert formats.wal_key(2, "dead", tomb) in remaining, "tombstones are never deleted"
+    # everything acknowledged is still readable by a successor
+    await a.wal.stop()
+    await fence_session(store, 1, "live")
+    b = Node(store, 3, "next", settings)
+    part_b = await b.pm.open(topic, 0, epoch=2)
+    assert await b.read_all(part_b) == list(range(11))
+    c = Node(store, 4, "next2", SETTINGS)
+    p2b = await c.pm.open(topic2, 0, epoch=2)
+    assert await c.read_all(p2b) == [0]

@@ -33,6 +33,7 @@ from .cluster.controller import (
     new_session,
     now_ms,
 )
+from .cluster.gc import WalCollector
 from .cluster.metadata import ClusterState, apply_op
 from .cluster.rpc import Rpc, RpcError
 from .config import BrokerConfig
@@ -83,6 +84,8 @@ class Broker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
         self._view = ClusterState()  # metadata as last pushed/read, when not the controller
+        self.wal_gc = WalCollector(store, grace_s=config.wal_gc_grace_ms / 1000)
+        self._next_gc = time.monotonic() + config.wal_gc_interval_ms / 1000
         self.rpc = Rpc()
         self.controller.peers = self
 
@@ -324,10 +327,18 @@ class Broker:
                             self._fenced("the controller no longer knows this session")
                             return
                         await self.controller.check_liveness()
+                        await self._maybe_collect_wal()
                     continue
                 await self._member_round()
             except Exception as exc:
                 log.warning("controller round failed", error=repr(exc))
+
+    async def _maybe_collect_wal(self) -> None:
+        if time.monotonic() < self._next_gc:
+            return
+        self._next_gc = time.monotonic() + self.config.wal_gc_interval_ms / 1000
+        state = self.state()
+        await self.wal_gc.run_once(live_sessions={b.session for b in state.brokers.values()})
 
     async def _member_round(self) -> None:
         lease = await self._read_lease()

@@ -71,6 +71,7 @@ class BrokerConfig:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     wal_gc_grace_ms: int = 60_000
+    wal_gc_interval_ms: int = 30_000
     per_partition_metrics: bool = True
 
     @property
