@@ -165,9 +165,7 @@ def test_kafka_python_round_trip(broker: BrokerProcess) -> None:
 
     topic = topic_name()
     create_topic(broker.bootstrap, topic, 2)
-    # Idempotence (kafka-python 3 default) needs InitProducerId: the consumer-groups/idempotence issue.
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip",
-                             enable_idempotence=False)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip")
     futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2,
                              headers=[("n", str(i).encode())]) for i in range(200)]
     metas = [f.get(timeout=30) for f in futures]
@@ -198,7 +196,7 @@ def test_aiokafka_round_trip(broker: BrokerProcess) -> None:
 
     async def run() -> list[tuple[int, bytes | None, bytes | None]]:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="lz4",
-                                    enable_idempotence=False)
+                                    enable_idempotence=True)
         await producer.start()
         try:
             for i in range(100):

@@ -27,11 +27,12 @@ from floe_broker.storage.memory import MemoryStore
 from floe_broker.storage.objectstore import GetResult, PreconditionFailed, StoreUnavailable
 
 
-def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x") -> bytes:
+def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x",
+          pid: int = -1, epoch: int = -1, seq: int = -1) -> bytes:
     """A structurally valid batch (records region opaque) with a correct CRC."""
     ts = int(time.time() * 1000) if ts is None else ts
     body = payload * 10
-    after_crc = struct.pack(">hiqqqhii", 0, n_records - 1, ts, ts, -1, -1, -1, n_records) + body
+    after_crc = struct.pack(">hiqqqhii", 0, n_records - 1, ts, ts, pid, epoch, seq, n_records) + body
     length = 4 + 1 + 4 + len(after_crc)
     return struct.pack(">qiibI", 0, length, -1, 2, crc32c.crc32c(after_crc)) + after_crc
 
@@ -306,3 +307,33 @@ async def test_wal_gc_deletes_only_what_no_one_needs() -> None:
     c = Node(store, 4, "next2", SETTINGS)
     p2b = await c.pm.open(topic2, 0, epoch=2)
     assert await c.read_all(p2b) == [0]
+
+
+async def test_idempotent_state_survives_a_crash_and_rejects_gaps_and_stale_epochs() -> None:
+    from floe_broker.log.partition import Duplicate, SequenceError
+
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "a")
+    part = await a.pm.open(topic, 0, epoch=1)
+    for i in range(4):
+        data = batch(n_records=2, pid=77, epoch=0, seq=i * 2)
+        bl = records.scan_batches(data, max_batch_bytes=1 << 20)
+        assert part.check_sequence(77, 0, i * 2, i * 2 + 1) is None
+        chunk = part.append(data, bl)
+        part.record_producer(77, 0, i * 2, i * 2 + 1, chunk.base, chunk.last)
+        await a.wal.durable(a.wal.add(part, chunk))
+    # crash before any checkpoint carried the producer state; the successor rebuilds it from the WAL
+    await a.wal.stop()
+    await fence_session(store, 1, "a")
+    b = Node(store, 2, "b")
+    pb = await b.pm.open(topic, 0, epoch=2)
+    assert pb.check_sequence(77, 0, 6, 7) == Duplicate(6, 7), "a retry of the last batch is recognised"
+    assert pb.check_sequence(77, 0, 8, 9) is None, "the next batch is accepted"
+    with pytest.raises(SequenceError) as gap:
+        pb.check_sequence(77, 0, 12, 13)
+    assert gap.value.code == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    pb.record_producer(77, 1, 0, 0, 8, 8)  # the producer bumped its epoch
+    with pytest.raises(SequenceError) as stale:
+        pb.check_sequence(77, 0, 10, 11)
+    assert stale.value.code == 47  # INVALID_PRODUCER_EPOCH: a fenced epoch

@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 INTERNAL_PREFIX = "__"
 MAX_PARTITIONS_PER_TOPIC = 100_000
+PRODUCER_ID_BLOCK = 1000
 
 
 class StartupError(Exception):
@@ -84,6 +85,9 @@ class Broker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
         self._view = ClusterState()  # metadata as last pushed/read, when not the controller
+        self._pid_next = 0
+        self._pid_end = 0
+        self._pid_lock = asyncio.Lock()
         self.wal_gc = WalCollector(store, grace_s=config.wal_gc_grace_ms / 1000)
         self._next_gc = time.monotonic() + config.wal_gc_interval_ms / 1000
         self.rpc = Rpc()
@@ -174,6 +178,24 @@ class Broker:
         if validate_only:
             return
         await self._op("alter_configs", {"name": name, "changes": [list(c) for c in changes]})
+
+    async def next_producer_id(self) -> int:
+        """A producer id from this broker's block; a new block from the controller when empty."""
+        async with self._pid_lock:
+            if self._pid_next >= self._pid_end:
+                if self.controller.active:
+                    start = await self.controller.allocate_producer_ids(PRODUCER_ID_BLOCK)
+                else:
+                    lease = await self._read_lease()
+                    if lease is None:
+                        raise RpcError("no controller")
+                    reply = await self.rpc.call(lease.http, "/internal/v1/producer-ids",
+                                                {"count": PRODUCER_ID_BLOCK})
+                    start = int(reply["start"])
+                self._pid_next, self._pid_end = start, start + PRODUCER_ID_BLOCK
+            pid = self._pid_next
+            self._pid_next += 1
+            return pid
 
     async def _op(self, op: str, args: dict[str, Any]) -> None:
         """Apply a metadata change at the controller (here, or forwarded by RPC)."""

@@ -20,7 +20,7 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import metrics
-from .handlers import admin, fetch, meta, produce, reassign
+from .handlers import admin, fetch, meta, produce, producer_id, reassign
 from .handlers.context import BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
@@ -33,7 +33,7 @@ API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
     19: "create_topics", 20: "delete_topics", 32: "describe_configs", 37: "create_partitions",
     44: "incremental_alter_configs", 60: "describe_cluster", 45: "alter_partition_reassignments",
-    46: "list_partition_reassignments",
+    46: "list_partition_reassignments", 22: "init_producer_id",
 }
 
 
@@ -54,6 +54,7 @@ class Dispatcher:
             60: (0, 1, meta.describe_cluster),
             45: (0, 0, reassign.alter_partition_reassignments),
             46: (0, 0, reassign.list_partition_reassignments),
+            22: (0, 4, producer_id.init_producer_id),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

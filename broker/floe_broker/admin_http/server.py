@@ -103,6 +103,12 @@ def build_app(broker: Any) -> web.Application:
         results = await ctl.drain_broker(int(b["node"]))
         return web.json_response({"results": [r.__dict__ for r in results]})
 
+    async def producer_ids(request: web.Request) -> web.Response:
+        ctl = controller_or_503()
+        b = await request.json()
+        start = await ctl.allocate_producer_ids(int(b["count"]))
+        return web.json_response({"start": start})
+
     async def leave(request: web.Request) -> web.Response:
         ctl = controller_or_503()
         b = await request.json()
@@ -123,6 +129,7 @@ def build_app(broker: Any) -> web.Application:
     app.router.add_post("/internal/v1/reassign", reassign_internal)
     app.router.add_post("/internal/v1/drain", drain_node)
     app.router.add_post("/internal/v1/leave", leave)
+    app.router.add_post("/internal/v1/producer-ids", producer_ids)
     return app
 
 

@@ -348,6 +348,18 @@ class Controller:
         if any(p.leader not in self.state.brokers for t in self.state.topics.values() for p in t.partitions):
             await self.commit(self._reassign_orphans)
 
+    async def allocate_producer_ids(self, count: int) -> int:
+        """Reserve ``count`` producer ids in metadata; returns the first."""
+        box: list[int] = []
+
+        def change(s: ClusterState) -> None:
+            box.clear()
+            box.append(s.next_producer_id)
+            s.next_producer_id += count
+
+        await self.commit(change)
+        return box[0]
+
     # ---- reassignment and drain -----------------------------------------------------
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:

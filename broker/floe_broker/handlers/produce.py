@@ -16,7 +16,7 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from .. import metrics
-from ..log.partition import NotLeader, Partition
+from ..log.partition import SEQ_MOD, Duplicate, NotLeader, Partition, SequenceError
 from ..log.wal import Fenced, Flush
 from ..ordering import CURRENT_TURN
 from ..protocol import records
@@ -87,16 +87,35 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
         await turn.wait()  # appends follow request order on this connection
     await ctx.wal.reserve(total)
     flush: Flush | None = None
+    duplicates: list[tuple[Partition, int]] = []
     for part, data, batches, row in targets:
         if part is None or not part.accepting:
             row[1] = ErrorCode.not_leader_or_follower
             continue
+        first = batches[0]
+        idempotent = first.producer_id >= 0
+        if idempotent:
+            last_b = batches[-1]
+            last_seq = (last_b.base_sequence + last_b.record_count - 1) % SEQ_MOD
+            try:
+                dup = part.check_sequence(first.producer_id, first.producer_epoch, first.base_sequence, last_seq)
+            except SequenceError as exc:
+                log.info("rejecting produce: sequence", topic=part.topic, partition=part.index, reason=str(exc))
+                row[1] = ErrorCode(exc.code)
+                continue
+            if isinstance(dup, Duplicate):
+                row[2], row[3] = dup.base, part
+                duplicates.append((part, dup.last))
+                continue
         try:
             chunk = part.append(data, batches)
             flush = ctx.wal.add(part, chunk)
         except (NotLeader, Fenced):
             row[1] = ErrorCode.not_leader_or_follower
             continue
+        if idempotent:
+            part.record_producer(first.producer_id, first.producer_epoch, first.base_sequence, last_seq,
+                                 chunk.base, chunk.last)
         ctx.partitions.track(chunk)
         row[2] = chunk.base
         row[3] = part
@@ -110,14 +129,20 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     if req.acks == 0:
         return None
 
+    timeout = max(req.timeout.total_seconds(), 1.0)
     if flush is not None:
-        timeout = max(req.timeout.total_seconds(), 1.0)
         try:
             await asyncio.wait_for(ctx.wal.durable(flush), timeout)
         except TimeoutError:
             _fail_all(results, ErrorCode.request_timed_out)
         except Fenced:
             _fail_all(results, ErrorCode.not_leader_or_follower)
+    for part, last in duplicates:
+        # A retry is answered with the original offsets, but only once they are durable (I2).
+        try:
+            await asyncio.wait_for(_durable_up_to(part, last), timeout)
+        except TimeoutError:
+            _fail_all(results, ErrorCode.request_timed_out)
 
     topics_out = []
     for topic, name, rows in results:
@@ -135,6 +160,13 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                partition_responses=tuple(parts_out))
         )
     return mk(cls, responses=tuple(topics_out))
+
+
+async def _durable_up_to(part: Partition, last: int) -> None:
+    while part.high_watermark <= last:
+        if not part.accepting:
+            raise TimeoutError("partition closed")
+        await part.waiter()
 
 
 def _fail_all(results: list[tuple[Any, str | None, list[list[Any]]]], code: ErrorCode) -> None:

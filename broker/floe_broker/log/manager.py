@@ -188,6 +188,7 @@ class PartitionManager:
 
         footers = await asyncio.gather(*(footer(k) for k in chain))
         found = 0
+        first_recovered = len(part.pieces)
         for key, (index, magic) in zip(chain, footers, strict=True):
             if magic == formats.TOMBSTONE:
                 break
@@ -199,6 +200,16 @@ class PartitionManager:
                 ):
                     part.add_recovered(entry, key)
                     found += 1
+        # Idempotent producers: retries of batches that were durable but never
+        # acknowledged must be recognised, so rebuild their state from the tail.
+        recovered = [p for p in part.pieces[first_recovered:] if isinstance(p, Chunk)]
+
+        async def read(c: Chunk) -> bytes:
+            async with sem:
+                return await retrying(lambda: self.store.get_range(c.key or "", c.pos, c.size))
+
+        for data in await asyncio.gather(*(read(c) for c in recovered)):
+            part.rebuild_producers(data)
         return found
 
     def _body(self, part: Partition, *, clean: bool) -> bytes:

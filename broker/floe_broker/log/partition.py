@@ -67,13 +67,33 @@ RangeReader = Callable[[str, int, int], Awaitable[bytes]]
 SuffixReader = Callable[[str, int], Awaitable[bytes]]
 
 
+SEQ_MOD = 1 << 31
+RECENT_BATCHES = 5  # Kafka clients keep at most 5 requests in flight with idempotence
+
+
 @dataclass(slots=True)
 class ProducerState:
-    """Last appended sequence window per producer id (idempotent producers)."""
+    """Per producer id: epoch, last sequence, and its last few batches for retries."""
 
     epoch: int
     last_seq: int
     last_offset: int
+    # (first_seq, last_seq, base_offset, last_offset) of recent batches, oldest first
+    recent: list[list[int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A retried batch already in the log: answer with its original offsets."""
+
+    base: int
+    last: int
+
+
+class SequenceError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(eq=False)
@@ -133,6 +153,47 @@ class Partition:
     def close(self) -> None:
         self.accepting = False
         self._wake()
+
+    # ---- idempotent producers ---------------------------------------------
+
+    def check_sequence(self, pid: int, epoch: int, first_seq: int, last_seq: int) -> Duplicate | None:
+        """Decide what to do with a batch from an idempotent producer.
+
+        Returns a Duplicate for a retry of a batch already appended, None to
+        append; raises SequenceError for a stale epoch (47) or a gap (45).
+        """
+        state = self.producers.get(pid)
+        if state is None:
+            return None  # first batch we see from it (or its state expired): accept
+        if epoch < state.epoch:
+            raise SequenceError(47, f"producer {pid} epoch {epoch} is older than {state.epoch}")
+        if epoch > state.epoch:
+            if first_seq != 0:
+                raise SequenceError(45, f"producer {pid} new epoch {epoch} must start at sequence 0")
+            return None
+        for f, last, base, last_off in state.recent:
+            if f == first_seq and last == last_seq:
+                return Duplicate(base, last_off)
+        if first_seq == (state.last_seq + 1) % SEQ_MOD:
+            return None
+        if state.recent and _seq_before(first_seq, state.recent[0][0]):
+            raise SequenceError(46, f"producer {pid} sequence {first_seq} is an old duplicate")
+        raise SequenceError(45, f"producer {pid} expected sequence {(state.last_seq + 1) % SEQ_MOD}, got {first_seq}")
+
+    def record_producer(self, pid: int, epoch: int, first_seq: int, last_seq: int, base: int, last: int) -> None:
+        state = self.producers.get(pid)
+        if state is None or epoch != state.epoch:
+            state = self.producers[pid] = ProducerState(epoch, last_seq, last)
+        state.last_seq, state.last_offset = last_seq, last
+        state.recent.append([first_seq, last_seq, base, last])
+        del state.recent[:-RECENT_BATCHES]
+
+    def rebuild_producers(self, data: bytes | bytearray | memoryview) -> None:
+        """Producer state from stored batches (tail recovery after a crash)."""
+        for h in records.iter_headers(data):
+            pid, epoch, seq, count = records.producer_fields(data, h.position)
+            if pid >= 0:
+                self.record_producer(pid, epoch, seq, (seq + count - 1) % SEQ_MOD, h.base_offset, h.last_offset)
 
     # ---- read path --------------------------------------------------------
 
@@ -279,7 +340,7 @@ class Partition:
             "segments": segments,
             "wal": wal,
             "producers": {
-                str(pid): [s.epoch, s.last_seq, s.last_offset] for pid, s in self.producers.items()
+                str(pid): [s.epoch, s.last_seq, s.last_offset, s.recent] for pid, s in self.producers.items()
             },
         }
 
@@ -294,7 +355,8 @@ class Partition:
         self.next_offset = body.get("next_offset", 0)
         self.high_watermark = self.next_offset
         self.producers = {
-            int(pid): ProducerState(*v) for pid, v in body.get("producers", {}).items()
+            int(pid): ProducerState(v[0], v[1], v[2], [list(r) for r in (v[3] if len(v) > 3 else [])])
+            for pid, v in body.get("producers", {}).items()
         }
 
     def add_recovered(self, entry: formats.WalEntry, key: str) -> None:
@@ -320,3 +382,8 @@ async def load_segment_entries(segment: Segment, read_suffix: SuffixReader) -> l
         Chunk(base, last, max_ts, size, key=segment.key, pos=pos) for base, last, max_ts, pos, size in index
     ]
     return segment.entries
+
+
+def _seq_before(a: int, b: int) -> bool:
+    """a comes before b in the 31-bit sequence space."""
+    return a != b and (b - a) % SEQ_MOD < SEQ_MOD // 2

@@ -189,3 +189,13 @@ def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
             break
         shift += 7
     return (raw >> 1) ^ -(raw & 1), pos
+
+
+_PRODUCER = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence at offset 43
+
+
+def producer_fields(batch: bytes | bytearray | memoryview, position: int = 0) -> tuple[int, int, int, int]:
+    """(producer id, epoch, base sequence, record count) of a stored batch; for state rebuilds."""
+    pid, epoch, seq = _PRODUCER.unpack_from(batch, position + 43)
+    (lod,) = _I32.unpack_from(batch, position + 23)
+    return pid, epoch, seq, lod + 1
