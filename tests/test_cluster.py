@@ -213,7 +213,8 @@ def test_controller_failover_keeps_metadata(brokers, file_store) -> None:  # typ
 @pytest.mark.parametrize("size_mb", [1, 500])
 def test_reassignment_time_does_not_depend_on_partition_size(brokers, file_store, size_mb: int) -> None:  # type: ignore[no-untyped-def]
     # No background compaction: the byte counters must see the move alone.
-    procs = start_cluster(brokers, file_store, 2, "--compact-after-bytes", str(1 << 40), "--compact-after-ms", str(10**9))
+    no_compaction = ("--compact-after-bytes", str(1 << 40), "--compact-after-ms", str(10**9))
+    procs = start_cluster(brokers, file_store, 2, *no_compaction)
     topic = f"sz-{uuid.uuid4().hex[:6]}"
     create_topic(procs[0].bootstrap, topic, 1)
     value = os.urandom(1000)
