@@ -337,3 +337,23 @@ async def test_idempotent_state_survives_a_crash_and_rejects_gaps_and_stale_epoc
     with pytest.raises(SequenceError) as stale:
         pb.check_sequence(77, 0, 10, 11)
     assert stale.value.code == 47  # INVALID_PRODUCER_EPOCH: a fenced epoch
+
+
+async def test_idempotent_state_moves_with_the_partition() -> None:
+    """A clean move (release + checkpoint) carries producer state to the next leader."""
+    from floe_broker.log.partition import Duplicate
+
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "a")
+    part = await a.pm.open(topic, 0, epoch=1)
+    for i in range(3):
+        data = batch(pid=5, epoch=2, seq=i)
+        chunk = part.append(data, records.scan_batches(data, max_batch_bytes=1 << 20))
+        part.record_producer(5, 2, i, i, chunk.base, chunk.last)
+        await a.wal.durable(a.wal.add(part, chunk))
+    await a.pm.close("t", 0, graceful=True)
+    b = Node(store, 2, "b")
+    pb = await b.pm.open(topic, 0, epoch=2)
+    assert pb.check_sequence(5, 2, 2, 2) == Duplicate(2, 2)
+    assert pb.check_sequence(5, 2, 3, 3) is None
