@@ -11,6 +11,7 @@ run: venv
 test: venv
 	.venv/bin/ruff check broker operator tests benchmarks
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 	.venv/bin/python -m pytest -q $${PYTEST_ARGS:-}
 
 lint: venv
