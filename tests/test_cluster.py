@@ -255,3 +255,36 @@ def test_kafka_reassignment_apis_move_leaders(brokers, file_store) -> None:  # t
     admin.close()
     produce_all(procs[0].bootstrap, [(topic, 0, None, b"after", None, None)])
     assert [m.value() for m in consume_exactly(procs[1].bootstrap, topic, 0, 0, 2)] == [b"before", b"after"]
+
+
+def test_not_leader_answers_name_the_new_leader(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """KIP-951: a produce to the wrong broker says who leads now, so clients skip a metadata round trip."""
+    import datetime
+    import socket
+
+    from kio.schema.produce.v10.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kio.serial import entity_reader
+    from kio.static.primitive import Records, i16, i32
+
+    from floe_broker.protocol.build import response_class
+    from tests.test_bad_input import _valid_batch, raw_request
+
+    procs = start_cluster(brokers, file_store, 2)
+    topic = f"hint-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 1)
+    leader = leaders(procs[0], topic)[0]
+    other = 3 - leader
+    other_proc = next(p for p in procs if cluster_view(p)["brokers"][other - 1]["http"] == p.http)
+    req = ProduceRequest(acks=i16(-1), timeout=datetime.timedelta(seconds=5), topic_data=(
+        TopicProduceData(name=topic, partition_data=(
+            PartitionProduceData(index=i32(0), records=Records(_valid_batch())),)),))
+    with socket.create_connection(("127.0.0.1", other_proc.kafka_port), timeout=10) as s:
+        raw = raw_request(s, 0, 10, req)
+    cls = response_class(0, 10)
+    _, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    part = body.responses[0].partition_responses[0]
+    assert part.error_code == 6  # NOT_LEADER_OR_FOLLOWER
+    assert part.current_leader.leader_id == leader
+    assert [(n.node_id, n.port) for n in body.node_endpoints] == [
+        (leader, next(b["port"] for b in cluster_view(procs[0])["brokers"] if b["node_id"] == leader))]

@@ -20,7 +20,7 @@ from ..log.partition import SEQ_MOD, Duplicate, NotLeader, Partition, SequenceEr
 from ..log.wal import Fenced, Flush
 from ..ordering import CURRENT_TURN
 from ..protocol import records
-from ..protocol.build import mk, nested, response_class
+from ..protocol.build import has_field, mk, nested, response_class
 from .context import BrokerContext, TopicError
 
 log = structlog.get_logger(__name__)
@@ -145,21 +145,41 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             _fail_all(results, ErrorCode.request_timed_out)
 
     topics_out = []
+    hints: dict[int, Any] = {}  # node id -> endpoint, for KIP-951 leader hints
+    state = ctx.state()
     for topic, name, rows in results:
         parts_out = []
         for index, error, base, part in rows:
+            current_leader = None
             if error != ErrorCode.none:
                 metrics.REQUEST_ERRORS.labels("produce", error.name).inc()
+            if error == ErrorCode.not_leader_or_follower:
+                current_leader = _leader_hint(ctx, cls, state, name, index, hints)
+            extra = {"current_leader": current_leader} if current_leader is not None else {}
             parts_out.append(
                 mk(part_cls, index=index, error_code=error, base_offset=base if error == ErrorCode.none else -1,
                    log_append_time=None, log_start_offset=part.log_start if part is not None else -1,
-                   record_errors=(), error_message=None)
+                   record_errors=(), error_message=None, **extra)
             )
         topics_out.append(
             mk(topic_cls, name=name or "", topic_id=getattr(topic, "topic_id", None),
                partition_responses=tuple(parts_out))
         )
-    return mk(cls, responses=tuple(topics_out))
+    return mk(cls, responses=tuple(topics_out), node_endpoints=tuple(hints.values()))
+
+
+def _leader_hint(ctx: BrokerContext, cls: Any, state: Any, name: str | None, index: int,
+                 hints: dict[int, Any]) -> Any:
+    """The partition's new leader, when we already know it (saves the client a metadata round trip)."""
+    info = state.topics.get(name) if name else None
+    if info is None or not 0 <= index < len(info.partitions) or not has_field(cls, "node_endpoints"):
+        return None
+    p = info.partitions[index]
+    broker = state.brokers.get(p.leader)
+    if broker is None or p.leader == ctx.node_id:
+        return None
+    hints[p.leader] = mk(nested(cls, "NodeEndpoint"), node_id=p.leader, host=broker.host, port=broker.port, rack=None)
+    return mk(nested(cls, "LeaderIdAndEpoch"), leader_id=p.leader, leader_epoch=p.epoch)
 
 
 async def _durable_up_to(part: Partition, last: int) -> None:
