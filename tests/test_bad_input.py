@@ -214,3 +214,61 @@ def test_decoder_never_crashes_on_random_bytes() -> None:
             pass
 
     check()
+
+
+def _fetch(sock: socket.socket, topic: str, parts: list[tuple[int, int, int]], max_bytes: int) -> object:
+    import datetime
+
+    from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+    from kio.static.primitive import i32, i64
+
+    req = FetchRequest(max_wait=datetime.timedelta(milliseconds=100), min_bytes=i32(1), max_bytes=i32(max_bytes),
+                       topics=(FetchTopic(topic=topic, partitions=tuple(
+                           FetchPartition(partition=i32(p), fetch_offset=i64(off), partition_max_bytes=i32(pmax))
+                           for p, off, pmax in parts)),), forgotten_topics_data=())
+    raw = raw_request(sock, 1, 12, req)
+    cls = response_class(1, 12)
+    _, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    return body
+
+
+def test_fetch_honours_partition_max_bytes_and_max_bytes(one_broker: BrokerProcess) -> None:
+    """Whole batches only, within both limits, but never zero when one batch is larger than the limit."""
+    from floe_broker.protocol.records import iter_headers
+
+    topic = f"lim-{uuid.uuid4().hex[:6]}"
+    create_topic(one_broker.bootstrap, topic, 2)
+    s = connect(one_broker)
+    one = len(_valid_batch(value=b"v" * 1000))
+    for part in (0, 1):
+        for i in range(10):  # ten separate produce requests: ten batches per partition
+            assert _produce_partition(s, topic, part, _valid_batch(value=bytes([i]) * 1000)) == ErrorCode.none
+
+    body = _fetch(s, topic, [(0, 0, int(one * 2.5))], max_bytes=10 * one)
+    recs = body.responses[0].partitions[0].records  # type: ignore[attr-defined]
+    assert [h.base_offset for h in iter_headers(recs)] == [0, 1], "partition_max_bytes allows two whole batches"
+
+    body = _fetch(s, topic, [(0, 0, 10 * one), (1, 0, 10 * one)], max_bytes=int(one * 3.5))
+    sizes = [len(p.records or b"") for p in body.responses[0].partitions]  # type: ignore[attr-defined]
+    assert sum(sizes) <= int(one * 3.5) and sizes[0] == 3 * one, "max_bytes caps the whole response"
+
+    body = _fetch(s, topic, [(0, 4, 10)], max_bytes=10)
+    recs = body.responses[0].partitions[0].records  # type: ignore[attr-defined]
+    assert [h.base_offset for h in iter_headers(recs)] == [4], "one batch even when it is larger than the limits"
+
+
+def _produce_partition(sock: socket.socket, topic: str, partition: int, records: bytes) -> int:
+    import datetime
+
+    from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kio.static.primitive import Records, i16, i32
+
+    req = ProduceRequest(acks=i16(-1), timeout=datetime.timedelta(seconds=5), topic_data=(
+        TopicProduceData(name=topic, partition_data=(
+            PartitionProduceData(index=i32(partition), records=Records(records)),)),))
+    raw = raw_request(sock, 0, 9, req)
+    cls = response_class(0, 9)
+    _, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    return int(body.responses[0].partition_responses[0].error_code)
