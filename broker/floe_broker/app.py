@@ -85,6 +85,7 @@ class Broker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
         self._view = ClusterState()  # metadata as last pushed/read, when not the controller
+        self._controller_session: str | None = None  # holder of a valid lease, as last read
         self._pid_next = 0
         self._pid_end = 0
         self._pid_lock = asyncio.Lock()
@@ -108,8 +109,6 @@ class Broker:
             if b.session == holder:
                 return n
         return -1
-
-    _controller_session: str | None = None
 
     def topic_config(self, topic: str, key: str) -> str | None:
         info = self.state().topics.get(topic)

@@ -38,6 +38,9 @@ class BrokerContext(Protocol):
 
     def topic_config(self, topic: str, key: str) -> str | None: ...
 
+    def controller_node(self) -> int:
+        """Node id of the current controller (-1 while it changes)."""
+
     async def leader_partition(self, topic: str, index: int) -> Partition | None:
         """The open partition if this broker leads it (opening it if needed), else None."""
 

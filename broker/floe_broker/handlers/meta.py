@@ -102,8 +102,7 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
 
 
 def controller_id(ctx: BrokerContext) -> int:
-    getter = getattr(ctx, "controller_node", None)
-    return getter() if getter else ctx.node_id
+    return ctx.controller_node()
 
 
 async def describe_cluster(ctx: BrokerContext, version: int, req: Any) -> Any:

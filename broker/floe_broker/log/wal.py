@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from .. import metrics
-from ..storage.objectstore import ObjectStore, PreconditionFailed, StoreUnavailable, retrying
+from ..storage.objectstore import ObjectStore, PreconditionFailed, retrying
 from . import formats
 from .partition import Chunk, Partition
 
@@ -252,5 +252,3 @@ class WalWriter:
                 flush.done.exception()  # mark retrieved
         self.on_fenced()
 
-
-__all__ = ["WalWriter", "Flush", "Fenced", "StoreUnavailable"]
