@@ -69,7 +69,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import functools
 import os
 import secrets
 import stat
@@ -90,6 +89,7 @@ from .objectstore import (
     StoreMisconfigured,
     StoreUnavailable,
 )
+from .threaded import ThreadedStore
 
 __all__ = ["FileStore"]
 
@@ -160,7 +160,7 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class FileStore:
+class FileStore(ThreadedStore):
     """Object store on a local directory; safe for several processes at once.
 
     ``root`` is the directory that plays the role of ``<bucket>/<prefix>/``;
@@ -479,36 +479,6 @@ class FileStore:
             await self._run(self._root, self._check)
         except StoreUnavailable as exc:
             raise StoreMisconfigured(str(exc)) from exc
-
-    async def get(self, key: str) -> GetResult:
-        return await self._run(key, functools.partial(self._get, key))
-
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        return await self._run(key, functools.partial(self._get_range, key, start, length))
-
-    async def get_suffix(self, key: str, length: int) -> bytes:
-        return await self._run(key, functools.partial(self._get_suffix, key, length))
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self._run(key, functools.partial(self._head, key))
-
-    async def put(
-        self,
-        key: str,
-        data: bytes | bytearray | memoryview,
-        *,
-        if_none_match: bool = False,
-        if_match: str | None = None,
-    ) -> str:
-        if if_none_match and if_match is not None:
-            raise ValueError("pass either if_none_match or if_match, not both")
-        return await self._run(key, functools.partial(self._put, key, data, if_none_match, if_match))
-
-    async def list(self, prefix: str) -> list[str]:
-        return await self._run(prefix, functools.partial(self._list, prefix))
-
-    async def delete(self, key: str) -> None:
-        await self._run(key, functools.partial(self._delete, key))
 
     async def close(self) -> None:
         """Stop the pool; operations already running finish, later calls fail."""

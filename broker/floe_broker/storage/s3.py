@@ -97,6 +97,7 @@ from .objectstore import (
     StoreMisconfigured,
     StoreUnavailable,
 )
+from .threaded import ThreadedStore
 
 __all__ = ["S3Store", "unquote_etag"]
 
@@ -150,7 +151,7 @@ def _client_error_parts(exc: bce.ClientError) -> tuple[int, str, str]:
     return status, code, message
 
 
-class S3Store:
+class S3Store(ThreadedStore):
     """Object store on an S3 bucket, all keys under ``prefix``.
 
     Credentials come from boto3's default chain (``AWS_ACCESS_KEY_ID`` /
@@ -468,36 +469,6 @@ class S3Store:
                     f"cannot reach S3 endpoint {self.endpoint}: {type(cause).__name__}: {cause}"
                 ) from exc
             raise
-
-    async def get(self, key: str) -> GetResult:
-        return await self._run(key, functools.partial(self._get, key))
-
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        return await self._run(key, functools.partial(self._get_range, key, start, length))
-
-    async def get_suffix(self, key: str, length: int) -> bytes:
-        return await self._run(key, functools.partial(self._get_suffix, key, length))
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self._run(key, functools.partial(self._head, key))
-
-    async def put(
-        self,
-        key: str,
-        data: bytes | bytearray | memoryview,
-        *,
-        if_none_match: bool = False,
-        if_match: str | None = None,
-    ) -> str:
-        if if_none_match and if_match is not None:
-            raise ValueError("pass either if_none_match or if_match, not both")
-        return await self._run(key, functools.partial(self._put, key, data, if_none_match, if_match))
-
-    async def list(self, prefix: str) -> list[str]:
-        return await self._run(f"list {prefix!r}", functools.partial(self._list, prefix))
-
-    async def delete(self, key: str) -> None:
-        await self._run(key, functools.partial(self._delete, key))
 
     async def close(self) -> None:
         """Stop the pool and the HTTP connection pools; later calls fail."""
