@@ -53,16 +53,30 @@ BAD_FRAMES = Counter(
 BYTES_IN = Counter("floe_bytes_in_total", "Record-batch bytes appended (produce)")
 RECORDS_IN = Counter("floe_records_in_total", "Records appended (produce)")
 BYTES_OUT = Counter("floe_bytes_out_total", "Record-batch bytes served (fetch)")
+RECORDS_OUT = Counter("floe_records_out_total", "Records served (fetch; whole batches, as sent)")
 PARTITION_BYTES_IN = Counter(
     "floe_partition_bytes_in_total", "Record-batch bytes appended per partition", ["topic", "partition"]
 )
 PARTITION_BYTES_OUT = Counter(
     "floe_partition_bytes_out_total", "Record-batch bytes served per partition", ["topic", "partition"]
 )
+PARTITION_RECORDS_IN = Counter(
+    "floe_partition_records_in_total", "Records appended per partition", ["topic", "partition"]
+)
+PARTITION_RECORDS_OUT = Counter(
+    "floe_partition_records_out_total", "Records served per partition", ["topic", "partition"]
+)
+# Set by the leader once a produce is durable; with fetch offsets or committed
+# offsets it gives the lag per partition.
 HIGH_WATERMARK = Gauge(
     "floe_partition_high_watermark", "High watermark per partition", ["topic", "partition"]
 )
 PARTITIONS_LED = Gauge("floe_partitions_led", "Partitions this broker leads")
+# For the group coordinator to set (per-partition switch applies): bounded by
+# the groups that commit, which operators control.
+GROUP_COMMITTED_OFFSET = Gauge(
+    "floe_group_committed_offset", "Committed offset per group and partition", ["group", "topic", "partition"]
+)
 
 WAL_PUTS = Counter("floe_wal_puts_total", "WAL objects written")
 WAL_BYTES = Counter("floe_wal_bytes_total", "Bytes written in WAL objects")

@@ -19,6 +19,7 @@ from kio.schema.errors import ErrorCode
 
 from .. import metrics
 from ..log.partition import OffsetOutOfRange, Partition
+from ..protocol import records
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
 from ..protocol.codec import RecordsViews
 from .context import BrokerContext
@@ -82,8 +83,13 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                        log_start_offset=part.log_start, preferred_read_replica=-1,
                        aborted_transactions=None, records=data or b"")
                 )
-                if data and ctx.config.per_partition_metrics:
-                    metrics.PARTITION_BYTES_OUT.labels(part.topic, str(part.index)).inc(len(data))
+                if data:
+                    n_records = sum(h.last_offset - h.base_offset + 1 for v in data.views
+                                    for h in records.iter_headers(v))
+                    metrics.RECORDS_OUT.inc(n_records)
+                    if ctx.config.per_partition_metrics:
+                        metrics.PARTITION_BYTES_OUT.labels(part.topic, str(part.index)).inc(len(data))
+                        metrics.PARTITION_RECORDS_OUT.labels(part.topic, str(part.index)).inc(n_records)
             topics_out.append(mk(topic_cls, topic=name or "", topic_id=getattr(topic, "topic_id", ZERO_UUID),
                                  partitions=tuple(parts_out)))
         remaining = deadline - time.monotonic()

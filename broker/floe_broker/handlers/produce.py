@@ -123,6 +123,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
         metrics.RECORDS_IN.inc(chunk.last - chunk.base + 1)
         if ctx.config.per_partition_metrics:
             metrics.PARTITION_BYTES_IN.labels(part.topic, str(part.index)).inc(chunk.size)
+            metrics.PARTITION_RECORDS_IN.labels(part.topic, str(part.index)).inc(chunk.last - chunk.base + 1)
 
     if turn is not None:
         turn.release()  # the next request may append while we wait for durability
@@ -137,6 +138,10 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             _fail_all(results, ErrorCode.request_timed_out)
         except Fenced:
             _fail_all(results, ErrorCode.not_leader_or_follower)
+        if ctx.config.per_partition_metrics:
+            for part, _, _, _ in targets:
+                if part is not None:
+                    metrics.HIGH_WATERMARK.labels(part.topic, str(part.index)).set(part.high_watermark)
     for part, last in duplicates:
         # A retry is answered with the original offsets, but only once they are durable (I2).
         try:
