@@ -38,6 +38,9 @@ from .cluster.metadata import ClusterState, apply_op
 from .cluster.rpc import Rpc, RpcError
 from .config import BrokerConfig
 from .dispatch import Dispatcher
+from .group_journal import PartitionJournal
+from .groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from .groups.state import Limits
 from .handlers.context import TopicError
 from .log.cache import BlockCache
 from .log.manager import PartitionManager, Settings
@@ -93,6 +96,16 @@ class Broker:
         self._next_gc = time.monotonic() + config.wal_gc_interval_ms / 1000
         self.rpc = Rpc()
         self.controller.peers = self
+        self.groups = GroupCoordinator(
+            self._group_journal,
+            self._offsets_partitions,
+            Limits(
+                min_session_timeout_ms=config.group_min_session_timeout_ms,
+                max_session_timeout_ms=config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+                max_size=config.group_max_size,
+            ),
+        )
 
     # ---- BrokerContext ------------------------------------------------------------
 
@@ -125,6 +138,27 @@ class Broker:
         if p.leader != self.node_id:
             return None
         return await self.partitions.open(info, index, p.epoch)
+
+    async def _group_journal(self, index: int) -> PartitionJournal | None:
+        part = await self.leader_partition(OFFSETS_TOPIC, index)
+        if part is None or self.partitions is None:
+            return None
+        return PartitionJournal(part, self.wal, self.partitions, self.cache)
+
+    def _offsets_partitions(self) -> int:
+        info = self.state().topics.get(OFFSETS_TOPIC)
+        return len(info.partitions) if info else 0
+
+    async def ensure_offsets_topic(self) -> None:
+        """Create ``__consumer_offsets`` on first use (never expires: commits live until deleted)."""
+        if OFFSETS_TOPIC in self.state().topics:
+            return
+        try:
+            await self._op("create_topic", {"name": OFFSETS_TOPIC, "partitions": self.config.offsets_topic_partitions,
+                                            "configs": {"retention.ms": "-1", "cleanup.policy": "compact"}})
+        except Exception as exc:
+            if OFFSETS_TOPIC not in self.state().topics:
+                raise TopicError(15, f"cannot create {OFFSETS_TOPIC}: {exc}") from exc
 
     async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str], *, validate_only: bool = False
@@ -268,6 +302,7 @@ class Broker:
         self._spawn(self._lease_loop(), "lease")
         self._spawn(self._controller_loop(), "controller-loop")
         self._spawn(self._maintenance_loop(), "maintenance")
+        self.groups.start()
         self.ready = True
         metrics.BROKER_STATE.labels("ready").set(1)
         log.info("broker ready", node=self.node_id, session=self.session,
@@ -471,6 +506,7 @@ class Broker:
                     await self.rpc.call(lease.http, "/internal/v1/drain", {"node": self.node_id}, timeout_s=120)
         except Exception as exc:
             log.warning("could not move partitions away; closing them in place", error=repr(exc))
+        await self.groups.stop()
         if self.partitions is not None:
             await self.partitions.close_all()
         try:
@@ -487,6 +523,7 @@ class Broker:
         self.stopped.set()
 
     async def stop(self) -> None:
+        await self.groups.stop()
         if self.listener is not None:
             await self.listener.stop()
         for task in list(self._tasks):

@@ -73,6 +73,13 @@ class BrokerConfig:
     wal_gc_grace_ms: int = 60_000
     wal_gc_interval_ms: int = 30_000
     per_partition_metrics: bool = True
+    # consumer groups
+    offsets_topic_partitions: int = 16
+    group_min_session_timeout_ms: int = 1_000
+    group_max_session_timeout_ms: int = 1_800_000
+    group_initial_rebalance_delay_ms: int = 500
+    group_max_size: int = 1000
+    offset_metadata_max_bytes: int = 4096
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -91,6 +98,8 @@ _HELP = {
     "s3_endpoint": "S3 endpoint URL (MinIO, Ceph RGW, CubeFS); default AWS",
     "flush_interval_ms": "group-commit interval: max time a produce waits for its WAL PUT",
     "flush_bytes": "flush the WAL as soon as this many bytes are pending",
+    "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
+    "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
 }
 
 

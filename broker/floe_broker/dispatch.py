@@ -20,8 +20,8 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import metrics
-from .handlers import admin, fetch, meta, produce, producer_id, reassign
-from .handlers.context import BrokerContext
+from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign
+from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
 
@@ -34,6 +34,9 @@ API_NAMES = {
     19: "create_topics", 20: "delete_topics", 32: "describe_configs", 37: "create_partitions",
     44: "incremental_alter_configs", 60: "describe_cluster", 45: "alter_partition_reassignments",
     46: "list_partition_reassignments", 22: "init_producer_id",
+    10: "find_coordinator", 11: "join_group", 12: "heartbeat", 13: "leave_group", 14: "sync_group",
+    8: "offset_commit", 9: "offset_fetch", 15: "describe_groups", 16: "list_groups", 42: "delete_groups",
+    47: "offset_delete",
 }
 
 
@@ -55,6 +58,17 @@ class Dispatcher:
             45: (0, 0, reassign.alter_partition_reassignments),
             46: (0, 0, reassign.list_partition_reassignments),
             22: (0, 4, producer_id.init_producer_id),
+            10: (0, 6, groups.find_coordinator),
+            11: (0, 9, groups.join_group),
+            12: (0, 4, groups.heartbeat),
+            13: (0, 5, groups.leave_group),
+            14: (0, 5, groups.sync_group),
+            8: (2, 9, groups.offset_commit),
+            9: (1, 9, groups.offset_fetch),
+            15: (0, 6, groups.describe_groups),
+            16: (0, 5, groups.list_groups),
+            42: (0, 2, groups.delete_groups),
+            47: (0, 0, groups.offset_delete),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
@@ -64,13 +78,13 @@ class Dispatcher:
 
     async def __call__(self, frame: bytes, peer: str) -> codec.Frame | None:
         try:
-            return await self._handle(frame)
+            return await self._handle(frame, peer)
         finally:
             turn = CURRENT_TURN.get()
             if turn is not None:
                 turn.release()
 
-    async def _handle(self, frame: bytes) -> codec.Frame | None:
+    async def _handle(self, frame: bytes, peer: str) -> codec.Frame | None:
         try:
             request = codec.decode_request(frame, self.supported)
         except codec.UnsupportedVersion as exc:
@@ -82,6 +96,7 @@ class Dispatcher:
         metrics.REQUESTS.labels(api).inc()
         t0 = time.perf_counter()
         _, _, handler = self.table[request.api_key]
+        CLIENT.set((request.client_id or "", "/" + peer.rpartition(":")[0]))
         body = await handler(self.ctx, request.api_version, request.body)
         metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
         if body is None:

@@ -7,10 +7,12 @@ Typing them against a Protocol keeps ``handlers`` free of imports from
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
+from ..groups.coordinator import GroupCoordinator
 from ..log.cache import BlockCache
 from ..log.manager import PartitionManager
 from ..log.partition import Partition
@@ -26,8 +28,13 @@ class TopicError(Exception):
         self.message = message
 
 
+# (client id, client host) of the request being handled, set by the dispatcher
+CLIENT: ContextVar[tuple[str, str]] = ContextVar("floe_client", default=("", ""))
+
+
 class BrokerContext(Protocol):
     config: BrokerConfig
+    groups: GroupCoordinator
     node_id: int
     cluster_id: str
     partitions: PartitionManager
@@ -50,6 +57,9 @@ class BrokerContext(Protocol):
         """Raise TopicError on failure."""
 
     async def delete_topic(self, name: str) -> None: ...
+
+    async def ensure_offsets_topic(self) -> None:
+        """Create ``__consumer_offsets`` if it does not exist yet (TopicError on failure)."""
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None: ...
 

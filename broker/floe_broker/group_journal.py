@@ -1,0 +1,95 @@
+"""The group coordinator's journal: an ``__consumer_offsets`` partition written like any other.
+
+Records are built as ordinary (uncompressed, non-idempotent) record batches
+and go through the same append + WAL group commit as produced data, so a
+commit is acknowledged exactly when a produce would be: once its WAL object
+is durable (I2). Replaying reads the partition from its log start, through
+the memory tail and the block cache, the same way a fetch does.
+
+This module joins ``groups`` and ``log``, which know nothing of each other.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from kio.records.readers import read_batch
+from kio.records.schema import NewRecordBatch, Record
+from kio.records.writers import write_new_batch
+from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
+
+from .groups.coordinator import JournalClosed
+from .log.cache import BlockCache
+from .log.manager import PartitionManager
+from .log.partition import NotLeader, OffsetOutOfRange, Partition
+from .log.wal import Fenced, WalWriter
+from .protocol import records
+
+log = structlog.get_logger(__name__)
+READ_BYTES = 1 << 20
+COMPRESSION_MASK = 0x07
+
+
+def encode_batch(entries: list[tuple[bytes, bytes | None]]) -> bytes:
+    ts = TZAwareMicros.parse(datetime.datetime.now(datetime.UTC))
+    batch = NewRecordBatch(
+        producer_id=i64(-1), producer_epoch=i16(-1), base_sequence=i32(-1), attributes=i16(0),
+        records=tuple(Record(attributes=i8(0), timestamp=ts, offset=i64(i), key=k, value=v, headers=())
+                      for i, (k, v) in enumerate(entries)),
+    )
+    buf = io.BytesIO()
+    write_new_batch(buf, batch)
+    return buf.getvalue()
+
+
+class PartitionJournal:
+    def __init__(self, part: Partition, wal: WalWriter, partitions: PartitionManager, cache: BlockCache) -> None:
+        self.identity: Any = part
+        self.part = part
+        self.wal = wal
+        self.partitions = partitions
+        self.cache = cache
+
+    @property
+    def open(self) -> bool:
+        return self.part.accepting and self.partitions.get(self.part.topic, self.part.index) is self.part
+
+    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
+        data = encode_batch(entries)
+        batches = records.scan_batches(data, max_batch_bytes=len(data))
+        await self.wal.reserve(len(data))
+        try:
+            chunk = self.part.append(data, batches)
+            flush = self.wal.add(self.part, chunk)
+        except (NotLeader, Fenced) as exc:
+            raise JournalClosed(str(exc)) from None
+        self.partitions.track(chunk)
+        try:
+            await self.wal.durable(flush)
+        except Fenced as exc:
+            raise JournalClosed(str(exc)) from None
+
+    async def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
+        offset = self.part.log_start
+        while offset < self.part.high_watermark:
+            try:
+                views = await self.part.read(offset, READ_BYTES, self.cache.read, self.cache.read_suffix)
+            except OffsetOutOfRange:
+                offset = self.part.log_start  # retention moved the start while we read
+                continue
+            if not views:
+                break
+            for view in views:
+                batch, _ = read_batch(bytes(view), 0)
+                offset = batch.base_offset + batch.last_offset_delta + 1
+                if batch.attributes & COMPRESSION_MASK:
+                    log.warning("skipping compressed batch in offsets partition", offset=batch.base_offset)
+                    continue
+                for rec in batch.records:
+                    if rec.key is not None:
+                        yield rec.key, rec.value
+

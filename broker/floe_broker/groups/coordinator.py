@@ -1,0 +1,371 @@
+"""Group coordination on top of the state machine: placement, waiting, timers, persistence.
+
+A group lives in the ``__consumer_offsets`` partition its id hashes to, and
+the broker leading that partition is its coordinator (as in Kafka). Each led
+partition gets a :class:`Shard` holding the groups that hash to it. The shard
+writes through a :class:`Journal` (the partition's ordinary write path, so a
+commit is answered only once it is durable) and, when a broker starts leading
+the partition, is rebuilt by replaying it: committed offsets, and each group's
+last generation, members and assignments. Members therefore keep their
+assignment across a coordinator move; they just find the new coordinator.
+
+The shard is bound to one open partition object: when the partition moves
+away (reassignment, drain) or the broker is fenced, the journal closes, the
+shard is dropped and every waiting member is told NOT_COORDINATOR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from kio.schema.errors import ErrorCode
+
+from .state import Group, GroupState, JoinReply, Limits, OffsetEntry, SyncReply, Waiting
+
+log = structlog.get_logger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+TICK_S = 0.2
+
+
+class JournalClosed(Exception):
+    """The partition behind the journal is no longer led here."""
+
+
+class Journal(Protocol):
+    identity: object  # the open partition: a new one means a new shard
+
+    @property
+    def open(self) -> bool: ...
+
+    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
+        """Append key/value records; returns once durable. Raises JournalClosed."""
+
+    def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
+        """Every record from the log start to the high watermark."""
+
+
+def partition_for(group_id: str, partitions: int) -> int:
+    """Kafka's placement: abs(String.hashCode(groupId)) % partitions."""
+    h = 0
+    for unit in _utf16_units(group_id):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    if h >= 0x80000000:
+        h -= 0x100000000
+    return (abs(h) if h != -0x80000000 else 0) % partitions
+
+
+def _utf16_units(s: str) -> Iterator[int]:
+    data = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(data), 2):
+        yield (data[i] << 8) | data[i + 1]
+
+
+# ---- journal records ------------------------------------------------------------------
+# Keys and values are small JSON documents: ["o", group, topic, partition] -> offset,
+# ["g", group] -> group snapshot; a null value deletes (a tombstone).
+
+def offset_key(group: str, topic: str, partition: int) -> bytes:
+    return json.dumps(["o", group, topic, partition]).encode()
+
+
+def group_key(group: str) -> bytes:
+    return json.dumps(["g", group]).encode()
+
+
+def offset_value(e: OffsetEntry) -> bytes:
+    return json.dumps({"offset": e.offset, "epoch": e.leader_epoch, "metadata": e.metadata,
+                       "ts": e.commit_ms}).encode()
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    codes: dict[tuple[str, int], ErrorCode]
+
+
+class Shard:
+    """The groups of one ``__consumer_offsets`` partition led by this broker."""
+
+    def __init__(self, partition: int, journal: Journal, limits: Limits,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.partition = partition
+        self.journal = journal
+        self.limits = limits
+        self.clock = clock
+        self.groups: dict[str, Group] = {}
+        self._waiters: dict[tuple[str, str, str], list[asyncio.Future[JoinReply | SyncReply]]] = {}
+        self.closed = False
+
+    # ---- loading ------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        t0 = time.perf_counter()
+        now = self.clock()
+        records = 0
+        async for key, value in self.journal.replay():
+            records += 1
+            try:
+                k = json.loads(key)
+            except ValueError:
+                log.warning("skipping undecodable record in offsets partition", partition=self.partition)
+                continue
+            if k[0] == "o":
+                group = self._group(k[1])
+                if value is None:
+                    group.offsets.pop((k[2], int(k[3])), None)
+                else:
+                    v = json.loads(value)
+                    group.offsets[(k[2], int(k[3]))] = OffsetEntry(int(v["offset"]), int(v["epoch"]),
+                                                                 v.get("metadata"), int(v["ts"]))
+            elif k[0] == "g":
+                if value is None:
+                    self.groups.pop(k[1], None)
+                else:
+                    self._group(k[1]).restore(json.loads(value), now)
+        log.info("group coordinator loaded", partition=self.partition, groups=len(self.groups),
+                 records=records, seconds=round(time.perf_counter() - t0, 3))
+
+    def _group(self, group_id: str) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group(group_id, limits=self.limits)
+        return group
+
+    # ---- delivery -------------------------------------------------------------------------
+
+    def _wait(self, group_id: str, member_id: str, kind: str) -> asyncio.Future[JoinReply | SyncReply]:
+        fut: asyncio.Future[JoinReply | SyncReply] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((group_id, member_id, kind), []).append(fut)
+        return fut
+
+    async def _settle(self, group: Group) -> None:
+        """Persist the group if the last event asks for it, then deliver the queued answers."""
+        replies, persist = group.take_effects()
+        if persist:
+            try:
+                await self._write_group(group)
+            except JournalClosed:
+                replies = [(mid, _not_coordinator(r)) for mid, r in replies]
+        for member_id, reply in replies:
+            kind = "join" if isinstance(reply, JoinReply) else "sync"
+            for fut in self._waiters.pop((group.group_id, member_id, kind), []):
+                if not fut.done():
+                    fut.set_result(reply)
+
+    async def _write_group(self, group: Group) -> None:
+        if group.is_empty and not group.offsets and group.generation == 0:
+            return
+        await self.journal.append([(group_key(group.group_id), json.dumps(group.snapshot()).encode())])
+
+    def close(self) -> None:
+        """The partition moved away: every waiting member must find the new coordinator."""
+        self.closed = True
+        for (_, member_id, kind), futs in self._waiters.items():
+            reply: JoinReply | SyncReply = (JoinReply(member_id=member_id, error=ErrorCode.not_coordinator)
+                                            if kind == "join" else SyncReply(error=ErrorCode.not_coordinator))
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(reply)
+        self._waiters.clear()
+
+    async def tick(self) -> None:
+        now = self.clock()
+        for group in list(self.groups.values()):
+            group.tick(now)
+            if group.outbox or group.persist:
+                await self._settle(group)
+
+    # ---- group membership -------------------------------------------------------------------
+
+    async def join(self, group_id: str, **kw: object) -> JoinReply:
+        group = self._group(group_id)
+        result = group.join(self.clock(), **kw)  # type: ignore[arg-type]
+        fut = self._wait(group_id, result.member_id, "join") if isinstance(result, Waiting) else None
+        await self._settle(group)
+        if fut is None:
+            assert isinstance(result, JoinReply)
+            return result
+        reply = await fut
+        assert isinstance(reply, JoinReply)
+        return reply
+
+    async def sync(self, group_id: str, **kw: object) -> SyncReply:
+        group = self.groups.get(group_id)
+        if group is None:
+            return SyncReply(error=ErrorCode.unknown_member_id)
+        result = group.sync(self.clock(), **kw)  # type: ignore[arg-type]
+        fut = self._wait(group_id, result.member_id, "sync") if isinstance(result, Waiting) else None
+        await self._settle(group)
+        if fut is None:
+            assert isinstance(result, SyncReply)
+            return result
+        reply = await fut
+        assert isinstance(reply, SyncReply)
+        return reply
+
+    async def heartbeat(self, group_id: str, *, member_id: str, instance_id: str | None,
+                        generation: int) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.unknown_member_id
+        return group.heartbeat(self.clock(), member_id=member_id, instance_id=instance_id, generation=generation)
+
+    async def leave(self, group_id: str, members: list[tuple[str, str | None]]) -> list[ErrorCode]:
+        group = self.groups.get(group_id)
+        if group is None:
+            return [ErrorCode.unknown_member_id for _ in members]
+        codes = [group.leave(self.clock(), member_id=m, instance_id=i) for m, i in members]
+        await self._settle(group)
+        return codes
+
+    # ---- offsets ------------------------------------------------------------------------------
+
+    async def commit(
+        self, group_id: str, *, member_id: str, instance_id: str | None, generation: int,
+        offsets: list[tuple[str, int, OffsetEntry]],
+    ) -> ErrorCode:
+        """Validate membership, append the offsets and apply them once durable."""
+        group = self._group(group_id)
+        code = group.check_commit(member_id=member_id, instance_id=instance_id, generation=generation)
+        if code != ErrorCode.none:
+            return code
+        if not offsets:
+            return code
+        if member_id in group.members:
+            group.members[member_id].last_seen = self.clock()  # a commit proves the member is alive
+        await self.journal.append([(offset_key(group_id, t, p), offset_value(e)) for t, p, e in offsets])
+        for t, p, e in offsets:
+            group.offsets[(t, p)] = e
+        return ErrorCode.none
+
+    def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
+        group = self.groups.get(group_id)
+        return dict(group.offsets) if group else {}
+
+    async def delete_group(self, group_id: str) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None or (group.is_empty and not group.offsets and group.generation == 0):
+            return ErrorCode.group_id_not_found
+        if not group.is_empty or group.state is not GroupState.EMPTY:
+            return ErrorCode.non_empty_group
+        tombstones: list[tuple[bytes, bytes | None]] = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
+        tombstones.append((group_key(group_id), None))
+        await self.journal.append(tombstones)
+        group.state = GroupState.DEAD
+        self.groups.pop(group_id, None)
+        return ErrorCode.none
+
+    async def delete_offsets(self, group_id: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], ErrorCode]:
+        group = self.groups.get(group_id)
+        if group is None:
+            raise KeyError(group_id)
+        subscribed = set() if group.is_empty else group.subscribed_topics()
+        codes: dict[tuple[str, int], ErrorCode] = {}
+        drop: list[tuple[str, int]] = []
+        for t, p in wanted:
+            if subscribed is None or t in subscribed:
+                codes[(t, p)] = ErrorCode.group_subscribed_to_topic
+            else:
+                codes[(t, p)] = ErrorCode.none
+                if (t, p) in group.offsets:
+                    drop.append((t, p))
+        if drop:
+            await self.journal.append([(offset_key(group_id, t, p), None) for t, p in drop])
+            for key in drop:
+                group.offsets.pop(key, None)
+        return codes
+
+
+def _not_coordinator(reply: JoinReply | SyncReply) -> JoinReply | SyncReply:
+    if isinstance(reply, JoinReply):
+        return JoinReply(member_id=reply.member_id, error=ErrorCode.not_coordinator)
+    return SyncReply(error=ErrorCode.not_coordinator)
+
+
+class GroupCoordinator:
+    """All shards of this broker; finds (and loads) the shard for a group id."""
+
+    def __init__(
+        self,
+        journal_for: Callable[[int], Awaitable[Journal | None]],
+        offsets_partitions: Callable[[], int],
+        limits: Limits,
+    ) -> None:
+        self.journal_for = journal_for  # offsets partition -> its journal if led here, else None
+        self.offsets_partitions = offsets_partitions  # 0 while the topic does not exist
+        self.limits = limits
+        self.shards: dict[int, Shard] = {}
+        self._loading: dict[int, asyncio.Task[Shard]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_loop(), name="group-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for shard in self.shards.values():
+            shard.close()
+        self.shards.clear()
+
+    async def shard_for(self, group_id: str) -> Shard | None:
+        """The group's shard if this broker coordinates it, else None (NOT_COORDINATOR)."""
+        n = self.offsets_partitions()
+        if n <= 0 or not group_id:
+            return None
+        p = partition_for(group_id, n)
+        journal = await self.journal_for(p)
+        if journal is None or not journal.open:
+            self._drop(p)
+            return None
+        shard = self.shards.get(p)
+        if shard is not None and shard.journal.identity is journal.identity and not shard.closed:
+            return shard
+        self._drop(p)
+        task = self._loading.get(p)
+        if task is None or task.done():
+            task = asyncio.create_task(self._load(p, journal))
+            self._loading[p] = task
+        try:
+            shard = await asyncio.shield(task)
+        except JournalClosed:
+            return None
+        return shard if shard.journal.identity is journal.identity else None
+
+    async def _load(self, p: int, journal: Journal) -> Shard:
+        shard = Shard(p, journal, self.limits)
+        try:
+            await shard.load()
+        finally:
+            self._loading.pop(p, None)
+        if journal.open:
+            self.shards[p] = shard
+        return shard
+
+    def _drop(self, p: int) -> None:
+        shard = self.shards.pop(p, None)
+        if shard is not None:
+            shard.close()
+            log.info("no longer coordinating offsets partition", partition=p, groups=len(shard.groups))
+
+    def all_groups(self) -> Iterator[Group]:
+        for shard in self.shards.values():
+            yield from shard.groups.values()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for p, shard in list(self.shards.items()):
+                if not shard.journal.open:
+                    self._drop(p)
+                    continue
+                try:
+                    await shard.tick()
+                except Exception:  # a tick must never stop the timers of every other group
+                    log.exception("group tick failed", partition=p)
