@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import structlog
+from prometheus_client import REGISTRY
 
 from . import metrics
 from .cluster.controller import (
@@ -39,6 +40,7 @@ from .cluster.rpc import Rpc, RpcError
 from .config import BrokerConfig
 from .dispatch import Dispatcher
 from .group_journal import PartitionJournal
+from .group_metrics import GroupOffsetsCollector
 from .groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from .groups.state import Limits
 from .handlers.context import TopicError
@@ -96,6 +98,7 @@ class Broker:
         self._next_gc = time.monotonic() + config.wal_gc_interval_ms / 1000
         self.rpc = Rpc()
         self.controller.peers = self
+        self._group_collector: GroupOffsetsCollector | None = None
         self.groups = GroupCoordinator(
             self._group_journal,
             self._offsets_partitions,
@@ -144,6 +147,10 @@ class Broker:
         if part is None or self.partitions is None:
             return None
         return PartitionJournal(part, self.wal, self.partitions, self.cache)
+
+    def _local_high_watermark(self, topic: str, index: int) -> int | None:
+        part = self.partitions.get(topic, index) if self.partitions is not None else None
+        return part.high_watermark if part is not None else None
 
     def _offsets_partitions(self) -> int:
         info = self.state().topics.get(OFFSETS_TOPIC)
@@ -303,6 +310,9 @@ class Broker:
         self._spawn(self._controller_loop(), "controller-loop")
         self._spawn(self._maintenance_loop(), "maintenance")
         self.groups.start()
+        if self.config.per_partition_metrics:
+            self._group_collector = GroupOffsetsCollector(self.groups, self._local_high_watermark)
+            REGISTRY.register(self._group_collector)
         self.ready = True
         metrics.BROKER_STATE.labels("ready").set(1)
         log.info("broker ready", node=self.node_id, session=self.session,
@@ -524,6 +534,9 @@ class Broker:
 
     async def stop(self) -> None:
         await self.groups.stop()
+        if self._group_collector is not None:
+            REGISTRY.unregister(self._group_collector)
+            self._group_collector = None
         if self.listener is not None:
             await self.listener.stop()
         for task in list(self._tasks):

@@ -72,11 +72,8 @@ HIGH_WATERMARK = Gauge(
     "floe_partition_high_watermark", "High watermark per partition", ["topic", "partition"]
 )
 PARTITIONS_LED = Gauge("floe_partitions_led", "Partitions this broker leads")
-# For the group coordinator to set (per-partition switch applies): bounded by
-# the groups that commit, which operators control.
-GROUP_COMMITTED_OFFSET = Gauge(
-    "floe_group_committed_offset", "Committed offset per group and partition", ["group", "topic", "partition"]
-)
+# floe_group_committed_offset and floe_group_lag come from a collector (group_metrics.py) that
+# reads the coordinator at scrape time, so a group that moves away leaves no stale series here.
 
 WAL_PUTS = Counter("floe_wal_puts_total", "WAL objects written")
 WAL_BYTES = Counter("floe_wal_bytes_total", "Bytes written in WAL objects")

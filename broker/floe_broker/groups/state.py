@@ -249,7 +249,7 @@ class Group:
     def _protocols_compatible(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
         if not self.members:
             return True
-        if protocol_type != self.protocol_type:
+        if any(m.protocol_type != protocol_type for m in self.members.values()):
             return False
         names = {n for n, _ in protocols}
         return all(names & {n for n, _ in m.protocols} for m in self.members.values())
