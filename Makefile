@@ -1,6 +1,6 @@
 # The two commands: `make run` (a local cluster on the embedded file:// store)
 # and `make test` (the suite). Each sets up .venv on first use.
-.PHONY: run test venv lint typecheck bench clean
+.PHONY: run test venv lint typecheck bench spike clean
 
 venv:
 	@./scripts/venv.sh
@@ -22,6 +22,10 @@ typecheck: venv
 
 bench: venv
 	.venv/bin/python benchmarks/produce_consume.py
+
+# The elastic-scaling scenario (issue 6): writes docs/spike.csv and docs/spike.png; last line is JSON.
+spike: venv
+	.venv/bin/python e2e/spike.py $${SPIKE_ARGS:-}
 
 clean:
 	rm -rf .floe .pytest_cache .mypy_cache .ruff_cache
