@@ -284,3 +284,39 @@ def test_lag_admin_apis_and_group_deletion(brokers, file_store) -> None:  # type
     assert committed(b.bootstrap, group, topic, 2) == {0: -1001, 1: -1001}
     with pytest.raises(KafkaException, match="GROUP_ID_NOT_FOUND"):
         admin.delete_consumer_groups([group])[group].result(30)
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    b = brokers(file_store)
+    topic, group = name("static"), name("g")
+    create_topic(b.bootstrap, topic, 4)
+    revocations: list[str] = []
+
+    def member(instance: str) -> Consumer:
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "group.instance.id": instance,
+                      **FAST_GROUP, "session.timeout.ms": 20000})
+        c.subscribe([topic], on_revoke=lambda _c, parts: revocations.append(instance) if parts else None)
+        return c
+
+    a, c = member("pod-a"), member("pod-b")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+
+    def stable() -> bool:
+        a.poll(0.05)
+        c.poll(0.05)
+        return len(a.assignment()) + len(c.assignment()) == 4 and bool(a.assignment()) and bool(c.assignment())
+
+    try:
+        wait_until(stable, 60, message="two static members share the partitions")
+        before = {tp.partition for tp in c.assignment()}
+        revocations.clear()
+        c.close()  # a static member leaves no LeaveGroup behind: its partitions wait for it
+        c = member("pod-b")
+        wait_until(lambda: (c.poll(0.05), a.poll(0.05), {tp.partition for tp in c.assignment()} == before)[2], 30,
+                   message="the restarted member gets its old partitions back")
+        desc = admin.describe_consumer_groups([group])[group].result(30)
+        assert desc.state.name == "STABLE" and len(desc.members) == 2
+        assert "pod-a" not in revocations, "the other member was not rebalanced"
+    finally:
+        a.close()
+        c.close()

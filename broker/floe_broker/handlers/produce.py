@@ -58,6 +58,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if info is None or not 0 <= pd.index < len(info.partitions):
                 row[1] = ErrorCode.unknown_topic_or_partition
                 continue
+            if info.internal:
+                row[1] = ErrorCode.invalid_topic_exception  # __consumer_offsets is written by coordinators only
+                continue
             if not pd.records:
                 row[1] = ErrorCode.corrupt_message
                 continue
