@@ -49,6 +49,7 @@ Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
 # S3 bucket naming rules (also accepted by MinIO, Ceph RGW and CubeFS).
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+PROM_DURATION_PATTERN = r"^[1-9][0-9]*(ms|s|m|h)$"
 # A config key is camelCase (flushIntervalMs) or kebab-case (flush-interval-ms).
 CONFIG_KEY_PATTERN = r"^([a-z][a-zA-Z0-9]*|[a-z][a-z0-9]*(-[a-z0-9]+)+)$"
 # Broker flags the operator sets from dedicated spec fields. Setting them via
@@ -219,13 +220,38 @@ class Autoscaling(Model):
 
 
 class Rebalance(Model):
-    """Partition balancing knobs; acted on by the planner (scaling issue)."""
+    """The rebalance loop (``floe_operator.reconcile.rebalance``): when and how to move partition leaders.
 
+    With ``enabled`` the operator reads per-partition load from Prometheus every
+    ``intervalSeconds`` and asks the planner for moves: at once when a broker
+    joins (``onScaleOut``) or a draining broker still leads partitions, and
+    after ``skewIntervals`` intervals of skew above ``maxSkewPercent``
+    (``continuous``). ``onScaleIn`` keeps ``controller.kubernetes.io/pod-deletion-cost``
+    on broker pods so an HPA scale-in removes the least-loaded brokers.
+    """
+
+    enabled: bool = False
+    prometheus_url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
+    interval_seconds: int = Field(default=15, ge=1, le=3600)
+    # The rate() window; a few scrape intervals long (PromQL duration).
+    window: Annotated[str, StringConstraints(pattern=PROM_DURATION_PATTERN)] = "1m"
+    max_skew_percent: int = Field(default=20, ge=1, le=100)
+    skew_intervals: int = Field(default=3, ge=1, le=100)
+    # PromQL label matchers that pick this cluster's series when one Prometheus
+    # scrapes several clusters, e.g. namespace="streaming",pod=~"demo-broker-.*".
+    metrics_selector: Annotated[str, StringConstraints(pattern=r"^[^{}]*$", max_length=1024)] = ""
     on_scale_out: bool = True
     on_scale_in: bool = True
-    continuous: bool = False
-    max_skew_percent: int = Field(default=20, ge=1, le=100)
-    prometheus_url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
+    continuous: bool = True
+
+    @model_validator(mode="after")
+    def _needs_prometheus(self) -> Rebalance:
+        if self.enabled and self.prometheus_url is None:
+            raise ValueError(
+                "rebalance.enabled needs rebalance.prometheusUrl (the Prometheus that scrapes the brokers, "
+                "e.g. http://prometheus.monitoring:9090)"
+            )
+        return self
 
 
 class Disruption(Model):
@@ -373,4 +399,61 @@ class StreamClusterStatus(Model):
 
     def to_patch(self) -> dict[str, Any]:
         """The JSON merge patch body for ``.status`` (camelCase, no Nones)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(BaseModel):
+    """Base of what the operator writes under status: camelCase, lenient when read back."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class PlannedMove(StatusModel):
+    """One leader move as ``status.rebalance.lastPlan.moves`` lists it."""
+
+    topic: str
+    partition: int
+    from_: int = Field(alias="from")
+    to: int
+    load: float  # bytes/s in + out when planned
+    error: str | None = None
+
+
+class RebalancePlan(StatusModel):
+    reason: Literal["ScaleOut", "Drain", "Skew"]
+    started_at: str
+    finished_at: str | None = None
+    result: Literal["Running", "Succeeded", "Failed"] = "Running"
+    message: str = ""
+    move_count: int = 0
+    duration_seconds: float | None = None
+    moves: list[PlannedMove] = Field(default_factory=list)
+
+
+class BrokerLoad(StatusModel):
+    node_id: int
+    pod: str | None = None
+    draining: bool = False
+    partitions: int = 0
+    load: float = 0.0  # bytes/s in + out of the partitions it leads
+    bytes_in_per_second: float | None = None  # the broker's own floe_bytes_in_total rate
+    deletion_cost: int | None = None
+
+
+RebalanceState = Literal["Balanced", "Skewed", "Rebalancing", "MetricsUnavailable", "BrokersUnavailable"]
+
+
+class RebalanceStatus(StatusModel):
+    """``status.rebalance``: written only by the rebalance loop, never by the reconciler."""
+
+    state: RebalanceState
+    message: str = ""
+    observed_at: str
+    skew_percent: float | None = None
+    skewed_intervals: int = 0
+    plans: int = 0  # plans issued since the operator started
+    brokers: list[BrokerLoad] = Field(default_factory=list)
+    last_plan: RebalancePlan | None = None
+
+    def to_patch(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

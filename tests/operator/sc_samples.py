@@ -89,6 +89,11 @@ FULL: dict[str, Any] = {
         },
     },
     "rebalance": {
+        "enabled": True,
+        "intervalSeconds": 10,
+        "window": "2m",
+        "skewIntervals": 4,
+        "metricsSelector": 'namespace="streaming"',
         "onScaleOut": True,
         "onScaleIn": True,
         "continuous": True,

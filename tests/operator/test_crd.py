@@ -194,6 +194,10 @@ EDGE_CASES_OK = [
     {**sc_samples.MINIMAL, "disruption": {"maxUnavailable": "100%"}},
     {**sc_samples.MINIMAL, "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1}},
     {**sc_samples.MINIMAL, "config": {"anyNewSetting": "x", "another-one": 3.5}},
+    {
+        **sc_samples.MINIMAL,
+        "rebalance": {"enabled": True, "prometheusUrl": "http://p:9090", "window": "500ms", "intervalSeconds": 1},
+    },
     {"storage": {"bucket": "a.b-c", "prefix": "", "credentialsSecretRef": {"name": "s"}}},
 ]
 EDGE_CASES_BAD = {
@@ -216,6 +220,11 @@ EDGE_CASES_BAD = {
         "autoscaling": {"behavior": {"scaleDown": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 60}]}}},
     },
     "skew over 100": {**sc_samples.MINIMAL, "rebalance": {"maxSkewPercent": 101}},
+    "rebalance interval zero": {**sc_samples.MINIMAL, "rebalance": {"intervalSeconds": 0}},
+    "rebalance window not a duration": {**sc_samples.MINIMAL, "rebalance": {"window": "60"}},
+    "rebalance window zero": {**sc_samples.MINIMAL, "rebalance": {"window": "0s"}},
+    "skew intervals zero": {**sc_samples.MINIMAL, "rebalance": {"skewIntervals": 0}},
+    "metrics selector with braces": {**sc_samples.MINIMAL, "rebalance": {"metricsSelector": '{job="x"}'}},
     "unknown field": {**sc_samples.MINIMAL, "replicas": 3},
     "unknown nested field": {**sc_samples.MINIMAL, "storage": {"bucket": "floe", "secret": "x"}},
     "secret ref without name": {"storage": {"bucket": "floe", "credentialsSecretRef": {}}},
@@ -235,6 +244,37 @@ def test_bad_specs_rejected_by_schema_and_operator(crd_schema: dict[str, Any], c
         validate(crd_schema, obj)
     with pytest.raises(spec_.SpecError):
         spec_.StreamCluster.from_body(obj)
+
+
+def test_rebalance_without_prometheus_is_refused_with_a_fix() -> None:
+    """A cross-field rule the schema cannot express: the operator says what to set."""
+    obj = sc_samples.cluster({**sc_samples.MINIMAL, "rebalance": {"enabled": True}})
+    with pytest.raises(spec_.SpecError, match="rebalance.prometheusUrl"):
+        spec_.StreamCluster.from_body(obj)
+
+
+def test_status_schema_accepts_the_rebalance_status(crd_schema: dict[str, Any]) -> None:
+    rebalance = spec_.RebalanceStatus(
+        state="Rebalancing",
+        message="moving 1 partition onto new broker 3",
+        observed_at="2025-01-01T00:00:00Z",
+        skew_percent=100.0,
+        plans=1,
+        brokers=[spec_.BrokerLoad(node_id=3, pod="demo-broker-x", partitions=0, load=0.0, deletion_cost=0)],
+        last_plan=spec_.RebalancePlan(
+            reason="ScaleOut",
+            started_at="2025-01-01T00:00:00Z",
+            move_count=1,
+            moves=[spec_.PlannedMove(topic="t", partition=0, from_=1, to=3, load=10.5)],
+        ),
+    )
+    obj = {**sc_samples.cluster(sc_samples.MINIMAL), "status": {"rebalance": rebalance.to_patch()}}
+    validate(crd_schema, obj)
+    assert obj["status"]["rebalance"]["lastPlan"]["moves"][0]["from"] == 1
+    bad = copy.deepcopy(obj)
+    bad["status"]["rebalance"]["state"] = "Sleeping"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(crd_schema, bad)
 
 
 def test_long_names_rejected_by_schema(crd_schema: dict[str, Any]) -> None:
