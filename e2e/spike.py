@@ -60,14 +60,15 @@ class Preset:
     target_mb: float  # autoscaler target: bytes in per broker per second
     interval: float
     rate_window: float
+    balance_window: float
     scale_down_window: float
     scale_down_policy: str
 
 
 FULL = Preset(base_mb=1.0, spike_mb=5.0, base_s=20, spike_s=60, after_s=150, target_mb=1.0, interval=2.0,
-              rate_window=8.0, scale_down_window=30.0, scale_down_policy="Pods:1:10")
+              rate_window=8.0, balance_window=30.0, scale_down_window=30.0, scale_down_policy="Pods:1:10")
 QUICK = Preset(base_mb=0.5, spike_mb=2.5, base_s=8, spike_s=30, after_s=45, target_mb=0.5, interval=1.0,
-               rate_window=4.0, scale_down_window=6.0, scale_down_policy="Pods:1:4")
+               rate_window=4.0, balance_window=10.0, scale_down_window=6.0, scale_down_policy="Pods:1:4")
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -242,7 +243,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "--cluster", cluster, "--brokers", "2", "--min-brokers", "2", "--max-brokers", str(args.max_brokers),
            "--kafka-port", str(base_port), "--http-port", str(http_base),
            "--target-bytes-in", str(preset.target_mb * 1e6), "--autoscale-interval", str(preset.interval),
-           "--rate-window", str(preset.rate_window), "--scale-down-window", str(preset.scale_down_window),
+           "--rate-window", str(preset.rate_window), "--balance-window", str(preset.balance_window),
+           "--scale-down-window", str(preset.scale_down_window),
            "--scale-down-policy", preset.scale_down_policy, "--prometheus", args.prometheus,
            "--", "--fsync", "false", "--session-timeout-ms", "5000", *no_compaction]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "broker"), str(ROOT / "operator")])}
@@ -446,6 +448,41 @@ def move_windows(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return out
 
 
+def observed_balance(rows: list[dict[str, Any]], events: list[dict[str, Any]], *, band: float = 0.2,
+                     smooth: int = 3) -> list[float | None]:
+    """Per scale-out: seconds from the last new broker ready until the brokers' *measured* bytes in
+    (a ``smooth``-second moving average of the 1 s samples) are all within ``band`` of their mean.
+
+    Slower than the balancer's own verdict by the sampling: a new broker's first rate needs two
+    scrapes. None when the load never evened out before the next scale event.
+    """
+    out: list[float | None] = []
+    scale_events = sorted(e["t"] for e in events if e["event"] in ("scale_out", "scale_in"))
+    for i, e in enumerate(events):
+        if e["event"] != "scale_out":
+            continue
+        ready = [r["t"] for r in events[i + 1:] if r["event"] == "broker_ready"][: e["desired"] - e["current"]]
+        if not ready:
+            continue
+        t_ready = max(ready)
+        until = min([t for t in scale_events if t > e["t"]] or [float("inf")])
+        found = None
+        for j in range(len(rows)):
+            if rows[j]["t"] < t_ready or rows[j]["t"] > until:
+                continue
+            window = rows[max(0, j - smooth + 1): j + 1]
+            nodes = set(rows[j]["broker_MBps"])
+            if len(nodes) < e["desired"] or any(set(w["broker_MBps"]) != nodes for w in window):
+                continue
+            avg = {n: sum(w["broker_MBps"][n] for w in window) / len(window) for n in nodes}
+            mean = sum(avg.values()) / len(avg)
+            if mean > 0 and all(abs(v - mean) <= band * mean for v in avg.values()):
+                found = round(rows[j]["t"] - t_ready, 2)
+                break
+        out.append(found)
+    return out
+
+
 def data_object_bytes(state: Path, cluster: str) -> int:
     root = state / "data" / cluster / "data"
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
@@ -486,6 +523,7 @@ def summarize(args: argparse.Namespace, preset: Preset, state: Path, cluster: st
         "brokers_final": ready_counts[-1] if ready_counts else None,
         "balanced_seconds": max(balanced) if balanced else None,
         "balanced_seconds_each": balanced,
+        "balanced_seconds_observed": observed_balance(sampler.rows, events),
         "acked": acked,
         "lost": len(missing),
         "delivery_errors": len(ledger.errors),
@@ -597,7 +635,8 @@ spike: {summary['rates_MBps'][0]} -> {summary['rates_MBps'][1]} MB/s offered, ta
 {summary['target_MBps_per_broker']} MB/s per broker
   brokers {summary['brokers_min']} -> {summary['brokers_max']} -> {summary['brokers_final']} \
 ({summary['scale_outs']} scale-outs, {summary['drains']} drains, exit codes {summary['drain_exit_codes']})
-  new broker ready -> balanced: {summary['balanced_seconds_each']} s
+  new broker ready -> balanced: {summary['balanced_seconds_each']} s (balancer's verdict), \
+{summary['balanced_seconds_observed']} s (measured bytes in per broker within 20%, 3 s average)
   partitions moved {summary['partitions_moved']} (balancer {summary['balancer_moves']}), \
 record bytes copied {summary['record_bytes_copied']}
   acked {summary['acked']}, lost {summary['lost']}, delivery errors {summary['delivery_errors']}; \

@@ -49,5 +49,6 @@ def test_without_prometheus_it_says_so_once_and_scrapes_directly(tmp_path: Path,
 def test_direct_rates_survive_counter_resets() -> None:
     q = deque([(0.0, 100.0), (1.0, 200.0), (2.0, 50.0), (3.0, 150.0)])  # restarted at t=2
     assert autoscaler.DirectSource._rate(q, now=3.0, window=10.0) == pytest.approx((100 + 50 + 100) / 3)
+    assert autoscaler.DirectSource._rate(q, now=3.0, window=1.5) == pytest.approx(100)  # last 1.5 s only
     assert autoscaler.DirectSource._rate(deque([(0.0, 1.0)]), now=0.0, window=10.0) == 0.0
     assert autoscaler.DirectSource._rate(q, now=20.0, window=10.0) == 0.0  # the broker is gone

@@ -3,8 +3,10 @@
 ``floe local up --autoscale`` runs this in its main thread. Once per
 ``interval`` it
 
-1. reads load: total bytes in per second and per-partition bytes in + out per
-   second over ``rate_window``, from a local Prometheus scraping every
+1. reads load: total bytes in per second over ``rate_window`` (what the HPA
+   reacts to) and per-partition bytes in + out per second over the longer
+   ``balance_window`` (what the balancer weighs: a partition that just moved
+   pauses for a moment, and a short window would make it look light), from a local Prometheus scraping every
    broker's ``/metrics`` (:class:`PrometheusSource`), or, where no prometheus
    binary is installed, by scraping ``/metrics`` itself and differencing the
    counters (:class:`DirectSource`);
@@ -237,8 +239,9 @@ class LoadSource(Protocol):
 class DirectSource:
     """Scrape every broker's ``/metrics`` and take rates from counter deltas over the window."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, balance_window: float | None = None) -> None:
         self.window = window
+        self.balance_window = balance_window or window
         self._targets: list[str] = []
         # (http, series key) -> deque of (t, value)
         self._hist: dict[tuple[str, tuple[str, str, str]], deque[tuple[float, float]]] = {}
@@ -265,19 +268,21 @@ class DirectSource:
                         continue
                     q = self._hist.setdefault((http, key), deque())
                     q.append((now, s.value))
-        cutoff = now - self.window
+        cutoff = now - max(self.window, self.balance_window)
         for q in self._hist.values():
             while len(q) > 2 and q[1][0] <= cutoff:
                 q.popleft()
 
     @staticmethod
     def _rate(q: deque[tuple[float, float]], now: float, window: float) -> float:
-        if len(q) < 2 or now - q[-1][0] > window:
+        """Per-second increase over the samples in the last ``window`` seconds; 0 once stale."""
+        pts = [(t, v) for t, v in q if t >= now - window]
+        if len(pts) < 2 or now - pts[-1][0] > window:
             return 0.0
         increase = 0.0
-        for (_, a), (_, b) in zip(q, list(q)[1:], strict=False):
+        for (_, a), (_, b) in zip(pts, pts[1:], strict=False):
             increase += b - a if b >= a else b  # a counter reset restarts from 0
-        dt = q[-1][0] - q[0][0]
+        dt = pts[-1][0] - pts[0][0]
         return increase / dt if dt > 0 else 0.0
 
     def load(self) -> Load | None:
@@ -287,12 +292,11 @@ class DirectSource:
         total = 0.0
         parts: dict[tuple[str, int], float] = {}
         for (_http, key), q in self._hist.items():
-            r = self._rate(q, now, self.window)
             if key[0] == "in":
-                total += r
+                total += self._rate(q, now, self.window)
             else:
                 pk = (key[1], int(key[2]))
-                parts[pk] = parts.get(pk, 0.0) + r
+                parts[pk] = parts.get(pk, 0.0) + self._rate(q, now, self.balance_window)
         return Load(total, parts)
 
     def close(self) -> None:
@@ -303,7 +307,7 @@ class PrometheusSource:
     """A local Prometheus (file_sd targets rewritten as brokers come and go) answering rate() queries."""
 
     def __init__(self, binary: str, state: Path, *, window: float, scrape_interval: float, port: int,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", balance_window: float | None = None) -> None:
         self.dir = state / "prometheus"
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "tsdb").mkdir(parents=True)
@@ -347,6 +351,7 @@ class PrometheusSource:
             raise RuntimeError("prometheus did not become ready in 30 s")
         # rate() needs two samples inside the window.
         self._w = f"{max(window, 2 * scrape_interval):g}s"
+        self._bw = f"{max(balance_window or window, 2 * scrape_interval):g}s"
 
     def targets(self, https: list[str]) -> None:
         tmp = self.targets_file.with_suffix(".tmp")
@@ -370,7 +375,7 @@ class PrometheusSource:
                 return None
             parts: dict[tuple[str, int], float] = {}
             for name in ("floe_partition_bytes_in_total", "floe_partition_bytes_out_total"):
-                for row in self._query(f"sum by (topic, partition) (rate({name}[{self._w}]))"):
+                for row in self._query(f"sum by (topic, partition) (rate({name}[{self._bw}]))"):
                     k = (row["metric"]["topic"], int(row["metric"]["partition"]))
                     parts[k] = parts.get(k, 0.0) + float(row["value"][1])
             return Load(float(total_rows[0]["value"][1]), parts)
@@ -398,9 +403,10 @@ def make_source(ns: argparse.Namespace, state: Path) -> LoadSource:
               file=sys.stderr, flush=True)
         binary = None
     if binary is None:
-        return DirectSource(ns.rate_window)
+        return DirectSource(ns.rate_window, ns.balance_window)
     return PrometheusSource(shutil.which(binary) or binary, state, window=ns.rate_window,
-                            scrape_interval=ns.scrape_interval, port=ns.prometheus_port, host=ns.host)
+                            balance_window=ns.balance_window, scrape_interval=ns.scrape_interval,
+                            port=ns.prometheus_port, host=ns.host)
 
 
 # ---- the loop ----------------------------------------------------------------------------

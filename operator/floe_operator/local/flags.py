@@ -30,6 +30,8 @@ def add_arguments(up: argparse.ArgumentParser) -> None:
                    help="target bytes in per broker per second (HPA AverageValue)")
     g.add_argument("--autoscale-interval", type=float, default=5.0, help="seconds between decisions")
     g.add_argument("--rate-window", type=float, default=15.0, help="seconds of counters behind each rate")
+    g.add_argument("--balance-window", type=float, default=30.0,
+                   help="seconds of counters behind each partition's load (the balancer's input)")
     g.add_argument("--tolerance", type=float, default=hpa.DEFAULT_TOLERANCE)
     g.add_argument("--scale-up-window", type=float, default=0.0, help="scale-up stabilization window (s)")
     g.add_argument("--scale-down-window", type=float, default=300.0, help="scale-down stabilization window (s)")
