@@ -52,3 +52,44 @@ def test_direct_rates_survive_counter_resets() -> None:
     assert autoscaler.DirectSource._rate(q, now=3.0, window=1.5) == pytest.approx(100)  # last 1.5 s only
     assert autoscaler.DirectSource._rate(deque([(0.0, 1.0)]), now=0.0, window=10.0) == 0.0
     assert autoscaler.DirectSource._rate(q, now=20.0, window=10.0) == 0.0  # the broker is gone
+
+
+@pytest.mark.parametrize("kind", ["prometheus", "direct"])
+def test_load_sources_see_real_traffic(brokers, file_store, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import threading
+    import uuid
+
+    from tests.infra.broker import wait_until
+    from tests.test_clients import create_topic, produce_all
+
+    if kind == "prometheus" and not os.path.exists(autoscaler.PROMETHEUS):
+        pytest.skip(f"prometheus is not installed at {autoscaler.PROMETHEUS} (apt-get install prometheus)")
+    b = brokers(file_store)
+    topic = f"ld-{uuid.uuid4().hex[:6]}"
+    create_topic(b.bootstrap, topic, 2)
+    source: autoscaler.LoadSource = (
+        autoscaler.PrometheusSource(autoscaler.PROMETHEUS, tmp_path, window=3, scrape_interval=0.5, port=0)
+        if kind == "prometheus" else autoscaler.DirectSource(3))
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            produce_all(b.bootstrap, [(topic, p, None, b"z" * 1000, None, None) for p in (0, 1)] * 50)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    try:
+        source.targets([b.http])
+
+        def seen() -> autoscaler.Load | None:
+            source.tick()
+            load = source.load()
+            ok = load and load.bytes_in > 0 and all(load.partitions.get((topic, p), 0) > 0 for p in (0, 1))
+            return load if ok else None
+
+        wait_until(seen, 30, interval=0.5, message=f"{kind} load with both partitions")
+    finally:
+        stop.set()
+        t.join(30)
+        source.close()

@@ -317,8 +317,9 @@ class PrometheusSource:
                 s.bind((host, 0))
                 port = int(s.getsockname()[1])
         self.url = f"http://{host}:{port}"
-        scrape = f"{scrape_interval:g}s"
+        scrape = _duration(scrape_interval)
         self.targets_file = self.dir / "targets.json"
+        self._last_targets: list[str] | None = None
         self.targets([])
         (self.dir / "prometheus.yml").write_text(
             "global:\n"
@@ -350,10 +351,13 @@ class PrometheusSource:
             self.close()
             raise RuntimeError("prometheus did not become ready in 30 s")
         # rate() needs two samples inside the window.
-        self._w = f"{max(window, 2 * scrape_interval):g}s"
-        self._bw = f"{max(balance_window or window, 2 * scrape_interval):g}s"
+        self._w = _duration(max(window, 2 * scrape_interval))
+        self._bw = _duration(max(balance_window or window, 2 * scrape_interval))
 
     def targets(self, https: list[str]) -> None:
+        if self._last_targets == sorted(https):
+            return
+        self._last_targets = sorted(https)
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps([{"targets": sorted(https), "labels": {"job": "floe"}}]))
         tmp.replace(self.targets_file)
@@ -395,6 +399,11 @@ class PrometheusSource:
         shutil.rmtree(self.dir / "tsdb", ignore_errors=True)
 
 
+def _duration(seconds: float) -> str:
+    """A Prometheus duration (integer units only: 0.5 s is ``500ms``)."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 def make_source(ns: argparse.Namespace, state: Path) -> LoadSource:
     choice = ns.prometheus
     binary = None if choice == "off" else (PROMETHEUS if choice == "auto" else choice)
@@ -404,9 +413,14 @@ def make_source(ns: argparse.Namespace, state: Path) -> LoadSource:
         binary = None
     if binary is None:
         return DirectSource(ns.rate_window, ns.balance_window)
-    return PrometheusSource(shutil.which(binary) or binary, state, window=ns.rate_window,
-                            balance_window=ns.balance_window, scrape_interval=ns.scrape_interval,
-                            port=ns.prometheus_port, host=ns.host)
+    try:
+        return PrometheusSource(shutil.which(binary) or binary, state, window=ns.rate_window,
+                                balance_window=ns.balance_window, scrape_interval=ns.scrape_interval,
+                                port=ns.prometheus_port, host=ns.host)
+    except (OSError, RuntimeError) as exc:
+        print(f"autoscaler: prometheus did not start ({exc}); reading the brokers' /metrics directly",
+              file=sys.stderr, flush=True)
+        return DirectSource(ns.rate_window, ns.balance_window)
 
 
 # ---- the loop ----------------------------------------------------------------------------
