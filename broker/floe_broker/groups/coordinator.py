@@ -185,13 +185,7 @@ class Shard:
 
     async def join(self, group_id: str, **kw: object) -> JoinReply:
         group = self._group(group_id)
-        result = group.join(self.clock(), **kw)  # type: ignore[arg-type]
-        fut = self._wait(group_id, result.member_id, "join") if isinstance(result, Waiting) else None
-        await self._settle(group)
-        if fut is None:
-            assert isinstance(result, JoinReply)
-            return result
-        reply = await fut
+        reply = await self._answer(group, group.join(self.clock(), **kw), "join")  # type: ignore[arg-type]
         assert isinstance(reply, JoinReply)
         return reply
 
@@ -199,15 +193,19 @@ class Shard:
         group = self.groups.get(group_id)
         if group is None:
             return SyncReply(error=ErrorCode.unknown_member_id)
-        result = group.sync(self.clock(), **kw)  # type: ignore[arg-type]
-        fut = self._wait(group_id, result.member_id, "sync") if isinstance(result, Waiting) else None
-        await self._settle(group)
-        if fut is None:
-            assert isinstance(result, SyncReply)
-            return result
-        reply = await fut
+        reply = await self._answer(group, group.sync(self.clock(), **kw), "sync")  # type: ignore[arg-type]
         assert isinstance(reply, SyncReply)
         return reply
+
+    async def _answer(self, group: Group, result: JoinReply | SyncReply | Waiting,
+                      kind: str) -> JoinReply | SyncReply:
+        """An immediate answer, or wait for the one the rest of the group's round trip produces."""
+        fut = self._wait(group.group_id, result.member_id, kind) if isinstance(result, Waiting) else None
+        await self._settle(group)
+        if fut is None:
+            assert not isinstance(result, Waiting)
+            return result
+        return await fut
 
     async def heartbeat(self, group_id: str, *, member_id: str, instance_id: str | None,
                         generation: int) -> ErrorCode:

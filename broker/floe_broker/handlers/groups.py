@@ -36,8 +36,12 @@ def _ms(value: Any) -> int:
     return int(value.total_seconds() * 1000) if hasattr(value, "total_seconds") else int(value)
 
 
-async def _shard(ctx: BrokerContext, group_id: str) -> Shard | None:
-    return await ctx.groups.shard_for(group_id)
+async def _coordinating(ctx: BrokerContext, group_id: str) -> tuple[Shard | None, ErrorCode]:
+    """The group's shard here, or the error that says why not (empty id, or ask another broker)."""
+    if not group_id:
+        return None, ErrorCode.invalid_group_id
+    shard = await ctx.groups.shard_for(group_id)
+    return shard, ErrorCode.none if shard is not None else ErrorCode.not_coordinator
 
 
 # ---- FindCoordinator --------------------------------------------------------------------
@@ -89,11 +93,9 @@ async def join_group(ctx: BrokerContext, version: int, req: Any) -> Any:
         return mk(cls, error_code=code, member_id=member_id, generation_id=kw.pop("generation_id", -1),
                   leader=kw.pop("leader", ""), members=kw.pop("members", ()), **kw)
 
-    if not req.group_id:
-        return answer(ErrorCode.invalid_group_id, req.member_id)
-    shard = await _shard(ctx, req.group_id)
+    shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
-        return answer(ErrorCode.not_coordinator, req.member_id)
+        return answer(code, req.member_id)
     client_id, host = CLIENT.get()
     session_ms = _ms(req.session_timeout)
     try:
@@ -115,9 +117,8 @@ async def join_group(ctx: BrokerContext, version: int, req: Any) -> Any:
 async def sync_group(ctx: BrokerContext, version: int, req: Any) -> Any:
     _release_turn()
     cls = response_class(SYNC, version)
-    shard = await _shard(ctx, req.group_id) if req.group_id else None
+    shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
-        code = ErrorCode.invalid_group_id if not req.group_id else ErrorCode.not_coordinator
         return mk(cls, error_code=code, assignment=b"")
     try:
         reply = await shard.sync(
@@ -134,9 +135,9 @@ async def sync_group(ctx: BrokerContext, version: int, req: Any) -> Any:
 
 async def heartbeat(ctx: BrokerContext, version: int, req: Any) -> Any:
     cls = response_class(HEARTBEAT, version)
-    shard = await _shard(ctx, req.group_id) if req.group_id else None
+    shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
-        return mk(cls, error_code=ErrorCode.invalid_group_id if not req.group_id else ErrorCode.not_coordinator)
+        return mk(cls, error_code=code)
     code = await shard.heartbeat(req.group_id, member_id=req.member_id,
                                  instance_id=getattr(req, "group_instance_id", None), generation=req.generation_id)
     return mk(cls, error_code=code)
@@ -149,9 +150,8 @@ async def leave_group(ctx: BrokerContext, version: int, req: Any) -> Any:
         leaving = [(m.member_id, m.group_instance_id) for m in req.members]
     else:
         leaving = [(req.member_id, None)]
-    shard = await _shard(ctx, req.group_id) if req.group_id else None
+    shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
-        code = ErrorCode.invalid_group_id if not req.group_id else ErrorCode.not_coordinator
         return mk(cls, error_code=code, members=())
     try:
         codes = await shard.leave(req.group_id, leaving)
@@ -189,20 +189,14 @@ async def offset_commit(ctx: BrokerContext, version: int, req: Any) -> Any:
                 codes[key] = ErrorCode.none
                 valid.append((topic.name, p.partition_index,
                               OffsetEntry(p.committed_offset, getattr(p, "committed_leader_epoch", -1), meta, ts)))
-    group_code = ErrorCode.none
-    if not req.group_id:
-        group_code = ErrorCode.invalid_group_id
-    else:
-        shard = await _shard(ctx, req.group_id)
-        if shard is None:
+    shard, group_code = await _coordinating(ctx, req.group_id)
+    if shard is not None:
+        try:
+            group_code = await shard.commit(
+                req.group_id, member_id=req.member_id, instance_id=getattr(req, "group_instance_id", None),
+                generation=req.generation_id_or_member_epoch, offsets=valid)
+        except JournalClosed:
             group_code = ErrorCode.not_coordinator
-        else:
-            try:
-                group_code = await shard.commit(
-                    req.group_id, member_id=req.member_id, instance_id=getattr(req, "group_instance_id", None),
-                    generation=req.generation_id_or_member_epoch, offsets=valid)
-            except JournalClosed:
-                group_code = ErrorCode.not_coordinator
     if group_code != ErrorCode.none:
         codes = {k: group_code if c == ErrorCode.none else c for k, c in codes.items()}
     return mk(cls, topics=tuple(
@@ -230,16 +224,8 @@ async def offset_fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
 async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any, topic_name: str, part_name: str,
                        *, per_partition_error: bool = False) -> tuple[ErrorCode, tuple[Any, ...]]:
     topic_cls, part_cls = nested(cls, topic_name), nested(cls, part_name)
-    code = ErrorCode.none
-    offsets: dict[tuple[str, int], OffsetEntry] = {}
-    if not group_id:
-        code = ErrorCode.invalid_group_id
-    else:
-        shard = await _shard(ctx, group_id)
-        if shard is None:
-            code = ErrorCode.not_coordinator
-        else:
-            offsets = shard.fetch_offsets(group_id)
+    shard, code = await _coordinating(ctx, group_id)
+    offsets = shard.fetch_offsets(group_id) if shard is not None else {}
     if wanted is None:  # every committed partition
         by_topic: dict[str, list[int]] = {}
         for t, p in sorted(offsets):
@@ -265,9 +251,8 @@ async def offset_delete(ctx: BrokerContext, version: int, req: Any) -> Any:
     cls = response_class(OFFSET_DELETE, version)
     topic_cls = nested(cls, "OffsetDeleteResponseTopic")
     part_cls = nested(cls, "OffsetDeleteResponsePartition")
-    shard = await _shard(ctx, req.group_id) if req.group_id else None
+    shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
-        code = ErrorCode.invalid_group_id if not req.group_id else ErrorCode.not_coordinator
         return mk(cls, error_code=code, topics=())
     state = ctx.state()
     wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
@@ -309,9 +294,8 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     member_cls = nested(cls, "DescribedGroupMember")
     out = []
     for group_id in req.groups:
-        shard = await _shard(ctx, group_id) if group_id else None
+        shard, code = await _coordinating(ctx, group_id)
         if shard is None:
-            code = ErrorCode.invalid_group_id if not group_id else ErrorCode.not_coordinator
             out.append(mk(group_cls, error_code=code, group_id=group_id, group_state="", protocol_type="",
                           protocol_data="", members=(), authorized_operations=NO_OPS))
             continue
@@ -334,10 +318,8 @@ async def delete_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     result_cls = nested(cls, "DeletableGroupResult")
     out = []
     for group_id in req.groups_names:
-        shard = await _shard(ctx, group_id) if group_id else None
-        if shard is None:
-            code = ErrorCode.invalid_group_id if not group_id else ErrorCode.not_coordinator
-        else:
+        shard, code = await _coordinating(ctx, group_id)
+        if shard is not None:
             try:
                 code = await shard.delete_group(group_id)
             except JournalClosed:
