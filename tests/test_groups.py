@@ -139,7 +139,7 @@ def coordinator_of(procs: list[BrokerProcess], group: str) -> tuple[int, int]:
     return index, parts[index]
 
 
-def test_commits_survive_coordinator_move_crash_and_full_restart(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+def test_commits_survive_coordinator_move_crash_drain_and_full_restart(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
     procs = start_cluster(brokers, file_store, 3)
     boot = ",".join(p.bootstrap for p in procs)
     topic, group = name("keep"), name("g")
@@ -174,9 +174,11 @@ def test_commits_survive_coordinator_move_crash_and_full_restart(brokers, file_s
     wait_until(lambda: coordinator_of(alive, group)[1] != node, 30, message="offsets partition failed over")
     boot = ",".join(p.bootstrap for p in alive)
     assert committed(boot, group, topic, 4) == {p: 50 for p in range(4)}
+    # SIGTERM drains a broker: its offsets partitions move to the last one, commits intact.
+    assert alive[0].terminate(60) == 0, alive[0].log_tail()
+    assert committed(alive[1].bootstrap, group, topic, 4) == {p: 50 for p in range(4)}
     # Stop everything, start one fresh broker on the same bucket: still there.
-    for p in alive:
-        assert p.terminate(60) == 0, p.log_tail()
+    assert alive[1].terminate(60) == 0, alive[1].log_tail()
     fresh = brokers(file_store)
     assert committed(fresh.bootstrap, group, topic, 4) == {p: 50 for p in range(4)}
 
