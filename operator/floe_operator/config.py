@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_BROKER_IMAGE = "ghcr.io/floe-dev/floe:0.1.0"
+DEFAULT_BROKER_ADMIN_URL = "http://{service}.{namespace}.svc.{cluster_domain}:{port}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,16 @@ class OperatorConfig:
     log_level: str = "info"
     # Retry delay while waiting for something a person must fix (a Secret).
     retry_delay_seconds: float = 30.0
+    # Where the rebalance loop reaches a cluster's admin API. Placeholders:
+    # {service} (the bootstrap Service), {namespace}, {cluster_domain}, {port}
+    # (spec.listener.adminPort). Tests and out-of-cluster runs point it elsewhere.
+    broker_admin_url: str = DEFAULT_BROKER_ADMIN_URL
+
+    def admin_url(self, *, service: str, namespace: str, port: int) -> str:
+        """The admin base URL of one cluster, from :attr:`broker_admin_url`."""
+        return self.broker_admin_url.format(
+            service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -45,4 +56,5 @@ class OperatorConfig:
             log_format=log_format,
             log_level=env.get("FLOE_OPERATOR_LOG_LEVEL", "info"),
             retry_delay_seconds=float(env.get("FLOE_OPERATOR_RETRY_DELAY_SECONDS", "30")),
+            broker_admin_url=env.get("FLOE_OPERATOR_BROKER_ADMIN_URL", DEFAULT_BROKER_ADMIN_URL),
         )

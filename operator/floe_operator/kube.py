@@ -234,6 +234,19 @@ class KubeClient:
                 return None
             raise
 
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, *, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """Objects whose labels include ``labels`` (also filtered here, whatever the server did)."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        answer = await self.request("GET", object_path(api_version, kind, namespace), query={"labelSelector": selector})
+        items = answer.get("items") or []
+        return [
+            obj
+            for obj in items
+            if all(((obj.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]
+
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))

@@ -5,12 +5,14 @@ registers the handlers in kopf's default registry.
 
 * create / update / resume of a StreamCluster -> reconcile (resume runs for
   every StreamCluster when the operator starts, which also repairs drift);
-* any change of a broker Deployment the operator manages -> status.
+* any change of a broker Deployment the operator manages -> status;
+* a StreamCluster with ``spec.rebalance.enabled`` (and not paused) -> one
+  rebalance daemon (``reconcile.rebalance``) for as long as that holds.
 
 Children are garbage-collected by Kubernetes through owner references, so
-there is no delete handler, no timer or daemon, and therefore no finalizer:
-deleting a StreamCluster never waits on the operator (even an uninstalled
-one), and the bucket is never touched.
+there is no delete handler. kopf puts a finalizer only on StreamClusters that
+run the rebalance daemon (so it can stop it before the object goes); others
+are deleted without waiting on the operator, and the bucket is never touched.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from floe_operator import config as config_
 from floe_operator import kube as kube_
 from floe_operator import spec as spec_
 from floe_operator.manifests import naming
-from floe_operator.reconcile import cluster
+from floe_operator.reconcile import cluster, rebalance
 
 RESOURCE = (spec_.GROUP, spec_.VERSION, spec_.PLURAL)
 
@@ -63,3 +65,25 @@ async def broker_deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo,
     if type == "DELETED":
         return
     await cluster.refresh_from_deployment(deployment=body, kube=memo.kube, logger=logger)
+
+
+def rebalance_wanted(spec: kopf.Spec, **_: Any) -> bool:
+    """Run the rebalance daemon only while it is enabled and the cluster is not paused."""
+    rb = spec.get("rebalance") or {}
+    return bool(rb.get("enabled")) and not spec.get("paused", False)
+
+
+@kopf.daemon(*RESOURCE, when=rebalance_wanted, cancellation_backoff=1.0, cancellation_timeout=10.0)
+async def rebalance_daemon(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Measure load, move partition leaders when needed, keep pod-deletion costs."""
+    await rebalance.run(
+        body=body,
+        stopped=stopped,
+        kube=memo.kube,
+        config=memo.config,
+        logger=logger,
+        admin_factory=memo.get("broker_admin_factory"),  # None outside tests
+        prometheus_factory=memo.get("prometheus_factory"),
+    )

@@ -440,7 +440,7 @@ class BrokerLoad(StatusModel):
     deletion_cost: int | None = None
 
 
-RebalanceState = Literal["Balanced", "Skewed", "Rebalancing", "MetricsUnavailable", "BrokersUnavailable"]
+RebalanceState = Literal["Balanced", "Skewed", "Rebalancing", "MetricsUnavailable", "BrokersUnavailable", "Disabled"]
 
 
 class RebalanceStatus(StatusModel):

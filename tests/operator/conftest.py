@@ -188,11 +188,12 @@ async def api() -> AsyncIterator[Api]:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(api: Api, tmp_path: Any) -> AsyncIterator[None]:
+async def running_operator(api: Api, tmp_path: Any, *, config: Any = None) -> AsyncIterator[None]:
     """Run the real operator (floe_operator.main handlers) against the emulator.
 
     It authenticates from a kubeconfig exactly as in production: kopf's own
-    login and the operator's KubeClient both read ``$KUBECONFIG``.
+    login and the operator's KubeClient both read ``$KUBECONFIG``. ``config``
+    replaces the test default OperatorConfig.
     """
     import kopf
     import kubernetes.config.kube_config
@@ -218,7 +219,9 @@ async def running_operator(api: Api, tmp_path: Any) -> AsyncIterator[None]:
         # kopf's login uses the kubernetes client's default, frozen at its import.
         monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        memo = kopf.Memo(config=config_.OperatorConfig(broker_image="floe:test", retry_delay_seconds=0.5))
+        if config is None:
+            config = config_.OperatorConfig(broker_image="floe:test", retry_delay_seconds=0.5)
+        memo = kopf.Memo(config=config)
         settings = kopf.OperatorSettings()
         ready = asyncio.Event()
         task = asyncio.create_task(

@@ -106,7 +106,8 @@ async def reconcile(
         report_degraded(body, patch, previous, "InvalidSpec", str(exc), at, generation, logger)
         return
     if cluster.spec.paused:
-        patch.status.update(status_.paused(previous, at=at, generation=generation).to_patch())
+        status = status_.paused(previous, at=at, generation=generation)
+        patch.status.update(with_rebalance_state(status, body, cluster, at=at))
         logger.info("Paused: not reconciling.")
         return
     try:
@@ -122,7 +123,27 @@ async def reconcile(
         report_degraded(body, patch, previous, "ApplyFailed", message, at, generation, logger)
         raise kopf.TemporaryError(message, delay=config.retry_delay_seconds) from None
     status = status_.reconciled(previous, cluster=cluster, config=config, deployment=deployment, at=at)
-    patch.status.update(status.to_patch())
+    patch.status.update(with_rebalance_state(status, body, cluster, at=at))
+
+
+def with_rebalance_state(
+    status: spec_.StreamClusterStatus, body: Mapping[str, Any], cluster: spec_.StreamCluster, *, at: str
+) -> dict[str, Any]:
+    """The status patch, plus ``Disabled`` for a rebalance loop that no longer runs.
+
+    The loop (a kopf daemon) reports while it runs; once the spec turns it off
+    kopf stops it, and this is where the user learns so.
+    """
+    body_patch = status.to_patch()
+    if cluster.spec.rebalance.enabled and not cluster.spec.paused:
+        return body_patch
+    raw = (body.get("status") or {}).get("rebalance")
+    conditions, rebalance = status_.rebalance_disabled(status, raw, at=at, generation=cluster.generation)
+    if conditions != status.conditions:
+        body_patch["conditions"] = status.model_copy(update={"conditions": conditions}).to_patch()["conditions"]
+    if rebalance is not None:
+        body_patch["rebalance"] = rebalance
+    return body_patch
 
 
 def report_degraded(

@@ -26,6 +26,7 @@ from floe_operator.manifests import naming
 READY = "Ready"
 RECONCILING = "Reconciling"
 DEGRADED = "Degraded"
+REBALANCING = "Rebalancing"  # written by the rebalance loop; set to Disabled here
 
 
 def now() -> str:
@@ -207,3 +208,29 @@ def paused(previous: spec_.StreamClusterStatus, *, at: str, generation: int | No
         generation=generation,
     )
     return previous.model_copy(update={"conditions": conditions, "phase": "Paused", "observed_generation": generation})
+
+
+def rebalance_disabled(
+    previous: spec_.StreamClusterStatus,
+    raw_rebalance: Mapping[str, Any] | None,
+    *,
+    at: str,
+    generation: int | None,
+) -> tuple[list[spec_.Condition], dict[str, Any] | None]:
+    """The rebalance loop stopped (disabled or paused): the conditions and the
+    ``status.rebalance`` patch that say so, or ``None`` if nothing ran before."""
+    if previous.condition(REBALANCING) is None and not raw_rebalance:
+        return previous.conditions, None
+    message = "spec.rebalance.enabled is false or the cluster is paused; leaders stay where they are"
+    conditions = set_condition(
+        previous.conditions,
+        type_=REBALANCING,
+        status=False,
+        reason="Disabled",
+        message=message,
+        at=at,
+        generation=generation,
+    )
+    if raw_rebalance and raw_rebalance.get("state") == "Disabled":
+        return conditions, None
+    return conditions, {"state": "Disabled", "message": message, "observedAt": at}

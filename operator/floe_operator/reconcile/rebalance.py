@@ -1,0 +1,527 @@
+"""The rebalance loop of one StreamCluster: measure, decide, move leaders, report.
+
+``main.rebalance_daemon`` (a kopf daemon, one per StreamCluster with
+``spec.rebalance.enabled``) calls :func:`run`, which every
+``intervalSeconds``:
+
+1. reads the cluster from the brokers' admin API (``GET /v1/cluster``: brokers,
+   draining flags, every partition's leader) through the bootstrap Service;
+2. reads per-partition bytes/s in + out from Prometheus (``prometheus``);
+3. asks :class:`floe_operator.planner.RebalancePolicy` whether to move
+   anything, and if so POSTs the moves (``/v1/reassignments``, forwarded to the
+   controller) in a background task, so the loop keeps measuring and keeps
+   pod-deletion costs current while a plan runs, and the policy sees
+   ``plan_running`` and plans nothing new until it ends;
+4. keeps ``controller.kubernetes.io/pod-deletion-cost`` on the broker pods
+   (least-loaded broker = lowest cost) so an HPA scale-in removes the brokers
+   with the least to drain;
+5. writes ``status.rebalance`` and the ``Rebalancing`` condition.
+
+Everything that decides is pure and lives in :mod:`floe_operator.planner` or
+in the functions at the top of this module; the class below only does I/O.
+
+When Prometheus does not answer, the loop still serves the two cases where a
+person is waiting (a new broker, a draining broker that leads partitions) by
+balancing partition *counts* (the planner's idle mode), and says so in the
+condition. When the admin API does not answer it does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import kopf
+
+from floe_broker.admin_http import schema
+from floe_operator import broker_client
+from floe_operator import config as config_
+from floe_operator import kube as kube_
+from floe_operator import prometheus as prometheus_
+from floe_operator import spec as spec_
+from floe_operator.manifests import naming
+from floe_operator.planner import BrokerInfo, Move, PartitionInfo, RebalancePolicy, skew_percent
+from floe_operator.planner.costs import deletion_costs
+from floe_operator.reconcile import status as status_
+
+REBALANCING = "Rebalancing"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# skew_intervals for ``continuous: false``: skew alone never triggers a plan.
+NEVER = sys.maxsize
+Reason = Literal["ScaleOut", "Drain", "Skew"]
+
+
+# ---------------------------------------------------------------------------
+# Pure parts
+# ---------------------------------------------------------------------------
+
+
+def planner_input(
+    view: schema.ClusterView,
+    loads: Mapping[tuple[str, int], float] | None,
+    *,
+    seen: set[int] | None,
+    on_scale_out: bool,
+) -> tuple[list[BrokerInfo], list[PartitionInfo]]:
+    """The admin view and Prometheus' loads as the planner's input.
+
+    A broker is *new* if the previous round did not see it, or (so that an
+    operator restart does not miss a scale-out) if it leads nothing while
+    there are at least as many partitions as brokers to take them. ``loads``
+    None (Prometheus down) means every load is 0: the planner balances counts.
+    """
+    leads: dict[int, int] = {}
+    for p in view.partitions:
+        leads[p.leader] = leads.get(p.leader, 0) + 1
+    active = sum(1 for b in view.brokers if not b.draining)
+    brokers = [
+        BrokerInfo(
+            node_id=b.node_id,
+            draining=b.draining,
+            new=on_scale_out
+            and not b.draining
+            and (
+                (seen is not None and b.node_id not in seen)
+                or (leads.get(b.node_id, 0) == 0 and len(view.partitions) >= active)
+            ),
+        )
+        for b in view.brokers
+    ]
+    partitions = [
+        PartitionInfo(
+            topic=p.topic,
+            partition=p.partition,
+            leader=p.leader,
+            load=(loads or {}).get((p.topic, p.partition), 0.0),
+        )
+        for p in view.partitions
+    ]
+    return brokers, partitions
+
+
+def plan_reason(brokers: Sequence[BrokerInfo], partitions: Sequence[PartitionInfo]) -> Reason:
+    """Why the policy planned: a drain beats a scale-out beats skew."""
+    draining = {b.node_id for b in brokers if b.draining}
+    if any(p.leader in draining for p in partitions):
+        return "Drain"
+    if any(b.new for b in brokers):
+        return "ScaleOut"
+    return "Skew"
+
+
+def host_of(address: str) -> str:
+    """``http://10.0.0.5:9644`` or ``10.0.0.5:9644`` -> ``10.0.0.5``."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    return rest.rsplit(":", 1)[0] if ":" in rest else rest
+
+
+def pods_by_node(view: schema.ClusterView, pods: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """Which pod runs which broker: the broker advertises its pod IP (or pod name)."""
+    by_address: dict[str, str] = {}
+    for pod in pods:
+        name = str((pod.get("metadata") or {}).get("name", ""))
+        ip = (pod.get("status") or {}).get("podIP")
+        if ip:
+            by_address[str(ip)] = name
+        by_address[name] = name
+    found: dict[int, str] = {}
+    for b in view.brokers:
+        for address in (b.host, host_of(b.http), b.host.split(".", 1)[0]):
+            if address in by_address:
+                found[b.node_id] = by_address[address]
+                break
+    return found
+
+
+def broker_loads(
+    view: schema.ClusterView,
+    partitions: Sequence[PartitionInfo],
+    *,
+    bytes_in: Mapping[str, float] | None,
+    pods: Mapping[int, str],
+    costs: Mapping[int, int],
+) -> list[spec_.BrokerLoad]:
+    """Per broker: what it leads, its load, its own bytes-in rate and its deletion cost."""
+    by_instance_host = {host_of(instance): rate for instance, rate in (bytes_in or {}).items()}
+    result = []
+    for b in sorted(view.brokers, key=lambda b: b.node_id):
+        led = [p for p in partitions if p.leader == b.node_id]
+        rate = None
+        if bytes_in is not None:
+            rate = round(by_instance_host.get(b.host, by_instance_host.get(host_of(b.http), 0.0)), 3)
+        result.append(
+            spec_.BrokerLoad(
+                node_id=b.node_id,
+                pod=pods.get(b.node_id),
+                draining=b.draining,
+                partitions=len(led),
+                load=round(sum(p.load for p in led), 3),
+                bytes_in_per_second=rate,
+                deletion_cost=costs.get(b.node_id),
+            )
+        )
+    return result
+
+
+def planned(moves: Sequence[Move], *, reason: Reason, at: str) -> spec_.RebalancePlan:
+    return spec_.RebalancePlan(
+        reason=reason,
+        started_at=at,
+        move_count=len(moves),
+        moves=[
+            spec_.PlannedMove.model_validate(
+                {"topic": m.topic, "partition": m.partition, "from": m.source, "to": m.target, "load": round(m.load, 3)}
+            )
+            for m in moves
+        ],
+    )
+
+
+def finished(
+    plan: spec_.RebalancePlan,
+    *,
+    at: str,
+    seconds: float,
+    result: broker_client.ReassignResult | None,
+    error: str | None = None,
+) -> spec_.RebalancePlan:
+    """The plan once the controller answered (``result``) or the request failed (``error``)."""
+    if result is None:
+        return plan.model_copy(
+            update={"finished_at": at, "duration_seconds": round(seconds, 3), "result": "Failed", "message": error}
+        )
+    errors = {(r.topic, r.partition): r.error for r in result.failed}
+    moves = [m.model_copy(update={"error": errors.get((m.topic, m.partition))}) for m in plan.moves]
+    message = f"{len(errors)} of {len(moves)} moves failed" if errors else f"moved {len(moves)} partition leaders"
+    return plan.model_copy(
+        update={
+            "finished_at": at,
+            "duration_seconds": round(result.seconds or seconds, 3),
+            "result": "Failed" if errors else "Succeeded",
+            "message": message,
+            "moves": moves,
+        }
+    )
+
+
+def condition_for(state: spec_.RebalanceStatus) -> tuple[bool, str, str]:
+    """(status, reason, message) of the ``Rebalancing`` condition."""
+    running = state.last_plan is not None and state.last_plan.result == "Running"
+    if running and state.last_plan is not None:
+        plan = state.last_plan
+        return True, "PlanRunning", f"moving {plan.move_count} partition leaders ({plan.reason})"
+    return False, state.state, state.message
+
+
+# ---------------------------------------------------------------------------
+# The loop (I/O)
+# ---------------------------------------------------------------------------
+
+AdminFactory = Callable[[str], broker_client.BrokerAdmin]
+PrometheusFactory = Callable[[str], prometheus_.PrometheusReader]
+
+
+class Rebalancer:
+    """The loop's memory for one StreamCluster: policy counter, brokers seen, the running plan."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        kube: kube_.KubeClient,
+        config: config_.OperatorConfig,
+        logger: Any,
+        admin_factory: AdminFactory | None = None,  # None for tests: they pass their own
+        prometheus_factory: PrometheusFactory | None = None,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.stopped = stopped  # once kopf stops the daemon, the reconciler owns the status
+        self.namespace = namespace
+        self.name = name
+        self.kube = kube
+        self.config = config
+        self.logger = logger
+        self.admin_factory = admin_factory or broker_client.BrokerAdmin
+        self.prometheus_factory = prometheus_factory or prometheus_.PrometheusReader
+        self.policy: RebalancePolicy | None = None
+        self.policy_key: tuple[float, int] | None = None
+        self.admin: broker_client.BrokerAdmin | None = None
+        self.prometheus: prometheus_.PrometheusReader | None = None
+        self.seen: set[int] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_plan: spec_.RebalancePlan | None = None
+        self.plans = 0
+        self.restored = False
+        self.status: spec_.RebalanceStatus | None = None
+        self.wake = asyncio.Event()  # a plan ended: measure again now
+        self.lock = asyncio.Lock()  # one status write at a time
+
+    async def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.admin is not None:
+            await self.admin.close()
+
+    def _clients(self, cluster: spec_.StreamCluster) -> tuple[broker_client.BrokerAdmin, prometheus_.PrometheusReader]:
+        rb = cluster.spec.rebalance
+        url = self.config.admin_url(
+            service=naming.bootstrap_service(cluster),
+            namespace=cluster.namespace,
+            port=cluster.spec.listener.admin_port,
+        )
+        if self.admin is None or self.admin.url != url.rstrip("/"):
+            if self.admin is not None and (self.task is None or self.task.done()):
+                asyncio.get_running_loop().create_task(self.admin.close())
+            self.admin = self.admin_factory(url)
+        assert rb.prometheus_url is not None  # the spec refuses enabled without it
+        if self.prometheus is None or self.prometheus.url != rb.prometheus_url:
+            self.prometheus = self.prometheus_factory(rb.prometheus_url)
+        key = (float(rb.max_skew_percent), rb.skew_intervals if rb.continuous else NEVER)
+        if self.policy is None or key != self.policy_key:
+            self.policy = RebalancePolicy(max_skew_percent=key[0], skew_intervals=key[1])
+            self.policy_key = key
+        return self.admin, self.prometheus
+
+    async def tick(self, cluster: spec_.StreamCluster) -> spec_.RebalanceStatus:
+        """One round: measure, maybe start a plan, keep deletion costs, report."""
+        rb = cluster.spec.rebalance
+        admin, prometheus = self._clients(cluster)
+        assert self.policy is not None
+        at = status_.now()
+        if not self.restored:
+            await self._restore()
+        try:
+            view = await admin.cluster()
+        except broker_client.BrokerAdminError as exc:
+            return await self._report(
+                spec_.RebalanceStatus(
+                    state="BrokersUnavailable",
+                    message=f"cannot read the cluster from the brokers' admin API: {exc}",
+                    observed_at=at,
+                    plans=self.plans,
+                    last_plan=self.last_plan,
+                    brokers=self.status.brokers if self.status else [],
+                )
+            )
+        snapshot: prometheus_.LoadSnapshot | None = None
+        metrics_error = ""
+        try:
+            snapshot = await prometheus.load(window=rb.window, selector=rb.metrics_selector)
+        except prometheus_.PrometheusUnavailable as exc:
+            metrics_error = f"{exc}; balancing partition counts for new and draining brokers until it answers"
+        brokers, partitions = planner_input(
+            view, snapshot.partitions if snapshot else None, seen=self.seen, on_scale_out=rb.on_scale_out
+        )
+        self.seen = {b.node_id for b in view.brokers}
+        running = self.task is not None and not self.task.done()
+        skew = skew_percent(brokers, partitions) if snapshot is not None else None
+        moves = self.policy.decide(brokers, partitions, plan_running=running)
+        if moves:
+            self._start(admin, moves, reason=plan_reason(brokers, partitions), at=at)
+
+        pods = await self.kube.list_objects("v1", "Pod", cluster.namespace, labels=naming.selector_labels(cluster))
+        pod_of = pods_by_node(view, pods)
+        costs = deletion_costs(brokers, partitions) if rb.on_scale_in else {}
+        await self._keep_costs(pods, pod_of, costs)
+
+        if metrics_error:
+            state: spec_.RebalanceState = "MetricsUnavailable"
+            message = metrics_error
+        elif skew is not None and skew > rb.max_skew_percent:
+            state = "Skewed"
+            message = (
+                f"load skew {skew:.1f}% is above {rb.max_skew_percent}% "
+                f"({self.policy.skewed_intervals}/{rb.skew_intervals} intervals)"
+            )
+            if not rb.continuous:
+                message += "; continuous is off, so only scale-out and drains move partitions"
+        else:
+            state = "Balanced"
+            message = f"every broker is within {rb.max_skew_percent}% of the mean load"
+        if self.task is not None and not self.task.done():
+            state = "Rebalancing"
+        return await self._report(
+            spec_.RebalanceStatus(
+                state=state,
+                message=message,
+                observed_at=at,
+                skew_percent=None if skew is None else round(skew, 2),
+                skewed_intervals=self.policy.skewed_intervals,
+                plans=self.plans,
+                brokers=broker_loads(
+                    view,
+                    partitions,
+                    bytes_in=snapshot.broker_bytes_in if snapshot else None,
+                    pods=pod_of,
+                    costs=costs,
+                ),
+                last_plan=self.last_plan,
+            )
+        )
+
+    def _start(self, admin: broker_client.BrokerAdmin, moves: list[Move], *, reason: Reason, at: str) -> None:
+        self.plans += 1
+        self.last_plan = planned(moves, reason=reason, at=at)
+        self.logger.info(
+            "Rebalance (%s): %s",
+            reason,
+            ", ".join(f"{m.topic}/{m.partition} {m.source}->{m.target}" for m in moves),
+        )
+        self.task = asyncio.get_running_loop().create_task(self._execute(admin, moves, self.last_plan))
+
+    async def _execute(self, admin: broker_client.BrokerAdmin, moves: list[Move], plan: spec_.RebalancePlan) -> None:
+        started = time.monotonic()
+        try:
+            result = await admin.reassign([(m.topic, m.partition, m.target) for m in moves])
+            done = finished(plan, at=status_.now(), seconds=time.monotonic() - started, result=result)
+        except broker_client.BrokerAdminError as exc:
+            done = finished(plan, at=status_.now(), seconds=time.monotonic() - started, result=None, error=str(exc))
+        self.last_plan = done
+        log = self.logger.info if done.result == "Succeeded" else self.logger.warning
+        log("Rebalance plan %s in %.3fs: %s", done.result.lower(), done.duration_seconds or 0.0, done.message)
+        self.wake.set()
+
+    async def _restore(self) -> None:
+        """After a restart: keep showing the last plan and the count of plans."""
+        self.restored = True
+        live = await self.kube.get(spec_.API_VERSION, spec_.KIND, self.namespace, self.name)
+        raw = ((live or {}).get("status") or {}).get("rebalance")
+        if not raw:
+            return
+        try:
+            previous = spec_.RebalanceStatus.model_validate(raw)
+        except ValueError:
+            return
+        self.plans = previous.plans
+        plan = previous.last_plan
+        if plan is not None and plan.result == "Running":
+            plan = plan.model_copy(update={"result": "Failed", "message": "the operator restarted during the plan"})
+        self.last_plan = plan
+
+    async def _keep_costs(
+        self, pods: Sequence[Mapping[str, Any]], pod_of: Mapping[int, str], costs: Mapping[int, int]
+    ) -> None:
+        current = {
+            str(p["metadata"]["name"]): ((p.get("metadata") or {}).get("annotations") or {}).get(DELETION_COST)
+            for p in pods
+        }
+        for node, cost in sorted(costs.items()):
+            pod = pod_of.get(node)
+            if pod is None or current.get(pod) == str(cost):
+                continue
+            try:
+                await self.kube.patch(
+                    "v1", "Pod", self.namespace, pod, {"metadata": {"annotations": {DELETION_COST: str(cost)}}}
+                )
+            except kube_.KubeError as exc:
+                if exc.status != 404:  # a pod that just went away needs no cost
+                    raise
+
+    async def _report(self, rebalance: spec_.RebalanceStatus) -> spec_.RebalanceStatus:
+        """Write status.rebalance and the Rebalancing condition, if either changed."""
+        async with self.lock:
+            self.status = rebalance
+            if self.stopped():
+                return rebalance
+            live = await self.kube.get(spec_.API_VERSION, spec_.KIND, self.namespace, self.name)
+            if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+                return rebalance
+            raw_status = live.get("status") or {}
+            previous = status_.parse(raw_status)
+            running, reason, message = condition_for(rebalance)
+            conditions = status_.set_condition(
+                previous.conditions,
+                type_=REBALANCING,
+                status=running,
+                reason=reason,
+                message=message,
+                at=rebalance.observed_at,
+                generation=previous.observed_generation,
+            )
+            patch: dict[str, Any] = {}
+            if conditions != previous.conditions:
+                patch["conditions"] = [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions]
+            # Nones stay in: in a merge patch they delete what no longer applies.
+            wanted = rebalance.model_dump(by_alias=True, mode="json")
+            old = dict(raw_status.get("rebalance") or {})
+            if _without_time(old) != _without_nones(_without_time(wanted)):
+                patch["rebalance"] = wanted
+            if patch:
+                await self.kube.patch(
+                    spec_.API_VERSION, spec_.KIND, self.namespace, self.name, {"status": patch}, subresource="status"
+                )
+            return rebalance
+
+
+def _without_time(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != "observedAt"}
+
+
+def _without_nones(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nones(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nones(v) for v in value]
+    return value
+
+
+async def _pause(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until the interval passes, a plan ends, or kopf stops the daemon."""
+    waiters = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    wake.clear()
+
+
+async def run(
+    *,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    kube: kube_.KubeClient,
+    config: config_.OperatorConfig,
+    logger: Any,
+    admin_factory: AdminFactory | None = None,
+    prometheus_factory: PrometheusFactory | None = None,
+) -> None:
+    """The daemon's body: one :class:`Rebalancer`, ticking until kopf stops it.
+
+    ``body`` is kopf's live view of the StreamCluster, so spec changes
+    (interval, skew, URLs) apply from the next round without a restart.
+    """
+    meta = body.get("metadata") or {}
+    rebalancer = Rebalancer(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        kube=kube,
+        config=config,
+        logger=logger,
+        admin_factory=admin_factory,
+        prometheus_factory=prometheus_factory,
+        stopped=lambda: bool(stopped),
+    )
+    try:
+        while not stopped:
+            interval = float(config.retry_delay_seconds)
+            try:
+                cluster = spec_.StreamCluster.from_body(body)
+            except spec_.SpecError:
+                cluster = None  # the reconciler reports it as Degraded
+            if cluster is not None and cluster.spec.rebalance.enabled:
+                interval = cluster.spec.rebalance.interval_seconds
+                try:
+                    await rebalancer.tick(cluster)
+                except kube_.KubeError as exc:
+                    logger.warning("Rebalance round failed on the Kubernetes API: %s", exc)
+            await _pause(stopped, rebalancer.wake, interval)
+    finally:
+        await rebalancer.close()
