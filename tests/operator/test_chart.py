@@ -140,6 +140,8 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
         group = "" if path.startswith("/api/") else path.split("/")[2]
         assert writes <= grants[(group, kube.PLURALS[kind])], kind
     assert grants[("", "secrets")] == {"get"}  # read by name only, never listed
+    # The rebalance loop lists broker pods and patches their deletion cost; it never creates or deletes them.
+    assert grants[("", "pods")] == {"get", "list", "patch"}
     assert {"get", "list", "watch", "patch"} <= grants[("floe.dev", "streamclusters")]
     assert "patch" in grants[("floe.dev", "streamclusters/status")]
     assert "create" in grants[("", "events")]

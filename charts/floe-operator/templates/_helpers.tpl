@@ -61,6 +61,11 @@ Deployments; Secrets are only read by name (to check the credentials exist).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# The rebalance loop finds broker pods by label and keeps their
+# controller.kubernetes.io/pod-deletion-cost annotation.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, patch]
 - apiGroups: [""]
   resources: [configmaps, services, serviceaccounts]
   verbs: [get, create, patch, delete]
