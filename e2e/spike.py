@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,9 @@ class Ledger:
     acked_at: list[tuple[float, int]] = field(default_factory=list)  # (acked at, bytes)
     consumed_at: list[tuple[float, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    consumer_errors: list[str] = field(default_factory=list)
+    reread: dict[tuple[int, int], int] = field(default_factory=dict)  # the verification read, if one ran
+    unconsumed: int = 0  # acked records the consumer (group) had not read when it was stopped
     sent: int = 0
 
     def __post_init__(self) -> None:
@@ -146,10 +150,11 @@ class Ledger:
         with self.lock:
             return sum(max(0, len(a) - len(s)) for a, s in zip(self.acked, self.seen, strict=True))
 
-    def missing(self) -> list[tuple[int, int, int]]:
+    def missing(self, *, reread: bool = False) -> list[tuple[int, int, int]]:
+        """Acknowledged records the consumer did not read (``reread``: nor the verification read)."""
         with self.lock:
             return [(p, o, seq) for p, a in enumerate(self.acked) for o, seq in a.items()
-                    if self.seen[p].get(o) != seq]
+                    if self.seen[p].get(o) != seq and not (reread and self.reread.get((p, o)) == seq)]
 
 
 def produce(args: argparse.Namespace, bootstrap: str, ledger: Ledger, rate: Any, stop: threading.Event) -> None:
@@ -175,7 +180,7 @@ def produce(args: argparse.Namespace, bootstrap: str, ledger: Ledger, rate: Any,
             def cb(err: Any, msg: Any, sent: float = sent, s: int = seq, part: int = part) -> None:
                 done = time.time()
                 if err is not None:
-                    ledger.errors.append(str(err))
+                    ledger.errors.append(f"partition {part}: {err}")
                     return
                 with ledger.lock:
                     ledger.acked[part][msg.offset()] = s
@@ -215,6 +220,7 @@ def consume(args: argparse.Namespace, bootstrap: str, ledger: Ledger, stop: thre
             with ledger.lock:
                 for m in msgs:
                     if m.error():
+                        ledger.consumer_errors.append(str(m.error()))
                         continue
                     seq, part = HEADER.unpack_from(m.value())
                     ledger.seen[m.partition()][m.offset()] = seq
@@ -303,8 +309,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.5)
         stop_consumer.set()
         threads[1].join(30)
+        missing = ledger.missing()
+        ledger.unconsumed = len(missing)
+        if missing:
+            # Not read by the consumer: are the records there at all? (a consumer failure is not data loss)
+            print(f"spike: the consumer missed {len(missing)} acked records; reading them back directly",
+                  file=sys.stderr, flush=True)
+            reread(wait_brokers(state, up, 1), ledger, missing)
         sampler.sample()
         final = sampler.final_scrape()
+        sampler.save_cluster(state / "cluster-at-end.json")
     finally:
         stop_load.set()
         stop_consumer.set()
@@ -319,6 +333,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
     return summarize(args, preset, state, cluster, ledger, sampler, events, final, t0, phase_ends,
                      produced_until, caught_up_at, up.returncode)
+
+
+def reread(bootstrap: str, ledger: Ledger, missing: list[tuple[int, int, int]], timeout: float = 60) -> None:
+    """Fetch the given acknowledged records with a fresh assign()-based consumer into ``ledger.reread``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    want: dict[int, set[int]] = {}
+    for p, o, _ in missing:
+        want.setdefault(p, set()).add(o)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "spike-verify", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(TOPIC, p, min(offs)) for p, offs in want.items()])
+    deadline = time.time() + timeout
+    try:
+        while want and time.time() < deadline:
+            for m in c.consume(num_messages=2000, timeout=0.5):
+                if m.error() or m.partition() not in want:
+                    continue
+                offs = want[m.partition()]
+                if m.offset() in offs:
+                    offs.discard(m.offset())
+                    ledger.reread[(m.partition(), m.offset())] = HEADER.unpack_from(m.value())[0]
+                if not offs or m.offset() >= max(offs, default=-1):
+                    want.pop(m.partition(), None)
+    finally:
+        c.close()
 
 
 def wait_brokers(state: Path, up: subprocess.Popen[bytes], n: int, timeout: float = 90) -> str:
@@ -424,6 +464,15 @@ class Sampler:
         })
         self.last = now
 
+    def save_cluster(self, path: Path) -> None:
+        for r in self.brokers():
+            if r["state"] == "ready":
+                try:
+                    path.write_text(json.dumps(get_json(f"http://{r['http']}/v1/cluster"), indent=1))
+                    return
+                except OSError:
+                    continue
+
     def final_scrape(self) -> dict[str, dict[str, float]]:
         for r in self.brokers():
             if r["state"] in ("ready", "draining"):
@@ -483,6 +532,15 @@ def observed_balance(rows: list[dict[str, Any]], events: list[dict[str, Any]], *
     return out
 
 
+def lost_by_partition(missing: list[tuple[int, int, int]]) -> dict[int, tuple[int, int]]:
+    """partition -> (records missing, first missing offset)."""
+    out: dict[int, tuple[int, int]] = {}
+    for p, o, _ in missing:
+        n, first = out.get(p, (0, o))
+        out[p] = (n + 1, min(first, o))
+    return out
+
+
 def data_object_bytes(state: Path, cluster: str) -> int:
     root = state / "data" / cluster / "data"
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
@@ -501,7 +559,7 @@ def summarize(args: argparse.Namespace, preset: Preset, state: Path, cluster: st
     steady = [lat for s, lat in ledger.latencies if not in_moves(s)]
     spike_steady = [lat for s, lat in ledger.latencies
                     if not in_moves(s) and phase_ends[0] <= s < phase_ends[1]]
-    missing = ledger.missing()
+    missing = ledger.missing(reread=True)
     acked = sum(len(a) for a in ledger.acked)
     ready_counts = [r["brokers_ready"] for r in sampler.rows]
     plans = [e for e in events if e["event"] == "plan"]
@@ -526,7 +584,13 @@ def summarize(args: argparse.Namespace, preset: Preset, state: Path, cluster: st
         "balanced_seconds_observed": observed_balance(sampler.rows, events),
         "acked": acked,
         "lost": len(missing),
+        "unconsumed_by_consumer": ledger.unconsumed,
         "delivery_errors": len(ledger.errors),
+        "delivery_error_kinds": Counter(e.split(": ", 1)[1] for e in ledger.errors).most_common(3),
+        "delivery_errors_by_partition": dict(sorted(Counter(int(e.split()[1].rstrip(":"))
+                                                            for e in ledger.errors).items())),
+        "lost_by_partition": {p: [n, first] for p, (n, first) in sorted(lost_by_partition(missing).items())},
+        "consumer_error_kinds": Counter(ledger.consumer_errors).most_common(3),
         "partitions_moved": sampler.leader_changes,
         "balancer_moves": sum(e["moves"] - e["errors"] for e in plans),
         "move_seconds_max": max((e["seconds"] for e in plans), default=None),
@@ -587,10 +651,14 @@ def plot(path: str, rows: list[dict[str, Any]], t0: float, windows: list[tuple[f
     ax[1].legend(loc="upper right", fontsize=8)
     nodes = sorted({n for r in rows for n in r["broker_MBps"]})
     for n in nodes:
-        ax[2].plot(t, [r["broker_MBps"].get(n) for r in rows], lw=1, label=f"node {n}")
+        raw = [r["broker_MBps"].get(n) for r in rows]
+        smooth = [None if raw[i] is None else
+                  sum(v for v in raw[max(0, i - 2): i + 1] if v is not None)
+                  / sum(1 for v in raw[max(0, i - 2): i + 1] if v is not None) for i in range(len(raw))]
+        ax[2].plot(t, smooth, lw=1, label=f"node {n}")
     ax[2].axhline(preset.target_mb, color="grey", ls=":", lw=1, label="target")
     ax[2].set_ylabel("bytes in, MB/s")
-    ax[2].set_title("per-broker load")
+    ax[2].set_title("per-broker load (3 s average)")
     ax[2].legend(loc="upper right", fontsize=7, ncol=4)
     ax[3].plot(t, [r["p99_ms"] for r in rows], color="C3", label="p99")
     ax[3].plot(t, [r["p50_ms"] for r in rows], color="C2", lw=1, label="p50")
@@ -640,7 +708,8 @@ spike: {summary['rates_MBps'][0]} -> {summary['rates_MBps'][1]} MB/s offered, ta
   partitions moved {summary['partitions_moved']} (balancer {summary['balancer_moves']}), \
 record bytes copied {summary['record_bytes_copied']}
   acked {summary['acked']}, lost {summary['lost']}, delivery errors {summary['delivery_errors']}; \
-consumer ({summary['consumer']}) caught up: {summary['consumer_caught_up']}
+consumer ({summary['consumer']}) caught up: {summary['consumer_caught_up']} \
+(missed {summary['unconsumed_by_consumer']})
   produce p99 steady {summary['p99_ms_steady']} ms, during moves {summary['p99_ms_during_moves']} ms
   timeline {args.csv}  plot {args.png or '(none)'}""", flush=True)
     print(json.dumps(summary), flush=True)
