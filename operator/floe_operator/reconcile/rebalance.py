@@ -331,6 +331,12 @@ class Rebalancer:
         costs = deletion_costs(brokers, partitions) if rb.on_scale_in else {}
         await self._keep_costs(pods, pod_of, costs)
 
+        if snapshot is not None and not snapshot.partitions and view.partitions:
+            metrics_error = (
+                f"Prometheus at {rb.prometheus_url} has no floe_partition_bytes_in_total/out_total series "
+                f"for this cluster yet (check that it scrapes the brokers and spec.rebalance.metricsSelector); "
+                "balancing partition counts for new and draining brokers meanwhile"
+            )
         if metrics_error:
             state: spec_.RebalanceState = "MetricsUnavailable"
             message = metrics_error
@@ -443,7 +449,8 @@ class Rebalancer:
                 reason=reason,
                 message=message,
                 at=rebalance.observed_at,
-                generation=previous.observed_generation,
+                # Not tied to a generation: a spec change alone must not make the loop rewrite it.
+                generation=None,
             )
             patch: dict[str, Any] = {}
             if conditions != previous.conditions:
