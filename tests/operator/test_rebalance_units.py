@@ -84,6 +84,30 @@ def test_deletion_cost_is_lowest_for_the_least_loaded_and_for_draining_brokers()
     assert deletion_costs(brokers, parts) == {3: 0, 2: 1, 1: 2}
 
 
+def test_deletion_costs_do_not_flap_between_nearly_equal_brokers() -> None:
+    brokers = [BrokerInfo(1), BrokerInfo(2), BrokerInfo(3)]
+
+    def parts(a: float, b: float) -> list[PartitionInfo]:
+        return [PartitionInfo("t", 0, 1, a), PartitionInfo("t", 1, 2, b), PartitionInfo("t", 2, 3, 3000.0)]
+
+    first = deletion_costs(brokers, parts(1010.0, 1000.0))
+    assert first[3] == 2
+    # Brokers 1 and 2 trade a few bytes/s back and forth: their costs stay put.
+    assert deletion_costs(brokers, parts(1000.0, 1012.0), previous=first) == first
+    assert deletion_costs(brokers, parts(1013.0, 999.0), previous=first) == first
+    # A real difference (more than 10 % of the mean) reorders them.
+    assert deletion_costs(brokers, parts(1600.0, 400.0), previous=first) == {2: 0, 1: 1, 3: 2}
+
+
+def test_current_costs_are_read_from_the_pods() -> None:
+    pods = [
+        {"metadata": {"name": "a", "annotations": {rebalance.DELETION_COST: "3"}}},
+        {"metadata": {"name": "b", "annotations": {rebalance.DELETION_COST: "x"}}},
+        {"metadata": {"name": "c"}},
+    ]
+    assert rebalance.current_costs(pods, {1: "a", 2: "b", 3: "c"}) == {1: 3}
+
+
 def test_deletion_cost_of_an_idle_cluster_follows_partition_counts() -> None:
     brokers = [BrokerInfo(1), BrokerInfo(2)]
     parts = [PartitionInfo("t", 0, 1, 0.0), PartitionInfo("t", 1, 1, 0.0), PartitionInfo("t", 2, 2, 0.0)]

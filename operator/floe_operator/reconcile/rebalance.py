@@ -137,6 +137,17 @@ def pods_by_node(view: schema.ClusterView, pods: Sequence[Mapping[str, Any]]) ->
     return found
 
 
+def current_costs(pods: Sequence[Mapping[str, Any]], pod_of: Mapping[int, str]) -> dict[int, int]:
+    """The deletion costs the pods carry now, by node id (unreadable ones are ignored)."""
+    by_pod: dict[str, int] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        value = str((meta.get("annotations") or {}).get(DELETION_COST, ""))
+        with contextlib.suppress(ValueError):
+            by_pod[str(meta.get("name"))] = int(value)
+    return {node: by_pod[name] for node, name in pod_of.items() if name in by_pod}
+
+
 def broker_loads(
     view: schema.ClusterView,
     partitions: Sequence[PartitionInfo],
@@ -328,7 +339,7 @@ class Rebalancer:
 
         pods = await self.kube.list_objects("v1", "Pod", cluster.namespace, labels=naming.selector_labels(cluster))
         pod_of = pods_by_node(view, pods)
-        costs = deletion_costs(brokers, partitions) if rb.on_scale_in else {}
+        costs = deletion_costs(brokers, partitions, previous=current_costs(pods, pod_of)) if rb.on_scale_in else {}
         await self._keep_costs(pods, pod_of, costs)
 
         if snapshot is not None and not snapshot.partitions and view.partitions:
