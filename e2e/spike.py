@@ -222,9 +222,11 @@ def consume(args: argparse.Namespace, bootstrap: str, ledger: Ledger, stop: thre
                     if m.error():
                         ledger.consumer_errors.append(str(m.error()))
                         continue
-                    seq, part = HEADER.unpack_from(m.value())
-                    ledger.seen[m.partition()][m.offset()] = seq
-                    got += len(m.value())
+                    p, o, v = m.partition(), m.offset(), m.value()
+                    if p is None or o is None or v is None:
+                        continue
+                    ledger.seen[p][o] = HEADER.unpack_from(v)[0]
+                    got += len(v)
             if got:
                 ledger.consumed_at.append((now, got))
     finally:
@@ -349,14 +351,15 @@ def reread(bootstrap: str, ledger: Ledger, missing: list[tuple[int, int, int]], 
     try:
         while want and time.time() < deadline:
             for m in c.consume(num_messages=2000, timeout=0.5):
-                if m.error() or m.partition() not in want:
+                mp, mo, mv = m.partition(), m.offset(), m.value()
+                if m.error() or mp is None or mo is None or mv is None or mp not in want:
                     continue
-                offs = want[m.partition()]
-                if m.offset() in offs:
-                    offs.discard(m.offset())
-                    ledger.reread[(m.partition(), m.offset())] = HEADER.unpack_from(m.value())[0]
-                if not offs or m.offset() >= max(offs, default=-1):
-                    want.pop(m.partition(), None)
+                offs = want[mp]
+                if mo in offs:
+                    offs.discard(mo)
+                    ledger.reread[(mp, mo)] = HEADER.unpack_from(mv)[0]
+                if not offs or mo >= max(offs, default=-1):
+                    want.pop(mp, None)
     finally:
         c.close()
 
