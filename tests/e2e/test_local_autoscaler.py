@@ -93,3 +93,105 @@ def test_load_sources_see_real_traffic(brokers, file_store, tmp_path: Path, kind
         stop.set()
         t.join(30)
         source.close()
+
+
+class FakeBroker:
+    def __init__(self, node: int) -> None:
+        self.node, self.index, self.http = node, node, f"b{node}"
+        self.draining_since: float | None = None
+        self.ready_at: float | None = 1.0
+
+
+class FakeFleet:
+    """Brokers without processes; the cluster's admin API is faked in ``http_json``."""
+
+    def __init__(self, nodes: list[int], view: dict) -> None:  # type: ignore[type-arg]
+        self.brokers = [FakeBroker(n) for n in nodes]
+        self.view = view
+        self.drained: list[int] = []
+
+    def serving(self) -> list[FakeBroker]:
+        return [b for b in self.brokers if b.draining_since is None]
+
+    def running(self) -> list[FakeBroker]:
+        return list(self.brokers)
+
+    def drain(self, b: FakeBroker, *, timeout: float) -> None:
+        b.draining_since = 1.0
+        self.drained.append(b.node)
+
+    def start(self, count: int) -> list[FakeBroker]:
+        new = [FakeBroker(max(b.node for b in self.brokers) + 1 + i) for i in range(count)]
+        self.brokers += new
+        self.view["brokers"] += [{"node_id": b.node, "draining": False, "partitions": 0} for b in new]
+        return new
+
+
+class FixedLoad:
+    def __init__(self, load: autoscaler.Load) -> None:
+        self.value = load
+
+    def targets(self, https: list[str]) -> None: ...
+    def tick(self) -> None: ...
+    def load(self) -> autoscaler.Load:
+        return self.value
+
+    def close(self) -> None: ...
+
+
+def fake_cluster(monkeypatch: pytest.MonkeyPatch, leaders: dict[int, int]) -> tuple[dict, list]:  # type: ignore[type-arg]
+    view = {"brokers": [{"node_id": n, "draining": False, "partitions": list(leaders.values()).count(n)}
+                        for n in sorted(set(leaders.values()))],
+            "partitions": [{"topic": "t", "partition": p, "leader": n} for p, n in leaders.items()]}
+    posted: list = []  # type: ignore[type-arg]
+
+    def http_json(url: str, body: object | None = None, timeout: float = 10.0) -> object:
+        if url.endswith("/v1/cluster"):
+            for b in view["brokers"]:
+                b["partitions"] = sum(1 for p in view["partitions"] if p["leader"] == b["node_id"])
+            return view
+        assert url.endswith("/v1/reassignments")
+        posted.append(body)
+        for m in body["moves"]:  # type: ignore[index]
+            view["partitions"][m["partition"]]["leader"] = m["to"]
+        return {"results": [{"error": None} for _ in body["moves"]]}  # type: ignore[index]
+
+    monkeypatch.setattr(autoscaler, "http_json", http_json)
+    return view, posted
+
+
+def make_loop(tmp_path: Path, fleet: FakeFleet, load: autoscaler.Load, **scaler: object) -> autoscaler.Loop:
+    zero = hpa.ScalingRules(0, (hpa.ScalingPolicy("Pods", 4, 15),))
+    return autoscaler.Loop(
+        fleet=fleet, source=FixedLoad(load),  # type: ignore[arg-type]
+        scaler=hpa.Autoscaler(min_replicas=2, max_replicas=5, target=100.0, behavior=hpa.Behavior(zero, zero),
+                              **scaler),  # type: ignore[arg-type]
+        policy=autoscaler.planner.RebalancePolicy(max_skew_percent=20, skew_intervals=3),
+        events=autoscaler.EventLog(tmp_path / "events.jsonl"), interval=1, drain_timeout=5, max_skew_percent=20)
+
+
+def test_scale_in_drains_the_least_loaded_broker_and_moves_nothing_onto_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    leaders = {0: 1, 1: 2, 2: 3, 3: 1, 4: 3}
+    view, posted = fake_cluster(monkeypatch, leaders)
+    fleet = FakeFleet([1, 2, 3], view)
+    load = autoscaler.Load(bytes_in=300.0, partitions={("t", 0): 100, ("t", 1): 10, ("t", 2): 60,
+                                                       ("t", 3): 100, ("t", 4): 60})
+    make_loop(tmp_path, fleet, load).step()  # 100 per broker, on target: no change
+    assert fleet.drained == []
+    make_loop(tmp_path, fleet, autoscaler.Load(bytes_in=90.0, partitions=load.partitions)).step()
+    assert fleet.drained == [2]  # node 2 leads the least load
+    assert all(m["to"] != 2 for body in posted for m in body["moves"])
+
+
+def test_scale_out_plans_onto_the_new_brokers_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    leaders = {p: 1 + p % 2 for p in range(12)}
+    view, posted = fake_cluster(monkeypatch, leaders)
+    fleet = FakeFleet([1, 2], view)
+    load = autoscaler.Load(bytes_in=400.0, partitions={("t", p): 50.0 for p in range(12)})
+    make_loop(tmp_path, fleet, load).step()  # 200 per broker against 100: ceil(2 * 2) = 4
+    assert [b.node for b in fleet.brokers] == [1, 2, 3, 4]
+    assert posted and {m["to"] for m in posted[0]["moves"]} == {3, 4}
+    counts = [sum(1 for p in view["partitions"] if p["leader"] == n) for n in (1, 2, 3, 4)]
+    assert counts == [3, 3, 3, 3]
+    events = (tmp_path / "events.jsonl").read_text()
+    assert '"event": "scale_out"' in events and '"event": "balanced"' in events

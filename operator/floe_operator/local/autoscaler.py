@@ -515,8 +515,10 @@ class Loop:
         if view is None:
             return
         loads = load.partitions if load else {}
-        brokers = [planner.BrokerInfo(node_id=b["node_id"], draining=b["draining"],
-                                      new=(not b["draining"] and b["partitions"] == 0))
+        # A broker we just sent SIGTERM may not show as draining in the view yet: never a target.
+        leaving = {b.node for b in self.fleet.brokers if b.draining_since is not None}
+        brokers = [planner.BrokerInfo(node_id=b["node_id"], draining=b["draining"] or b["node_id"] in leaving,
+                                      new=(not b["draining"] and b["node_id"] not in leaving and b["partitions"] == 0))
                    for b in view["brokers"]]
         parts = [planner.PartitionInfo(p["topic"], p["partition"], p["leader"],
                                        loads.get((p["topic"], p["partition"]), 0.0))
