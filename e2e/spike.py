@@ -32,6 +32,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import struct
@@ -333,8 +334,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             up.wait()
         out.close()
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
-    return summarize(args, preset, state, cluster, ledger, sampler, events, final, t0, phase_ends,
-                     produced_until, caught_up_at, up.returncode)
+    summary = summarize(args, preset, state, cluster, ledger, sampler, events, final, t0, phase_ends,
+                        produced_until, caught_up_at, up.returncode)
+    if not args.keep_data:
+        shutil.rmtree(state / "data", ignore_errors=True)  # hundreds of MB; logs and events stay
+    summary["state_dir"] = str(state)
+    return summary
 
 
 def reread(bootstrap: str, ledger: Ledger, missing: list[tuple[int, int, int]], timeout: float = 60) -> None:
@@ -697,6 +702,7 @@ def main() -> None:
     ap.add_argument("--target-mb", type=float, default=None, help="autoscaler target, MB in per broker per s")
     ap.add_argument("--prometheus", default="auto", help="auto | off | path (passed to floe local up)")
     ap.add_argument("--dir", default=None, help="state directory (default: a temp dir)")
+    ap.add_argument("--keep-data", action="store_true", help="keep the object store (default: only logs and events)")
     ap.add_argument("--csv", default=str(ROOT / "docs" / "spike.csv"))
     ap.add_argument("--png", default=str(ROOT / "docs" / "spike.png"), help="'' for no plot")
     args = ap.parse_args()
