@@ -322,3 +322,48 @@ def test_static_member_restart_keeps_assignment_without_rebalance(brokers, file_
     finally:
         a.close()
         c.close()
+
+
+def test_offsets_partition_is_trimmed_by_snapshots_and_reloads_exactly(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """Thousands of commits leave a short partition behind; after a restart a group that committed
+    once, long before, still has its offsets, busy groups have their last ones, and a deleted
+    group stays deleted."""
+    flags = ("--offsets-snapshot-records", "200", "--offsets-topic-partitions", "1")
+    b = brokers(file_store, *flags)
+    topic = name("snap")
+    create_topic(b.bootstrap, topic, 3)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})  # kept alive until its results are in
+
+    def simple_commit(group: str, offsets: dict[int, int]) -> None:
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+        c.close()
+
+    cold, gone = name("cold"), name("gone")
+    simple_commit(cold, {0: 7, 1: 8, 2: 9})
+    simple_commit(gone, {0: 1})
+    admin.delete_consumer_groups([gone])[gone].result(30)
+    hot = [name("hot") for _ in range(3)]
+    consumers = {g: Consumer({"bootstrap.servers": b.bootstrap, "group.id": g, "enable.auto.commit": False})
+                 for g in hot}
+    expected: dict[str, dict[int, int]] = {}
+    try:
+        for i in range(400):
+            for g, c in consumers.items():
+                c.commit(offsets=[TopicPartition(topic, i % 3, i)], asynchronous=False)
+                expected.setdefault(g, {})[i % 3] = i
+    finally:
+        for c in consumers.values():
+            c.close()
+    probe = Consumer({"bootstrap.servers": b.bootstrap, "group.id": name("probe")})
+    try:
+        low, high = probe.get_watermark_offsets(TopicPartition(OFFSETS_TOPIC, 0), timeout=10)
+    finally:
+        probe.close()
+    assert high >= 1200 and low > 800, f"offsets partition not trimmed: [{low}, {high})"
+    assert b.terminate(60) == 0, b.log_tail()
+    fresh = brokers(file_store, *flags)
+    assert committed(fresh.bootstrap, cold, topic, 3) == {0: 7, 1: 8, 2: 9}
+    for g in hot:
+        assert committed(fresh.bootstrap, g, topic, 3) == expected[g]
+    assert committed(fresh.bootstrap, gone, topic, 3) == {0: -1001, 1: -1001, 2: -1001}

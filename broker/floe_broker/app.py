@@ -108,6 +108,7 @@ class Broker:
                 initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
                 max_size=config.group_max_size,
             ),
+            snapshot_after=config.offsets_snapshot_records,
         )
 
     # ---- BrokerContext ------------------------------------------------------------

@@ -80,6 +80,7 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 500
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
+    offsets_snapshot_records: int = 10_000
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -99,6 +100,7 @@ _HELP = {
     "flush_interval_ms": "group-commit interval: max time a produce waits for its WAL PUT",
     "flush_bytes": "flush the WAL as soon as this many bytes are pending",
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
+    "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import structlog
@@ -26,11 +26,12 @@ from .groups.coordinator import JournalClosed
 from .log.cache import BlockCache
 from .log.manager import PartitionManager
 from .log.partition import NotLeader, OffsetOutOfRange, Partition
-from .log.wal import Fenced, WalWriter
+from .log.wal import Fenced, Flush, WalWriter
 from .protocol import records
 
 log = structlog.get_logger(__name__)
 READ_BYTES = 1 << 20
+BATCH_RECORDS = 1000
 COMPRESSION_MASK = 0x07
 
 
@@ -58,20 +59,28 @@ class PartitionJournal:
     def open(self) -> bool:
         return self.part.accepting and self.partitions.get(self.part.topic, self.part.index) is self.part
 
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
-        data = encode_batch(entries)
+    async def reserve(self, nbytes: int) -> None:
+        await self.wal.reserve(nbytes)
+
+    def append(self, entries: list[tuple[bytes, bytes | None]]) -> tuple[int, Awaitable[None]]:
+        data = b"".join(encode_batch(entries[i : i + BATCH_RECORDS]) for i in range(0, len(entries), BATCH_RECORDS))
         batches = records.scan_batches(data, max_batch_bytes=len(data))
-        await self.wal.reserve(len(data))
         try:
             chunk = self.part.append(data, batches)
             flush = self.wal.add(self.part, chunk)
         except (NotLeader, Fenced) as exc:
             raise JournalClosed(str(exc)) from None
         self.partitions.track(chunk)
+        return chunk.base, self._durable(flush)
+
+    async def _durable(self, flush: Flush) -> None:
         try:
             await self.wal.durable(flush)
         except Fenced as exc:
             raise JournalClosed(str(exc)) from None
+
+    def trim_before(self, offset: int) -> None:
+        self.partitions.trim_before(self.part.topic, self.part.index, offset)
 
     async def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
         offset = self.part.log_start

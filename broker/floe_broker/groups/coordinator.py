@@ -44,8 +44,15 @@ class Journal(Protocol):
     @property
     def open(self) -> bool: ...
 
-    async def append(self, entries: list[tuple[bytes, bytes | None]]) -> None:
-        """Append key/value records; returns once durable. Raises JournalClosed."""
+    async def reserve(self, nbytes: int) -> None:
+        """Wait for room in the write buffer (backpressure) before appending."""
+
+    def append(self, entries: list[tuple[bytes, bytes | None]]) -> tuple[int, Awaitable[None]]:
+        """Append key/value records now (offsets assigned, no await); returns the first
+        offset and an awaitable that completes once they are durable. Raises JournalClosed."""
+
+    def trim_before(self, offset: int) -> None:
+        """Move the log start forward: records below ``offset`` are no longer replayed."""
 
     def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
         """Every record from the log start to the high watermark."""
@@ -79,6 +86,9 @@ def group_key(group: str) -> bytes:
     return json.dumps(["g", group]).encode()
 
 
+SNAPSHOT_KEY = b'["s"]'  # marks where a snapshot of the live state starts (ignored on replay)
+
+
 def offset_value(e: OffsetEntry) -> bytes:
     return json.dumps({"offset": e.offset, "epoch": e.leader_epoch, "metadata": e.metadata,
                        "ts": e.commit_ms}).encode()
@@ -92,7 +102,7 @@ class CommitResult:
 class Shard:
     """The groups of one ``__consumer_offsets`` partition led by this broker."""
 
-    def __init__(self, partition: int, journal: Journal, limits: Limits,
+    def __init__(self, partition: int, journal: Journal, limits: Limits, *, snapshot_after: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.partition = partition
         self.journal = journal
@@ -101,6 +111,11 @@ class Shard:
         self.groups: dict[str, Group] = {}
         self._waiters: dict[tuple[str, str, str], list[asyncio.Future[JoinReply | SyncReply]]] = {}
         self.closed = False
+        # Snapshots keep the replay short: see _maybe_snapshot.
+        self.snapshot_after = snapshot_after
+        self.appended = 0  # records in the partition since its start or the last snapshot
+        self._inflight: set[int] = set()  # first offsets of appends not yet applied
+        self._snapshot_task: asyncio.Task[None] | None = None
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -128,6 +143,7 @@ class Shard:
                     self.groups.pop(k[1], None)
                 else:
                     self._group(k[1]).restore(json.loads(value), now)
+        self.appended = records
         log.info("group coordinator loaded", partition=self.partition, groups=len(self.groups),
                  records=records, seconds=round(time.perf_counter() - t0, 3))
 
@@ -161,7 +177,60 @@ class Shard:
     async def _write_group(self, group: Group) -> None:
         if group.is_empty and not group.offsets and group.generation == 0:
             return
-        await self.journal.append([(group_key(group.group_id), json.dumps(group.snapshot()).encode())])
+        await self._append([(group_key(group.group_id), json.dumps(group.snapshot()).encode())])
+
+    async def _append(self, entries: list[tuple[bytes, bytes | None]],
+                      apply: Callable[[], None] | None = None) -> None:
+        """Append, wait until durable, then apply to memory (commits are visible only once durable)."""
+        await self.journal.reserve(sum(len(k) + len(v or b"") + 16 for k, v in entries))
+        base, durable = self.journal.append(entries)
+        self._inflight.add(base)
+        try:
+            await durable
+            if apply is not None:
+                apply()
+        finally:
+            self._inflight.discard(base)
+        self.appended += len(entries)
+        self.maybe_snapshot()
+
+    # ---- snapshots ------------------------------------------------------------------------------
+
+    def _live(self) -> list[tuple[bytes, bytes | None]]:
+        entries: list[tuple[bytes, bytes | None]] = [(SNAPSHOT_KEY, None)]
+        for g in self.groups.values():
+            entries.extend((offset_key(g.group_id, t, p), offset_value(e)) for (t, p), e in g.offsets.items())
+            if not (g.is_empty and g.generation == 0):
+                entries.append((group_key(g.group_id), json.dumps(g.snapshot()).encode()))
+        return entries
+
+    def maybe_snapshot(self) -> None:
+        """Once the partition holds far more records than live state, rewrite the live state and
+        trim everything before it, so a new coordinator replays little (``__consumer_offsets`` is
+        otherwise only ever appended to)."""
+        if self.appended < self.snapshot_after or self.closed:
+            return
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
+        self._snapshot_task = asyncio.create_task(self._snapshot(), name=f"offsets-snapshot-{self.partition}")
+
+    async def _snapshot(self) -> None:
+        try:
+            probe = self._live()
+            if self.appended < 4 * len(probe):
+                return  # mostly live state already: a snapshot would not shrink it
+            await self.journal.reserve(sum(len(k) + len(v or b"") + 16 for k, v in probe))
+            entries = self._live()  # built after the last await: nothing applied is missing from it
+            base, durable = self.journal.append(entries)
+            await durable
+            # Appends still in flight may sit below the snapshot and are not in it: keep them.
+            cut = min([base, *self._inflight])
+            self.journal.trim_before(cut)
+            log.info("offsets partition snapshot", partition=self.partition, records=len(entries),
+                     replaced=self.appended, log_start=cut)
+            self.appended = len(entries)
+        except JournalClosed:
+            pass
 
     def close(self) -> None:
         """The partition moved away: every waiting member must find the new coordinator."""
@@ -237,9 +306,11 @@ class Shard:
             return code
         if member_id in group.members:
             group.members[member_id].last_seen = self.clock()  # a commit proves the member is alive
-        await self.journal.append([(offset_key(group_id, t, p), offset_value(e)) for t, p, e in offsets])
-        for t, p, e in offsets:
-            group.offsets[(t, p)] = e
+        def apply() -> None:
+            for t, p, e in offsets:
+                group.offsets[(t, p)] = e
+
+        await self._append([(offset_key(group_id, t, p), offset_value(e)) for t, p, e in offsets], apply)
         return ErrorCode.none
 
     def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
@@ -254,9 +325,12 @@ class Shard:
             return ErrorCode.non_empty_group
         tombstones: list[tuple[bytes, bytes | None]] = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
         tombstones.append((group_key(group_id), None))
-        await self.journal.append(tombstones)
-        group.state = GroupState.DEAD
-        self.groups.pop(group_id, None)
+
+        def apply() -> None:
+            group.state = GroupState.DEAD
+            self.groups.pop(group_id, None)
+
+        await self._append(tombstones, apply)
         return ErrorCode.none
 
     async def delete_offsets(self, group_id: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], ErrorCode]:
@@ -274,9 +348,11 @@ class Shard:
                 if (t, p) in group.offsets:
                     drop.append((t, p))
         if drop:
-            await self.journal.append([(offset_key(group_id, t, p), None) for t, p in drop])
-            for key in drop:
-                group.offsets.pop(key, None)
+            def apply() -> None:
+                for key in drop:
+                    group.offsets.pop(key, None)
+
+            await self._append([(offset_key(group_id, t, p), None) for t, p in drop], apply)
         return codes
 
 
@@ -294,10 +370,13 @@ class GroupCoordinator:
         journal_for: Callable[[int], Awaitable[Journal | None]],
         offsets_partitions: Callable[[], int],
         limits: Limits,
+        *,
+        snapshot_after: int = 10_000,
     ) -> None:
         self.journal_for = journal_for  # offsets partition -> its journal if led here, else None
         self.offsets_partitions = offsets_partitions  # 0 while the topic does not exist
         self.limits = limits
+        self.snapshot_after = snapshot_after
         self.shards: dict[int, Shard] = {}
         self._loading: dict[int, asyncio.Task[Shard]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -337,13 +416,14 @@ class GroupCoordinator:
         return shard if shard.journal.identity is journal.identity else None
 
     async def _load(self, p: int, journal: Journal) -> Shard:
-        shard = Shard(p, journal, self.limits)
+        shard = Shard(p, journal, self.limits, snapshot_after=self.snapshot_after)
         try:
             await shard.load()
         finally:
             self._loading.pop(p, None)
         if journal.open:
             self.shards[p] = shard
+            shard.maybe_snapshot()
         return shard
 
     def _drop(self, p: int) -> None:

@@ -96,6 +96,13 @@ class PartitionManager:
 
     # ---- memory budget for recent data ----------------------------------------
 
+    def trim_before(self, topic: str, index: int, offset: int) -> None:
+        """Advance a led partition's log start; the next checkpoint makes it durable."""
+        held = self.held.get((topic, index))
+        if held is not None:
+            held.partition.trim_before(offset)
+            held.dirty = True
+
     def track(self, chunk: Chunk) -> None:
         self._memory.append(chunk)
         self._memory_bytes += chunk.size
@@ -362,6 +369,10 @@ class PartitionManager:
         for piece in part.pieces:
             if not isinstance(piece, Segment):
                 break
+            if piece.last < part.log_start:  # trimmed (trim_before): nothing in it is served any more
+                total -= piece.size
+                count += 1
+                continue
             expired = retention_ms >= 0 and piece.max_ts < now - retention_ms
             too_big = retention_bytes >= 0 and total - piece.size >= retention_bytes
             if not (expired or too_big):

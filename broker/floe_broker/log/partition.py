@@ -307,6 +307,15 @@ class Partition:
         self.pieces[:count] = [segment]
         self.bases[:count] = [segment.base]
 
+    def trim_before(self, offset: int) -> None:
+        """Move the log start forward to ``offset`` (never past the high watermark, never back: I4).
+
+        Records below it are no longer served; whole data objects below it are
+        deleted by the next maintenance round, after the checkpoint records the
+        new start.
+        """
+        self.log_start = max(self.log_start, min(offset, self.high_watermark))
+
     def drop_prefix(self, count: int) -> list[Piece]:
         dropped = self.pieces[:count]
         del self.pieces[:count]
