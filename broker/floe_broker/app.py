@@ -99,6 +99,7 @@ class Broker:
         self.rpc = Rpc()
         self.controller.peers = self
         self._group_collector: GroupOffsetsCollector | None = None
+        self._metadata_waiters: set[asyncio.Future[None]] = set()
         self.groups = GroupCoordinator(
             self._group_journal,
             self._offsets_partitions,
@@ -361,8 +362,36 @@ class Broker:
         """New metadata from the controller (push) or the bucket (catch-up)."""
         if not self.controller.active and state.version >= self._view.version:
             self._view = state
+            self._metadata_changed()
         if self.partitions is not None:
             await self._sync(self.state())
+
+    def _metadata_changed(self) -> None:
+        for fut in self._metadata_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._metadata_waiters.clear()
+
+    async def wait_for_new_leaders(self, keys: list[tuple[str, int]], within_s: float) -> None:
+        """Wait (up to ``within_s``) until none of these partitions is led by us any more.
+
+        A produce that reaches us while a partition is moving away would otherwise get
+        NOT_LEADER_OR_FOLLOWER without the new leader, and the client would go through a
+        metadata refresh; the move commits within milliseconds, so we wait for it and
+        answer with the new leader (KIP-951) instead.
+        """
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            state = self.state()
+            if not any(_led_by(state, t, i) == self.node_id for t, i in keys):
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._metadata_waiters.add(fut)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, remaining)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -438,6 +467,7 @@ class Broker:
 
     async def _on_metadata(self, state: ClusterState) -> None:
         """After every controller commit: every live broker applies it before we go on."""
+        self._metadata_changed()
         nodes = list(state.brokers)
         await asyncio.gather(*(self.push(n, state) for n in nodes), return_exceptions=True)
 
@@ -565,6 +595,13 @@ def install_signal_handlers(broker: Broker) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_term)
 
+
+
+def _led_by(state: ClusterState, topic: str, index: int) -> int:
+    info = state.topics.get(topic)
+    if info is None or not 0 <= index < len(info.partitions):
+        return -1
+    return info.partitions[index].leader
 
 
 def interval_s(broker: Broker) -> float:

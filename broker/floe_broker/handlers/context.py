@@ -48,6 +48,9 @@ class BrokerContext(Protocol):
     def controller_node(self) -> int:
         """Node id of the current controller (-1 while it changes)."""
 
+    async def wait_for_new_leaders(self, keys: list[tuple[str, int]], within_s: float) -> None:
+        """Return once none of these partitions is led here (a move committed), or at the timeout."""
+
     async def leader_partition(self, topic: str, index: int) -> Partition | None:
         """The open partition if this broker leads it (opening it if needed), else None."""
 

@@ -25,6 +25,7 @@ from .context import BrokerContext, TopicError
 
 log = structlog.get_logger(__name__)
 PRODUCE = 0
+MOVE_WAIT_S = 1.0  # how long a produce to a partition moving away waits to name its new leader
 
 
 async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
@@ -152,6 +153,10 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
         except TimeoutError:
             _fail_all(results, ErrorCode.request_timed_out)
 
+    moving = [(name, index) for _, name, rows in results for index, error, _, _ in rows
+              if error == ErrorCode.not_leader_or_follower and name is not None]
+    if moving and has_field(cls, "node_endpoints"):
+        await ctx.wait_for_new_leaders(moving, min(timeout, MOVE_WAIT_S))
     topics_out = []
     hints: dict[int, Any] = {}  # node id -> endpoint, for KIP-951 leader hints
     state = ctx.state()
