@@ -403,7 +403,7 @@ class Sampler:
         self.last_counters: dict[str, dict[str, float]] = {}  # http -> latest counters (kept after exit)
         self.node_of: dict[str, int] = {}
         self.leaders: dict[tuple[str, int], int] = {}
-        self.leader_changes = 0
+        self.leader_changes = [0, 0]  # [other topics, the spike topic], seen once a second
         self._ack_i = self._con_i = self._lat_i = 0
         self._ready = self._draining = 0
 
@@ -444,12 +444,10 @@ class Sampler:
                 view = get_json(f"http://{r['http']}/v1/cluster")
             except OSError:
                 continue
-            for p in view["partitions"]:
-                if p["topic"] != TOPIC:
-                    continue
+            for p in view["partitions"]:  # the topic's and __consumer_offsets'
                 key = (p["topic"], p["partition"])
                 if key in self.leaders and self.leaders[key] != p["leader"]:
-                    self.leader_changes += 1
+                    self.leader_changes[p["topic"] == TOPIC] += 1
                 self.leaders[key] = p["leader"]
             break
         acked = self.ledger.acked_at[self._ack_i:]
@@ -599,7 +597,8 @@ def summarize(args: argparse.Namespace, preset: Preset, state: Path, cluster: st
                                                             for e in ledger.errors).items())),
         "lost_by_partition": {p: [n, first] for p, (n, first) in sorted(lost_by_partition(missing).items())},
         "consumer_error_kinds": Counter(ledger.consumer_errors).most_common(3),
-        "partitions_moved": sampler.leader_changes,
+        "partitions_moved": sum(sampler.leader_changes),
+        "topic_partitions_moved": sampler.leader_changes[1],
         "balancer_moves": sum(e["moves"] - e["errors"] for e in plans),
         "move_seconds_max": max((e["seconds"] for e in plans), default=None),
         "record_bytes_copied": int(data_written + data_object_bytes(state, cluster)),
@@ -714,8 +713,8 @@ spike: {summary['rates_MBps'][0]} -> {summary['rates_MBps'][1]} MB/s offered, ta
 ({summary['scale_outs']} scale-outs, {summary['drains']} drains, exit codes {summary['drain_exit_codes']})
   new broker ready -> balanced: {summary['balanced_seconds_each']} s (balancer's verdict), \
 {summary['balanced_seconds_observed']} s (measured bytes in per broker within 20%, 3 s average)
-  partitions moved {summary['partitions_moved']} (balancer {summary['balancer_moves']}), \
-record bytes copied {summary['record_bytes_copied']}
+  partitions moved {summary['partitions_moved']} ({summary['topic_partitions_moved']} of the topic; \
+the balancer planned {summary['balancer_moves']}), record bytes copied {summary['record_bytes_copied']}
   acked {summary['acked']}, lost {summary['lost']}, delivery errors {summary['delivery_errors']}; \
 consumer ({summary['consumer']}) caught up: {summary['consumer_caught_up']} \
 (missed {summary['unconsumed_by_consumer']})
