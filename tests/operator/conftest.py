@@ -39,6 +39,8 @@ import json  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
 
 import aiohttp  # noqa: E402
+import aiohttp.web  # noqa: E402
+import jsonpatch  # noqa: E402
 import kmock as kmock_  # noqa: E402
 
 NAMESPACE = "streaming"
@@ -169,7 +171,23 @@ class Emulator(kmock_.KubernetesEmulator):
                     meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
                 except KeyError:
                     pass
-        return await super()._handle(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            # The API server answers a failed JSON-patch "test" (kopf's optimistic
+            # resourceVersion check) with 422; kopf then retries on its next cycle.
+            # kmock would answer 500, which kopf retries as is, with the stale test.
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Status",
+                    "status": "Failure",
+                    "reason": "Invalid",
+                    "message": f"the server rejected our request due to an error in our request: {exc}",
+                    "code": 422,
+                },
+                status=422,
+            )
 
 
 @pytest.fixture

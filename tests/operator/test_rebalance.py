@@ -371,7 +371,7 @@ async def test_scale_out_then_drain_move_leaders_and_keep_deletion_costs(
 ) -> None:
     cluster, admin_port = fake
     # Two brokers, three partitions each; broker 1's are a little busier (within 20 %).
-    cluster.set_partitions({("orders", p): 1 for p in range(3)}, rate_in=700.0, rate_out=400.0)
+    cluster.set_partitions({("orders", p): 1 for p in range(3)}, rate_in=800.0, rate_out=400.0)
     cluster.set_partitions({("orders", p): 2 for p in range(3, 6)}, rate_in=600.0, rate_out=400.0)
     for node in (1, 2):
         await add_broker(api, cluster, node, prometheus)
@@ -388,9 +388,9 @@ async def test_scale_out_then_drain_move_leaders_and_keep_deletion_costs(
             loads = loads_seen(api)
             in_rates = {b["nodeId"]: b.get("bytesInPerSecond") for b in status.get("brokers", [])}
             assert status.get("state") == "Balanced"
-            assert loads[1] == pytest.approx(3 * 1100.0, rel=0.2)
+            assert loads[1] == pytest.approx(3 * 1200.0, rel=0.2)
             assert loads[2] == pytest.approx(3 * 1000.0, rel=0.2)
-            assert in_rates[1] == pytest.approx(3 * 700.0, rel=0.2)
+            assert in_rates[1] == pytest.approx(3 * 800.0, rel=0.2)
             return True
 
         await eventually(measured, within=30)
