@@ -164,23 +164,30 @@ def test_commits_survive_coordinator_move_crash_drain_and_full_restart(brokers, 
         wait_until(lambda: committed(boot, group, topic, 4) == {p: 50 for p in range(4)}, 30,
                    message="commits at the new coordinator")
         assert g.owned()["a"] == before, "the member kept its assignment across the move"
+        # Drain the coordinator's broker (SIGTERM) while the member is active: the same.
+        index, node = coordinator_of(procs, group)
+        drained = next(p for p in procs if cluster_node(p) == node)
+        assert drained.terminate(60) == 0, drained.log_tail()
+        alive = [p for p in procs if p is not drained]
+        fill(",".join(p.bootstrap for p in alive), topic, 4, 10, start=50)
+        wait_until(lambda: (g.pump(0.2), len(g.seen) == 240)[1], 60, message="records after the drain")
+        wait_until(lambda: committed(alive[0].bootstrap, group, topic, 4) == {p: 60 for p in range(4)}, 30,
+                   message="commits after the drain")
+        assert g.owned()["a"] == before, "the member kept its assignment across the drain"
     finally:
         g.close()
     # Crash the coordinator (kill -9): the acknowledged commits are durable.
-    index, node = coordinator_of(procs, group)
-    victim = next(p for p in procs if cluster_node(p) == node)
+    index, node = coordinator_of(alive, group)
+    victim = next(p for p in alive if cluster_node(p) == node)
     victim.kill9()
-    alive = [p for p in procs if p is not victim]
-    wait_until(lambda: coordinator_of(alive, group)[1] != node, 30, message="offsets partition failed over")
-    boot = ",".join(p.bootstrap for p in alive)
-    assert committed(boot, group, topic, 4) == {p: 50 for p in range(4)}
-    # SIGTERM drains a broker: its offsets partitions move to the last one, commits intact.
-    assert alive[0].terminate(60) == 0, alive[0].log_tail()
-    assert committed(alive[1].bootstrap, group, topic, 4) == {p: 50 for p in range(4)}
+    last = next(p for p in alive if p is not victim)
+    wait_until(lambda: coordinator_of([last], group)[1] == cluster_node(last), 30,
+               message="offsets partition failed over")
+    assert committed(last.bootstrap, group, topic, 4) == {p: 60 for p in range(4)}
     # Stop everything, start one fresh broker on the same bucket: still there.
-    assert alive[1].terminate(60) == 0, alive[1].log_tail()
+    assert last.terminate(60) == 0, last.log_tail()
     fresh = brokers(file_store)
-    assert committed(fresh.bootstrap, group, topic, 4) == {p: 50 for p in range(4)}
+    assert committed(fresh.bootstrap, group, topic, 4) == {p: 60 for p in range(4)}
 
 
 def cluster_node(p: BrokerProcess) -> int:
