@@ -271,12 +271,18 @@ class Rebalancer:
         self.status: spec_.RebalanceStatus | None = None
         self.wake = asyncio.Event()  # a plan ended: measure again now
         self.lock = asyncio.Lock()  # one status write at a time
+        self.retired: list[broker_client.BrokerAdmin] = []  # clients of an old admin URL, to close
+
+    async def _close_retired(self) -> None:
+        while self.retired:
+            await self.retired.pop().close()
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        await self._close_retired()
         if self.admin is not None:
             await self.admin.close()
 
@@ -288,8 +294,8 @@ class Rebalancer:
             port=cluster.spec.listener.admin_port,
         )
         if self.admin is None or self.admin.url != url.rstrip("/"):
-            if self.admin is not None and (self.task is None or self.task.done()):
-                asyncio.get_running_loop().create_task(self.admin.close())
+            if self.admin is not None:
+                self.retired.append(self.admin)  # a running plan may still use it
             self.admin = self.admin_factory(url)
         assert rb.prometheus_url is not None  # the spec refuses enabled without it
         if self.prometheus is None or self.prometheus.url != rb.prometheus_url:
@@ -332,6 +338,8 @@ class Rebalancer:
         )
         self.seen = {b.node_id for b in view.brokers}
         running = self.task is not None and not self.task.done()
+        if not running:
+            await self._close_retired()
         skew = skew_percent(brokers, partitions) if snapshot is not None else None
         moves = self.policy.decide(brokers, partitions, plan_running=running)
         if moves:
