@@ -100,6 +100,7 @@ class FakeBroker:
         self.node, self.index, self.http = node, node, f"b{node}"
         self.draining_since: float | None = None
         self.ready_at: float | None = 1.0
+        self.exit_code: int | None = None
 
 
 class FakeFleet:
@@ -170,7 +171,7 @@ def make_loop(tmp_path: Path, fleet: FakeFleet, load: autoscaler.Load, **scaler:
         events=autoscaler.EventLog(tmp_path / "events.jsonl"), interval=1, drain_timeout=5, max_skew_percent=20)
 
 
-def test_scale_in_drains_the_least_loaded_broker_and_moves_nothing_onto_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_scale_in_drains_the_least_loaded_broker_and_plans_nothing_meanwhile(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     leaders = {0: 1, 1: 2, 2: 3, 3: 1, 4: 3}
     view, posted = fake_cluster(monkeypatch, leaders)
     fleet = FakeFleet([1, 2, 3], view)
@@ -180,7 +181,19 @@ def test_scale_in_drains_the_least_loaded_broker_and_moves_nothing_onto_it(tmp_p
     assert fleet.drained == []
     make_loop(tmp_path, fleet, autoscaler.Load(bytes_in=90.0, partitions=load.partitions)).step()
     assert fleet.drained == [2]  # node 2 leads the least load
-    assert all(m["to"] != 2 for body in posted for m in body["moves"])
+    assert posted == []  # its drain is the plan in progress: no moves race it
+
+
+def test_a_broker_that_was_sent_sigterm_is_never_a_target(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    leaders = {p: 1 + p % 3 for p in range(9)}
+    view, posted = fake_cluster(monkeypatch, leaders)
+    fleet = FakeFleet([1, 2, 3], view)
+    fleet.brokers[1].draining_since, fleet.brokers[1].exit_code = 1.0, 0  # the view still lists node 2
+    loop = make_loop(tmp_path, fleet, autoscaler.Load(0.0, {}))
+    loop.rebalance(autoscaler.Load(bytes_in=900.0, partitions={("t", p): 100.0 for p in range(9)}))
+    moves = [m for body in posted for m in body["moves"]]
+    assert sorted(m["partition"] for m in moves) == [1, 4, 7]  # node 2's partitions leave it
+    assert all(m["to"] in (1, 3) for m in moves)
 
 
 def test_scale_out_plans_onto_the_new_brokers_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

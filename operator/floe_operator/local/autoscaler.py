@@ -19,7 +19,8 @@
    partitions away; a background thread waits for each to exit 0;
 4. runs the operator's balancer (:mod:`floe_operator.planner`) on the
    cluster's leaders (``GET /v1/cluster``) and the per-partition load, and
-   applies its moves with ``POST /v1/reassignments``.
+   applies its moves with ``POST /v1/reassignments``; never while a broker
+   is draining (its drain is the plan in progress).
 
 Everything it does is appended to ``DIR/autoscale.jsonl`` (one JSON object
 per event, ``t`` in Unix seconds) and the current brokers are written to
@@ -524,7 +525,10 @@ class Loop:
                                        loads.get((p["topic"], p["partition"]), 0.0))
                  for p in view["partitions"]]
         skew = planner.skew_percent(brokers, parts)
-        moves = self.policy.decide(brokers, parts, plan_running=False)
+        # A drain is a plan in progress: the broker moves its own partitions away. Moving them
+        # concurrently raced the drain of the controller itself and left partitions closed.
+        draining_now = any(b.draining_since is not None and b.exit_code is None for b in self.fleet.brokers)
+        moves = self.policy.decide(brokers, parts, plan_running=draining_now)
         leaders = {p.leader for p in parts}
         if moves:
             target = next(iter(self.fleet.serving()), None)
