@@ -546,7 +546,8 @@ class Loop:
             self.events.write("plan", moves=len(moves), errors=len(errors), skew_before=round(skew, 1),
                               skew_after=round(skew_after, 1), seconds=round(seconds, 4),
                               load_moved=round(sum(m.load for m in moves)),
-                              detail=[[m.topic, m.partition, m.source, m.target] for m in moves])
+                              detail=[[m.topic, m.partition, m.source, m.target] for m in moves],
+                              loads={f"{p.topic}:{p.partition}": round(p.load) for p in parts if p.load >= 1})
             print(f"autoscaler: moved {len(moves) - len(errors)} partitions "
                   f"(skew {skew:.0f}% -> {skew_after:.0f}%) in {seconds:.3f}s", flush=True)
             if not errors:
