@@ -164,7 +164,8 @@ class Broker:
             return
         try:
             await self._op("create_topic", {"name": OFFSETS_TOPIC, "partitions": self.config.offsets_topic_partitions,
-                                            "configs": {"retention.ms": "-1", "cleanup.policy": "compact"}})
+                                            "configs": {"retention.ms": "-1", "retention.bytes": "-1",
+                                                        "cleanup.policy": "compact"}})
         except Exception as exc:
             if OFFSETS_TOPIC not in self.state().topics:
                 raise TopicError(15, f"cannot create {OFFSETS_TOPIC}: {exc}") from exc

@@ -222,3 +222,71 @@ def test_subscription_decoding() -> None:
     assert decode_subscription(meta) == ["a", "bc"]
     assert decode_subscription(b"\x00") is None or decode_subscription(b"\x00") == []
     assert decode_subscription(b"\x00\x01\x00\x00\x00\x05\x00\x09ab") is None
+
+
+def test_joiner_must_share_a_protocol_with_every_member_at_once() -> None:
+    g = Group("g", limits=Limits(initial_rebalance_delay_ms=1000))
+    new_member(g, 0.0, protocols=[("a", b""), ("b", b"")])
+    new_member(g, 0.0, protocols=[("b", b""), ("c", b"")])
+    r = join(g, 0.0, protocols=[("a", b""), ("c", b"")])
+    assert isinstance(r, JoinReply) and r.error == ErrorCode.inconsistent_group_protocol
+
+
+def test_stale_incarnation_of_a_static_member_is_fenced_not_unknown() -> None:
+    g = Group("g")
+    first = join(g, 0.0, instance_id="pod-0")
+    assert isinstance(first, Waiting)
+    replies(g)
+    second = join(g, 1.0, instance_id="pod-0")  # restarted elsewhere: takes over the instance
+    assert isinstance(second, (JoinReply, Waiting))
+    stale = join(g, 2.0, first.member_id, instance_id="pod-0")
+    assert isinstance(stale, JoinReply) and stale.error == ErrorCode.fenced_instance_id
+
+
+def test_static_rejoin_with_new_subscription_bytes_does_not_rebalance() -> None:
+    g = Group("g")
+    first = join(g, 0.0, instance_id="pod-0", protocols=[("cooperative-sticky", b"owned:1,2")])
+    assert isinstance(first, Waiting)
+    replies(g)
+    g.sync(0.1, member_id=first.member_id, instance_id="pod-0", generation=1, protocol_type=None,
+           protocol_name=None, assignments={first.member_id: b"A"})
+    g.take_effects()
+    back = join(g, 5.0, instance_id="pod-0", protocols=[("cooperative-sticky", b"owned:")])
+    assert isinstance(back, JoinReply) and back.error == ErrorCode.none and g.generation == 1
+    assert back.skip_assignment, "the static leader is told to skip the assignment"
+
+
+def test_static_member_silent_through_a_rebalance_keeps_its_place() -> None:
+    g = Group("g", limits=Limits(initial_rebalance_delay_ms=500))
+    s = join(g, 0.0, instance_id="pod-0", session_timeout_ms=60_000, rebalance_timeout_ms=5_000)
+    d = new_member(g, 0.0, session_timeout_ms=60_000, rebalance_timeout_ms=5_000)
+    assert isinstance(s, Waiting)
+    g.tick(1.0)
+    replies(g)
+    new_member(g, 2.0, session_timeout_ms=60_000, rebalance_timeout_ms=5_000)  # a rebalance
+    join(g, 2.0, d, session_timeout_ms=60_000, rebalance_timeout_ms=5_000)
+    g.tick(8.0)  # past the rebalance timeout; the static member never rejoined
+    assert s.member_id in g.members and g.state is GroupState.COMPLETING
+
+
+def test_stale_generation_commit_during_completing_rebalance_is_illegal_generation() -> None:
+    g, (a, b) = stable_group(2)
+    gen = g.generation
+    new_member(g, 2.0)
+    join(g, 2.0, a)
+    join(g, 2.0, b)  # everyone rejoined: the join phase is over
+    assert g.state is GroupState.COMPLETING
+    assert g.check_commit(member_id=a, instance_id=None, generation=gen) == ErrorCode.illegal_generation
+    assert g.check_commit(member_id=a, instance_id=None, generation=g.generation) == ErrorCode.rebalance_in_progress
+
+
+def test_a_member_id_handed_out_holds_the_join_until_it_comes_back() -> None:
+    g, (a, b) = stable_group(2)
+    first = join(g, 2.0)  # KIP-394: gets an id, not yet a member
+    assert isinstance(first, JoinReply) and first.error == ErrorCode.member_id_required
+    new_member(g, 2.0)  # another newcomer starts the rebalance
+    join(g, 2.0, a)
+    join(g, 2.0, b)
+    assert g.state is GroupState.PREPARING, "waits for the pending member"
+    join(g, 2.1, first.member_id)
+    assert g.state is GroupState.COMPLETING and len(g.members) == 4

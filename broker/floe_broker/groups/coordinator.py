@@ -32,10 +32,15 @@ log = structlog.get_logger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 TICK_S = 0.2
+LOAD_EVERY_TICKS = 5
 
 
 class JournalClosed(Exception):
     """The partition behind the journal is no longer led here."""
+
+
+class NonEmptyGroup(Exception):
+    """OffsetDelete on a live group whose subscriptions cannot be read (not a consumer group)."""
 
 
 class Journal(Protocol):
@@ -114,8 +119,9 @@ class Shard:
         # Snapshots keep the replay short: see _maybe_snapshot.
         self.snapshot_after = snapshot_after
         self.appended = 0  # records in the partition since its start or the last snapshot
-        self._inflight: set[int] = set()  # first offsets of appends not yet applied
+        self._inflight: dict[int, list[bytes]] = {}  # first offset -> keys, of appends not yet applied
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[bool]] = set()
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -160,48 +166,63 @@ class Shard:
         self._waiters.setdefault((group_id, member_id, kind), []).append(fut)
         return fut
 
-    async def _settle(self, group: Group) -> None:
-        """Persist the group if the last event asks for it, then deliver the queued answers."""
+    async def _settle(self, group: Group) -> bool:
+        """Persist the group if the last event asks for it, then deliver the queued answers.
+
+        Returns False when the persist failed (the partition is no longer ours): every
+        answer then says NOT_COORDINATOR, so no member acts on a state nobody will remember.
+        """
         replies, persist = group.take_effects()
+        ok = True
         if persist:
             try:
                 await self._write_group(group)
             except JournalClosed:
+                ok = False
                 replies = [(mid, _not_coordinator(r)) for mid, r in replies]
         for member_id, reply in replies:
             kind = "join" if isinstance(reply, JoinReply) else "sync"
             for fut in self._waiters.pop((group.group_id, member_id, kind), []):
                 if not fut.done():
                     fut.set_result(reply)
+        return ok
 
     async def _write_group(self, group: Group) -> None:
-        if group.is_empty and not group.offsets and group.generation == 0:
+        if group.unused:
             return
-        await self._append([(group_key(group.group_id), json.dumps(group.snapshot()).encode())])
+        snap = group.snapshot()
+
+        def apply() -> None:
+            group.persisted = snap
+
+        await self._append([(group_key(group.group_id), json.dumps(snap).encode())], apply)
 
     async def _append(self, entries: list[tuple[bytes, bytes | None]],
                       apply: Callable[[], None] | None = None) -> None:
         """Append, wait until durable, then apply to memory (commits are visible only once durable)."""
         await self.journal.reserve(sum(len(k) + len(v or b"") + 16 for k, v in entries))
         base, durable = self.journal.append(entries)
-        self._inflight.add(base)
+        self._inflight[base] = [k for k, _ in entries]
         try:
             await durable
             if apply is not None:
                 apply()
         finally:
-            self._inflight.discard(base)
+            del self._inflight[base]
         self.appended += len(entries)
         self.maybe_snapshot()
 
     # ---- snapshots ------------------------------------------------------------------------------
 
     def _live(self) -> list[tuple[bytes, bytes | None]]:
+        """Applied offsets and each group's last *durable* snapshot (never a half-done rebalance)."""
         entries: list[tuple[bytes, bytes | None]] = [(SNAPSHOT_KEY, None)]
         for g in self.groups.values():
+            if g.state is GroupState.DEAD:
+                continue
             entries.extend((offset_key(g.group_id, t, p), offset_value(e)) for (t, p), e in g.offsets.items())
-            if not (g.is_empty and g.generation == 0):
-                entries.append((group_key(g.group_id), json.dumps(g.snapshot()).encode()))
+            if g.persisted is not None:
+                entries.append((group_key(g.group_id), json.dumps(g.persisted).encode()))
         return entries
 
     def maybe_snapshot(self) -> None:
@@ -220,11 +241,15 @@ class Shard:
             if self.appended < 4 * len(probe):
                 return  # mostly live state already: a snapshot would not shrink it
             await self.journal.reserve(sum(len(k) + len(v or b"") + 16 for k, v in probe))
-            entries = self._live()  # built after the last await: nothing applied is missing from it
+            # Built after the last await. Appends not applied yet stay in the log (the cut
+            # is at or below them) and their keys stay out of the snapshot, whose older
+            # value would otherwise come after them in the log and win on replay.
+            pending = dict(self._inflight)
+            in_flight = {k for keys in pending.values() for k in keys}
+            entries = [(k, v) for k, v in self._live() if k not in in_flight]
             base, durable = self.journal.append(entries)
             await durable
-            # Appends still in flight may sit below the snapshot and are not in it: keep them.
-            cut = min([base, *self._inflight])
+            cut = min([base, *pending])
             self.journal.trim_before(cut)
             log.info("offsets partition snapshot", partition=self.partition, records=len(entries),
                      replaced=self.appended, log_start=cut)
@@ -246,9 +271,18 @@ class Shard:
     async def tick(self) -> None:
         now = self.clock()
         for group in list(self.groups.values()):
-            group.tick(now)
+            try:
+                group.tick(now)
+            except Exception:  # one broken group must not stop the timers of the others
+                log.exception("group tick failed", group=group.group_id)
+                continue
             if group.outbox or group.persist:
-                await self._settle(group)
+                # concurrently: one group's persist must not delay every other group's timers
+                task = asyncio.create_task(self._settle(group))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+            elif group.unused and group.state is GroupState.EMPTY:
+                self.groups.pop(group.group_id, None)
 
     # ---- group membership -------------------------------------------------------------------
 
@@ -270,10 +304,10 @@ class Shard:
                       kind: str) -> JoinReply | SyncReply:
         """An immediate answer, or wait for the one the rest of the group's round trip produces."""
         fut = self._wait(group.group_id, result.member_id, kind) if isinstance(result, Waiting) else None
-        await self._settle(group)
+        ok = await self._settle(group)
         if fut is None:
             assert not isinstance(result, Waiting)
-            return result
+            return result if ok else _not_coordinator(result)
         return await fut
 
     async def heartbeat(self, group_id: str, *, member_id: str, instance_id: str | None,
@@ -319,24 +353,25 @@ class Shard:
 
     async def delete_group(self, group_id: str) -> ErrorCode:
         group = self.groups.get(group_id)
-        if group is None or (group.is_empty and not group.offsets and group.generation == 0):
+        if group is None or group.unused:
             return ErrorCode.group_id_not_found
         if not group.is_empty or group.state is not GroupState.EMPTY:
             return ErrorCode.non_empty_group
         tombstones: list[tuple[bytes, bytes | None]] = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
-        tombstones.append((group_key(group_id), None))
-
-        def apply() -> None:
-            group.state = GroupState.DEAD
-            self.groups.pop(group_id, None)
-
-        await self._append(tombstones, apply)
+        tombstones.append((group_key(group_id), None))  # on replay this also drops commits still in flight
+        # Dead at once, as in Kafka: a join or commit racing the write gets COORDINATOR_NOT_AVAILABLE
+        # (and retries into a fresh group) instead of landing in a group that is about to vanish.
+        group.state = GroupState.DEAD
+        self.groups.pop(group_id, None)
+        await self._append(tombstones)
         return ErrorCode.none
 
     async def delete_offsets(self, group_id: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], ErrorCode]:
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or group.unused:
             raise KeyError(group_id)
+        if not group.is_empty and group.protocol_type != "consumer":
+            raise NonEmptyGroup(group_id)
         subscribed = set() if group.is_empty else group.subscribed_topics()
         codes: dict[tuple[str, int], ErrorCode] = {}
         drop: list[tuple[str, int]] = []
@@ -354,6 +389,11 @@ class Shard:
 
             await self._append([(offset_key(group_id, t, p), None) for t, p in drop], apply)
         return codes
+
+
+def _consume_error(task: asyncio.Task[Shard]) -> None:
+    if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), JournalClosed):
+        log.warning("loading an offsets partition failed", error=repr(task.exception()))
 
 
 def _not_coordinator(reply: JoinReply | SyncReply) -> JoinReply | SyncReply:
@@ -413,7 +453,7 @@ class GroupCoordinator:
             shard = await asyncio.shield(task)
         except JournalClosed:
             return None
-        return shard if shard.journal.identity is journal.identity else None
+        return shard if journal.open and self.shards.get(p) is shard else None
 
     async def _load(self, p: int, journal: Journal) -> Shard:
         shard = Shard(p, journal, self.limits, snapshot_after=self.snapshot_after)
@@ -436,9 +476,26 @@ class GroupCoordinator:
         for shard in self.shards.values():
             yield from shard.groups.values()
 
+    async def _load_led(self) -> None:
+        """Load the shards of every offsets partition led here, without waiting for a group request:
+        ListGroups must see them, and members' sessions start counting from the takeover."""
+        for p in range(self.offsets_partitions()):
+            if p not in self.shards and p not in self._loading:
+                journal = await self.journal_for(p)
+                if journal is not None and journal.open:
+                    task = self._loading[p] = asyncio.create_task(self._load(p, journal))
+                    task.add_done_callback(_consume_error)
+
     async def _tick_loop(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(TICK_S)
+            rounds += 1
+            if rounds % LOAD_EVERY_TICKS == 0:
+                try:
+                    await self._load_led()
+                except Exception:
+                    log.exception("loading led offsets partitions failed")
             for p, shard in list(self.shards.items()):
                 if not shard.journal.open:
                     self._drop(p)

@@ -124,12 +124,18 @@ class Group:
     join_delay_until: float = 0.0
     outbox: list[tuple[str, JoinReply | SyncReply]] = field(default_factory=list)
     persist: bool = False
+    persisted: dict[str, Any] | None = None  # the last snapshot known durable (what a snapshot rewrites)
 
     # ---- queries ------------------------------------------------------------------
 
     @property
     def is_empty(self) -> bool:
         return not self.members
+
+    @property
+    def unused(self) -> bool:
+        """Nothing here and nothing to remember (e.g. created by a join that failed)."""
+        return not self.members and not self.pending and not self.offsets and self.generation == 0
 
     def take_effects(self) -> tuple[list[tuple[str, JoinReply | SyncReply]], bool]:
         out, persist = self.outbox, self.persist
@@ -189,10 +195,10 @@ class Group:
             member_id = new_id
         elif member_id in self.pending:
             del self.pending[member_id]
+        elif instance_id is not None and instance_id in self.instances and self.instances[instance_id] != member_id:
+            return fail(ErrorCode.fenced_instance_id)  # Kafka checks fencing first
         elif member_id not in self.members:
             return fail(ErrorCode.unknown_member_id)
-        elif instance_id is not None and self.instances.get(instance_id) != member_id:
-            return fail(ErrorCode.fenced_instance_id)
 
         member = self.members.get(member_id)
         if member is None:
@@ -229,13 +235,15 @@ class Group:
         old = self.members.pop(old_id)
         self._answer_waiting(old, ErrorCode.fenced_instance_id)
         new_id = f"{client_id or 'member'}-{uuid.uuid4()}"
-        changed = old.protocols != list(protocols)
         member = Member(new_id, instance_id, client_id, client_host, session_timeout_ms, rebalance_timeout_ms,
                         protocol_type, list(protocols), assignment=old.assignment, last_seen=now)
         self.members[new_id] = member
         self.instances[instance_id] = new_id
         if self.leader == old_id:
             self.leader = new_id
+        # KIP-345: new subscription bytes (sticky assignors' owned partitions) alone do not
+        # rebalance; only a change of the protocol the group would choose does.
+        changed = self._vote() != self.protocol
         if self.state is GroupState.STABLE and not changed:
             self.persist = True
             return self._join_reply(member, include_members=False,
@@ -251,8 +259,8 @@ class Group:
             return True
         if any(m.protocol_type != protocol_type for m in self.members.values()):
             return False
-        names = {n for n, _ in protocols}
-        return all(names & {n for n, _ in m.protocols} for m in self.members.values())
+        common = set.intersection(*({n for n, _ in m.protocols} for m in self.members.values()))
+        return bool(common & {n for n, _ in protocols})
 
     def _prepare_rebalance(self, now: float) -> None:
         if self.state is GroupState.COMPLETING:
@@ -271,14 +279,14 @@ class Group:
     def _maybe_complete_join(self, now: float) -> None:
         if self.state is not GroupState.PREPARING:
             return
-        all_joined = all(m.awaiting_join for m in self.members.values())
+        all_joined = all(m.awaiting_join for m in self.members.values()) and not self.pending
         if now < self.rebalance_deadline and (not all_joined or now < self.join_delay_until):
             return
-        for m in [m for m in self.members.values() if not m.awaiting_join]:
-            self._remove(m)  # did not rejoin within the rebalance timeout
+        for m in [m for m in self.members.values() if not m.awaiting_join and m.instance_id is None]:
+            self._remove(m)  # did not rejoin within the rebalance timeout (static members keep their session)
         self.generation += 1
         if not self.members:
-            self.state, self.protocol, self.protocol_type, self.leader = GroupState.EMPTY, None, None, None
+            self.state, self.protocol, self.leader = GroupState.EMPTY, None, None
             self.persist = True
             return
         first = next(iter(self.members.values()))
@@ -438,12 +446,12 @@ class Group:
             return ErrorCode.fenced_instance_id
         if generation < 0 and self.state is GroupState.EMPTY:
             return NONE  # a consumer that manages its own partitions (no group membership)
-        if self.state is GroupState.COMPLETING:
-            return ErrorCode.rebalance_in_progress
         if member_id not in self.members:
             return ErrorCode.unknown_member_id
         if generation != self.generation:
             return ErrorCode.illegal_generation
+        if self.state is GroupState.COMPLETING:
+            return ErrorCode.rebalance_in_progress
         return NONE
 
     # ---- snapshots ------------------------------------------------------------------
@@ -468,6 +476,7 @@ class Group:
 
     def restore(self, snap: dict[str, Any], now: float) -> None:
         """Load a snapshot; members get a fresh session to find the new coordinator."""
+        self.persisted = snap
         self.generation = int(snap["generation"])
         self.protocol_type = snap.get("protocol_type")
         self.protocol = snap.get("protocol")

@@ -14,7 +14,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from ..groups.coordinator import OFFSETS_TOPIC, JournalClosed, Shard, partition_for
+from ..groups.coordinator import OFFSETS_TOPIC, JournalClosed, NonEmptyGroup, Shard, partition_for
 from ..groups.state import GroupState, OffsetEntry
 from ..ordering import CURRENT_TURN
 from ..protocol.build import mk, nested, response_class
@@ -260,6 +260,8 @@ async def offset_delete(ctx: BrokerContext, version: int, req: Any) -> Any:
         codes = await shard.delete_offsets(req.group_id, [w for w in wanted if w[0] in state.topics])
     except KeyError:
         return mk(cls, error_code=ErrorCode.group_id_not_found, topics=())
+    except NonEmptyGroup:
+        return mk(cls, error_code=ErrorCode.non_empty_group, topics=())
     except JournalClosed:
         return mk(cls, error_code=ErrorCode.not_coordinator, topics=())
     return mk(cls, error_code=ErrorCode.none, topics=tuple(
@@ -304,12 +306,15 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
             out.append(mk(group_cls, group_id=group_id, group_state=GroupState.DEAD.value, protocol_type="",
                           protocol_data="", members=(), authorized_operations=NO_OPS))
             continue
+        stable = g.state is GroupState.STABLE  # as Kafka: metadata and assignments only when settled
         members = tuple(
             mk(member_cls, member_id=m.member_id, group_instance_id=m.instance_id, client_id=m.client_id,
-               client_host=m.client_host, member_metadata=m.metadata_for(g.protocol), member_assignment=m.assignment)
+               client_host=m.client_host, member_metadata=m.metadata_for(g.protocol) if stable else b"",
+               member_assignment=m.assignment if stable else b"")
             for m in g.members.values())
         out.append(mk(group_cls, group_id=group_id, group_state=g.state.value, protocol_type=g.protocol_type or "",
-                      protocol_data=g.protocol or "", members=members, authorized_operations=NO_OPS))
+                      protocol_data=(g.protocol or "") if stable else "", members=members,
+                      authorized_operations=NO_OPS))
     return mk(cls, groups=tuple(out))
 
 
