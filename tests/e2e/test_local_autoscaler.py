@@ -208,3 +208,11 @@ def test_scale_out_plans_onto_the_new_brokers_at_once(tmp_path, monkeypatch) -> 
     assert counts == [3, 3, 3, 3]
     events = (tmp_path / "events.jsonl").read_text()
     assert '"event": "scale_out"' in events and '"event": "balanced"' in events
+
+
+def test_partition_load_takes_bytes_out_from_the_topic_ratio() -> None:
+    ins = {("t", 0): 100.0, ("t", 1): 100.0, ("idle", 0): 0.0}
+    outs = {("t", 0): 190.0, ("t", 1): 10.0, ("r", 0): 50.0}  # partition 1's consumers paused after a move
+    loads = autoscaler.partition_load(ins, outs)
+    assert loads[("t", 0)] == loads[("t", 1)] == pytest.approx(200.0)  # ratio 200/200: each in x 2
+    assert loads[("r", 0)] == 50.0 and loads[("idle", 0)] == 0.0

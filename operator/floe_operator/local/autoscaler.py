@@ -227,7 +227,35 @@ class EventLog:
 @dataclass(frozen=True)
 class Load:
     bytes_in: float  # whole cluster, bytes/s
-    partitions: dict[tuple[str, int], float]  # (topic, partition) -> bytes/s in + out
+    partitions: dict[tuple[str, int], float]  # (topic, partition) -> bytes/s in + out (see partition_load)
+
+
+PartitionRates = dict[tuple[str, int], float]
+
+
+def partition_load(ins: PartitionRates, outs: PartitionRates) -> PartitionRates:
+    """Each partition's bytes in + out, with its *out* taken as its bytes in times its topic's out/in.
+
+    After a leader moves, the partition's consumers pause until they find the new leader, so its
+    own bytes out dip for a while and a freshly moved partition looked up to half as heavy as its
+    peers, which made the balancer pile more onto the broker that had just received it. Bytes in
+    follow a move within a round trip (producers get the new leader in the NOT_LEADER answer), and
+    the topic's out/in ratio is steady across the moves of a few of its partitions.
+    """
+    topic_in: dict[str, float] = {}
+    topic_out: dict[str, float] = {}
+    for (t, _), v in ins.items():
+        topic_in[t] = topic_in.get(t, 0.0) + v
+    for (t, _), v in outs.items():
+        topic_out[t] = topic_out.get(t, 0.0) + v
+    out: PartitionRates = {}
+    for key in {*ins, *outs}:
+        t = key[0]
+        if topic_in.get(t, 0.0) > 0:
+            out[key] = ins.get(key, 0.0) * (1.0 + topic_out.get(t, 0.0) / topic_in[t])
+        else:  # a topic nobody writes to: what is read is the load
+            out[key] = outs.get(key, 0.0)
+    return out
 
 
 class LoadSource(Protocol):
@@ -291,14 +319,16 @@ class DirectSource:
         if not any(len(q) >= 2 for q in self._hist.values()):
             return None
         total = 0.0
-        parts: dict[tuple[str, int], float] = {}
+        ins: PartitionRates = {}
+        outs: PartitionRates = {}
         for (_http, key), q in self._hist.items():
             if key[0] == "in":
                 total += self._rate(q, now, self.window)
             else:
                 pk = (key[1], int(key[2]))
-                parts[pk] = parts.get(pk, 0.0) + self._rate(q, now, self.balance_window)
-        return Load(total, parts)
+                rates = ins if key[0] == "floe_partition_bytes_in_total" else outs
+                rates[pk] = rates.get(pk, 0.0) + self._rate(q, now, self.balance_window)
+        return Load(total, partition_load(ins, outs))
 
     def close(self) -> None:
         pass
@@ -378,12 +408,12 @@ class PrometheusSource:
             total_rows = self._query(f"sum(rate(floe_bytes_in_total[{self._w}]))")
             if not total_rows:
                 return None
-            parts: dict[tuple[str, int], float] = {}
+            rates: list[PartitionRates] = []
             for name in ("floe_partition_bytes_in_total", "floe_partition_bytes_out_total"):
-                for row in self._query(f"sum by (topic, partition) (rate({name}[{self._bw}]))"):
-                    k = (row["metric"]["topic"], int(row["metric"]["partition"]))
-                    parts[k] = parts.get(k, 0.0) + float(row["value"][1])
-            return Load(float(total_rows[0]["value"][1]), parts)
+                rows = self._query(f"sum by (topic, partition) (rate({name}[{self._bw}]))")
+                rates.append({(r["metric"]["topic"], int(r["metric"]["partition"])): float(r["value"][1])
+                              for r in rows})
+            return Load(float(total_rows[0]["value"][1]), partition_load(rates[0], rates[1]))
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             print(f"autoscaler: prometheus query failed: {exc}", file=sys.stderr)
             return None
