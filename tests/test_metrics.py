@@ -37,11 +37,12 @@ def test_data_path_series_after_produce_and_fetch(brokers, file_store) -> None: 
         assert value(got, "floe_partition_high_watermark", topic=topic, partition=p) == 5
     assert (value(got, "floe_partition_records_out_total", topic=topic, partition="0") or 0) >= 5
     assert (value(got, "floe_partition_bytes_out_total", topic=topic, partition="0") or 0) > 500
-    # every partition of this one-broker cluster: the topic's two, plus __consumer_offsets once the
-    # consumer (it has a group.id) looked up its coordinator
+    # The gauge counts the partitions this broker has open: the topic's two, plus whichever
+    # __consumer_offsets partitions were opened once the consumer (it has a group.id) looked up its
+    # coordinator; the broker leads the rest of them in metadata but opens them on first use.
     status, view = b.get("/v1/cluster")
     assert status == 200
-    assert value(got, "floe_partitions_led") == len(view["partitions"]) >= 2
+    assert 2 <= (value(got, "floe_partitions_led") or 0) <= len(view["partitions"])
     assert value(got, "floe_broker_state", state="ready") == 1
     assert (value(got, "floe_requests_total", api="produce") or 0) >= 1
     assert (value(got, "floe_request_seconds_count", api="fetch") or 0) >= 1
