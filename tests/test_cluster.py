@@ -288,3 +288,23 @@ def test_not_leader_answers_name_the_new_leader(brokers, file_store) -> None:  #
     assert part.current_leader.leader_id == leader
     assert [(n.node_id, n.port) for n in body.node_endpoints] == [
         (leader, next(b["port"] for b in cluster_view(procs[0])["brokers"] if b["node_id"] == leader))]
+
+
+def test_partition_released_for_a_move_that_never_commits_is_reclaimed(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """A move whose controller dies between the release and the commit leaves the partition with
+    its old leader at an epoch that leader may not reopen; the leader asks for a new epoch."""
+    procs = start_cluster(brokers, file_store, 2)
+    topic = f"rc-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 2)
+    produce_all(procs[0].bootstrap, [(topic, 0, None, b"before", None, None)])
+    leader = leaders(procs[0], topic)[0]
+    owner = next(p for p in procs if p.get("/readyz")[1]["node"] == leader)
+    epoch = next(p["epoch"] for p in cluster_view(procs[0])["partitions"]
+                 if p["topic"] == topic and p["partition"] == 0)
+    post(owner.http, "/internal/v1/release", {"topic": topic, "partition": 0, "epoch": epoch})  # no commit follows
+    wait_until(lambda: any(p["topic"] == topic and p["partition"] == 0 and p["epoch"] == epoch + 1
+                           and p["leader"] == leader for p in cluster_view(procs[0])["partitions"]),
+               20, message="the old leader reclaimed the partition at a new epoch")
+    produce_all(procs[0].bootstrap, [(topic, 0, None, b"after", None, None)])
+    got = consume_exactly(procs[0].bootstrap, topic, 0, 0, 2)
+    assert [m.value() for m in got] == [b"before", b"after"]

@@ -100,6 +100,7 @@ class Broker:
         self.controller.peers = self
         self._group_collector: GroupOffsetsCollector | None = None
         self._metadata_waiters: set[asyncio.Future[None]] = set()
+        self._stranded: dict[tuple[str, int, int], float] = {}  # released, still ours: since when
         self.groups = GroupCoordinator(
             self._group_journal,
             self._offsets_partitions,
@@ -406,6 +407,10 @@ class Broker:
         while True:
             await asyncio.sleep(interval)
             try:
+                await self._reclaim_stranded()
+            except Exception as exc:
+                log.warning("reclaiming released partitions failed", error=repr(exc))
+            try:
                 if self.controller.lease is not None and self.controller.lease.holder == self.session:
                     if not await self.controller.renew():
                         self.controller.lease = None  # someone else holds it now: become a member
@@ -418,6 +423,10 @@ class Broker:
         while True:
             await asyncio.sleep(interval)
             try:
+                await self._reclaim_stranded()
+            except Exception as exc:
+                log.warning("reclaiming released partitions failed", error=repr(exc))
+            try:
                 if self.controller.lease is not None and self.controller.lease.holder == self.session:
                     if self.controller.active:
                         if not self.controller.heartbeat(self.node_id, self.session):
@@ -429,6 +438,32 @@ class Broker:
                 await self._member_round()
             except Exception as exc:
                 log.warning("controller round failed", error=repr(exc))
+
+    async def _reclaim_stranded(self) -> None:
+        """Partitions we released for a move that never committed (its controller died or
+        gave up) are still ours in the metadata, at an epoch we may not reopen. After a grace
+        period, ask for a new epoch so they are served again."""
+        if self.partitions is None or self.draining:
+            return
+        now = time.monotonic()
+        state = self.state()
+        stranded: set[tuple[str, int, int]] = set()
+        for (name, index), released in self.partitions.released.items():
+            t = state.topics.get(name)
+            if t is None or not 0 <= index < len(t.partitions):
+                continue
+            p = t.partitions[index]
+            if p.leader == self.node_id and p.epoch <= released:
+                stranded.add((name, index, p.epoch))
+        self._stranded = {k: v for k, v in self._stranded.items() if k in stranded}
+        for key in stranded:
+            first = self._stranded.setdefault(key, now)
+            if now - first >= RECLAIM_AFTER_S:
+                name, index, epoch = key
+                log.warning("reclaiming a partition released for a move that never committed",
+                            topic=name, partition=index, epoch=epoch)
+                await self._op("reclaim", {"name": name, "index": index, "node": self.node_id, "epoch": epoch})
+                self._stranded.pop(key, None)
 
     async def _maybe_collect_wal(self) -> None:
         if time.monotonic() < self._next_gc:
@@ -497,6 +532,10 @@ class Broker:
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
         if self.controller.active:
+            if self.draining:
+                # Leaving: old leaders could release partitions for a move this controller
+                # never gets to commit. The caller retries at the next controller.
+                raise RpcError("the controller is draining; retry")
             return await self.controller.reassign(moves)
         lease = await self._read_lease()
         if lease is None:
@@ -596,6 +635,9 @@ def install_signal_handlers(broker: Broker) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_term)
 
+
+
+RECLAIM_AFTER_S = 3.0  # a move commits within milliseconds; this long means it never will
 
 
 def _led_by(state: ClusterState, topic: str, index: int) -> int:

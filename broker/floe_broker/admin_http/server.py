@@ -93,6 +93,9 @@ def build_app(broker: Any) -> web.Application:
 
     async def reassign_internal(request: web.Request) -> web.Response:
         ctl = controller_or_503()
+        if broker.draining:  # leaving: a move now could release partitions nobody commits
+            raise web.HTTPServiceUnavailable(text='{"error": "the controller is draining; retry"}',
+                                             content_type="application/json")
         b = await request.json()
         results = await ctl.reassign([tuple(m) for m in b["moves"]])
         return web.json_response({"results": [r.__dict__ for r in results]})

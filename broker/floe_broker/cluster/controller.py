@@ -285,6 +285,9 @@ class Controller:
             node = s.next_node_id
             s.next_node_id += 1
             s.brokers[node] = BrokerInfo(node, session, host, port, http, now_ms())
+            # Seen now, before the commit's await: a liveness check running meanwhile must not
+            # take the newcomer for a broker that missed its heartbeats.
+            self._last_seen[node] = now_ms()
             node_box.append(node)
 
         await self.commit(change)

@@ -198,6 +198,14 @@ def apply_op(state: ClusterState, op: str, args: dict[str, Any]) -> None:
     elif op == "add_partitions":
         if args["name"] in state.topics and args["total"] > len(state.topics[args["name"]].partitions):
             state.add_partitions(args["name"], args["total"])
+    elif op == "reclaim":
+        # A leader that released a partition for a move that never committed asks for a
+        # new epoch, so it may open the partition again (it never reopens a released epoch).
+        t = state.topics.get(args["name"])
+        if t is not None and 0 <= args["index"] < len(t.partitions):
+            p = t.partitions[args["index"]]
+            if p.leader == args["node"] and p.epoch == args["epoch"]:
+                state.set_leader(args["name"], args["index"], args["node"])
     elif op == "alter_configs":
         configs = state.topics[args["name"]].configs
         for key, kind, value in args["changes"]:
