@@ -20,6 +20,7 @@ the front and moves ``log_start`` forward, never ``next_offset`` (I4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import time
@@ -248,6 +249,8 @@ class PartitionManager:
         self.held.pop((topic, index), None)
         part.close()
         metrics.PARTITIONS_LED.set(len(self.held))
+        with contextlib.suppress(KeyError):  # the new leader exports it now: no stale series here
+            metrics.HIGH_WATERMARK.remove(topic, str(index))
         log.info("partition closed", topic=topic, partition=index, epoch=part.epoch, graceful=graceful)
 
     async def close_all(self) -> None:
