@@ -124,3 +124,16 @@ async def test_a_rejoin_whose_persist_fails_is_told_not_coordinator() -> None:
     journal.closed = True  # the partition moves away before the rejoin is persisted
     again = await shard.join("g", member_id="", **kw)  # type: ignore[arg-type]
     assert isinstance(again, JoinReply) and again.error == ErrorCode.not_coordinator
+
+
+async def test_first_commit_of_a_new_group_survives_a_tick_during_its_write() -> None:
+    """The tick forgets unused groups; a group whose first commit is still being written is not one."""
+    journal = FakeJournal(flush_s=0.05)
+    shard = Shard(0, journal, Limits())
+    commit = asyncio.create_task(shard.commit("g", member_id="", instance_id=None, generation=-1,
+                                              offsets=[("t", 0, entry(5))]))
+    await asyncio.sleep(0)
+    await shard.tick()  # runs while the commit waits for durability
+    assert await commit == ErrorCode.none
+    assert shard.fetch_offsets("g") == {("t", 0): entry(5)}
+    assert await shard.delete_group("g") == ErrorCode.none

@@ -341,8 +341,12 @@ class Shard:
         if member_id in group.members:
             group.members[member_id].last_seen = self.clock()  # a commit proves the member is alive
         def apply() -> None:
+            if group.state is GroupState.DEAD:
+                return  # deleted meanwhile; on replay its tombstone follows this record too
+            # The tick may have forgotten the (then still unused) group during the write.
+            current = self.groups.setdefault(group_id, group)
             for t, p, e in offsets:
-                group.offsets[(t, p)] = e
+                current.offsets[(t, p)] = e
 
         await self._append([(offset_key(group_id, t, p), offset_value(e)) for t, p, e in offsets], apply)
         return ErrorCode.none
