@@ -407,10 +407,6 @@ class Broker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._reclaim_stranded()
-            except Exception as exc:
-                log.warning("reclaiming released partitions failed", error=repr(exc))
-            try:
                 if self.controller.lease is not None and self.controller.lease.holder == self.session:
                     if not await self.controller.renew():
                         self.controller.lease = None  # someone else holds it now: become a member
