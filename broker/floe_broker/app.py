@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import structlog
+from kio.schema.errors import ErrorCode
 from prometheus_client import REGISTRY
 
 from . import metrics
@@ -169,13 +170,12 @@ class Broker:
                                                         "cleanup.policy": "compact"}})
         except Exception as exc:
             if OFFSETS_TOPIC not in self.state().topics:
-                raise TopicError(15, f"cannot create {OFFSETS_TOPIC}: {exc}") from exc
+                raise TopicError(ErrorCode.coordinator_not_available,
+                                 f"cannot create {OFFSETS_TOPIC}: {exc}") from exc
 
     async def create_topic(
         self, name: str, partitions: int, configs: dict[str, str], *, validate_only: bool = False
     ) -> None:
-        from kio.schema.errors import ErrorCode
-
         if not name or len(name) > 249 or not all(c.isalnum() or c in "._-" for c in name):
             raise TopicError(ErrorCode.invalid_topic_exception, f"invalid topic name {name!r}")
         if not 0 < partitions <= MAX_PARTITIONS_PER_TOPIC:
@@ -193,8 +193,6 @@ class Broker:
         log.info("topic deleted", topic=name)
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
-        from kio.schema.errors import ErrorCode
-
         info = self.state().topics.get(name)
         if info is None:
             raise TopicError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
@@ -212,8 +210,6 @@ class Broker:
     async def alter_topic_configs(
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False
     ) -> None:
-        from kio.schema.errors import ErrorCode
-
         if name not in self.state().topics:
             raise TopicError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
         for key, op, _ in changes:
@@ -243,8 +239,6 @@ class Broker:
 
     async def _op(self, op: str, args: dict[str, Any]) -> None:
         """Apply a metadata change at the controller (here, or forwarded by RPC)."""
-        from kio.schema.errors import ErrorCode
-
         if self.controller.active:
             try:
                 await self.controller.commit(lambda s: apply_op(s, op, args))
@@ -385,7 +379,7 @@ class Broker:
         deadline = asyncio.get_running_loop().time() + within_s
         while True:
             state = self.state()
-            if not any(_led_by(state, t, i) == self.node_id for t, i in keys):
+            if not any((p := state.partition(t, i)) is not None and p.leader == self.node_id for t, i in keys):
                 return
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
@@ -445,11 +439,8 @@ class Broker:
         state = self.state()
         stranded: set[tuple[str, int, int]] = set()
         for (name, index), released in self.partitions.released.items():
-            t = state.topics.get(name)
-            if t is None or not 0 <= index < len(t.partitions):
-                continue
-            p = t.partitions[index]
-            if p.leader == self.node_id and p.epoch <= released:
+            p = state.partition(name, index)
+            if p is not None and p.leader == self.node_id and p.epoch <= released:
                 stranded.add((name, index, p.epoch))
         self._stranded = {k: v for k, v in self._stranded.items() if k in stranded}
         for key in stranded:
@@ -634,13 +625,6 @@ def install_signal_handlers(broker: Broker) -> None:
 
 
 RECLAIM_AFTER_S = 3.0  # a move commits within milliseconds; this long means it never will
-
-
-def _led_by(state: ClusterState, topic: str, index: int) -> int:
-    info = state.topics.get(topic)
-    if info is None or not 0 <= index < len(info.partitions):
-        return -1
-    return info.partitions[index].leader
 
 
 def interval_s(broker: Broker) -> float:

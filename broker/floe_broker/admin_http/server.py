@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..cluster.metadata import ClusterState, apply_op
+from ..cluster.rpc import RpcError
 from . import schema
 
 
@@ -92,12 +93,12 @@ def build_app(broker: Any) -> web.Application:
         return web.json_response({"ok": True})
 
     async def reassign_internal(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        if broker.draining:  # leaving: a move now could release partitions nobody commits
-            raise web.HTTPServiceUnavailable(text='{"error": "the controller is draining; retry"}',
-                                             content_type="application/json")
+        controller_or_503()
         b = await request.json()
-        results = await ctl.reassign([tuple(m) for m in b["moves"]])
+        try:
+            results = await broker.reassign([tuple(m) for m in b["moves"]])
+        except RpcError as exc:  # e.g. this controller is draining: the caller retries at the next
+            return web.json_response({"error": str(exc)}, status=503)
         return web.json_response({"results": [r.__dict__ for r in results]})
 
     async def drain_node(request: web.Request) -> web.Response:

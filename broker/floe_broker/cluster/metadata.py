@@ -118,6 +118,11 @@ class ClusterState:
                 return t
         return None
 
+    def partition(self, name: str | None, index: int) -> PartitionLeader | None:
+        """The partition's leadership record, or None for an unknown topic or index."""
+        t = self.topics.get(name) if name is not None else None
+        return t.partitions[index] if t is not None and 0 <= index < len(t.partitions) else None
+
     def led_by(self, node_id: int) -> list[tuple[TopicInfo, int]]:
         return [
             (t, i) for t in self.topics.values() for i, p in enumerate(t.partitions) if p.leader == node_id
@@ -201,11 +206,9 @@ def apply_op(state: ClusterState, op: str, args: dict[str, Any]) -> None:
     elif op == "reclaim":
         # A leader that released a partition for a move that never committed asks for a
         # new epoch, so it may open the partition again (it never reopens a released epoch).
-        t = state.topics.get(args["name"])
-        if t is not None and 0 <= args["index"] < len(t.partitions):
-            p = t.partitions[args["index"]]
-            if p.leader == args["node"] and p.epoch == args["epoch"]:
-                state.set_leader(args["name"], args["index"], args["node"])
+        p = state.partition(args["name"], args["index"])
+        if p is not None and p.leader == args["node"] and p.epoch == args["epoch"]:
+            state.set_leader(args["name"], args["index"], args["node"])
     elif op == "alter_configs":
         configs = state.topics[args["name"]].configs
         for key, kind, value in args["changes"]:
