@@ -45,7 +45,7 @@ class Raw:
                                            correlation_id=i32(self.correlation), client_id="raw")
         buf = io.BytesIO()
         entity_writer(schema.__header_schema__)(buf, header)
-        entity_writer(schema)(buf, _build(schema, fields))
+        entity_writer(schema)(buf, schema(**fields))
         frame = buf.getvalue()
         self.writer.write(struct.pack(">i", len(frame)) + frame)
         size = struct.unpack(">i", await self.reader.readexactly(4))[0]
@@ -57,10 +57,6 @@ class Raw:
     async def close(self) -> None:
         self.writer.close()
         await self.writer.wait_closed()
-
-
-def _build(schema: Any, fields: dict[str, Any]) -> Any:
-    return schema(**fields)
 
 
 def nested(api: int, version: int, name: str) -> Any:
@@ -209,10 +205,9 @@ def test_group_of_three_hundred_members_settles(one_broker: BrokerProcess) -> No
     topic, group = f"big-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
     create_topic(one_broker.bootstrap, topic, 1)
     n = 300
-    done = asyncio.Event
 
     async def scenario() -> None:
-        finished = done()
+        finished = asyncio.Event()
         state: dict[str, tuple[int, bytes]] = {}
 
         async def member(i: int) -> None:
@@ -249,8 +244,9 @@ def test_group_of_three_hundred_members_settles(one_broker: BrokerProcess) -> No
                         raise t.exception()  # type: ignore[misc]
                 gens = {g for g, _ in state.values()}
                 if len(state) >= n and len(gens) == 1:
-                    described = await (await Raw.open(one_broker)).call(DESCRIBE, 5, groups=(group,),
-                                                                         include_authorized_operations=False)
+                    probe = await Raw.open(one_broker)
+                    described = await probe.call(DESCRIBE, 5, groups=(group,), include_authorized_operations=False)
+                    await probe.close()
                     g = described.groups[0]
                     current = {m.member_id for m in g.members}
                     if g.group_state == "Stable" and len(current) == n and all(

@@ -20,7 +20,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -97,11 +96,6 @@ SNAPSHOT_KEY = b'["s"]'  # marks where a snapshot of the live state starts (igno
 def offset_value(e: OffsetEntry) -> bytes:
     return json.dumps({"offset": e.offset, "epoch": e.leader_epoch, "metadata": e.metadata,
                        "ts": e.commit_ms}).encode()
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    codes: dict[tuple[str, int], ErrorCode]
 
 
 class Shard:
