@@ -86,6 +86,7 @@ class Broker:
         self.http_server: Any = None
         self.ready = False
         self.draining = False
+        self.leaving = False  # drained, now leaving the cluster: heartbeats may be refused
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -479,6 +480,8 @@ class Broker:
             await self._refresh_view()
 
     def _fenced(self, reason: str) -> None:
+        if self.leaving:
+            return  # we are leaving on purpose: the controller forgetting this session is expected
         log.error("stopping: session fenced", reason=reason)
         self._on_fenced()
 
@@ -577,6 +580,7 @@ class Broker:
         await self.groups.stop()
         if self.partitions is not None:
             await self.partitions.close_all()
+        self.leaving = True  # from here a refused heartbeat is our own doing, not a fence
         try:
             if self.controller.active:
                 await self.controller.leave(self.node_id)
