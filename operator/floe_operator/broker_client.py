@@ -6,7 +6,7 @@ The operator talks to the bootstrap Service's admin port, so it never needs
 to know which broker is the controller.
 
 The request and response bodies are the broker's own pydantic models
-(``floe_broker.admin_http.schema``), the one broker module the operator may
+(``floe_api.public``), the one Floe package besides its own that the operator may
 import (an import-linter contract checks it), so both sides agree on the wire
 format by construction.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pydantic
 
-from floe_broker.admin_http import schema
+from floe_api import public as schema
 
 
 class BrokerAdminError(Exception):

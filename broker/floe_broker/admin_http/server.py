@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from floe_api import public as schema
+
 from ..cluster.metadata import ClusterState, apply_op
 from ..cluster.rpc import RpcError
-from . import schema
+from .views import cluster_view
 
 
 def build_app(broker: Any) -> web.Application:
@@ -35,7 +37,7 @@ def build_app(broker: Any) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def cluster(_: web.Request) -> web.Response:
-        view = schema.cluster_view(broker.state(), controller=broker.controller_node())
+        view = cluster_view(broker.state(), controller=broker.controller_node())
         return web.json_response(view.model_dump())
 
     async def drain(_: web.Request) -> web.Response:

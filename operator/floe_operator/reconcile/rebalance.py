@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import kopf
 
-from floe_broker.admin_http import schema
+from floe_api import public as schema
 from floe_operator import broker_client
 from floe_operator import config as config_
 from floe_operator import kube as kube_

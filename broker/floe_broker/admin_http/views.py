@@ -1,43 +1,10 @@
-"""Pydantic models of the admin API; the operator's broker client reuses them."""
+"""The cluster view of ``GET /v1/cluster``, built from the broker's metadata."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from floe_api.public import BrokerView, ClusterView, PartitionView
 
 from ..cluster.metadata import ClusterState
-
-
-class BrokerView(BaseModel):
-    node_id: int
-    host: str
-    port: int
-    http: str
-    draining: bool
-    partitions: int
-
-
-class PartitionView(BaseModel):
-    topic: str
-    partition: int
-    leader: int
-    epoch: int
-
-
-class ClusterView(BaseModel):
-    controller: int
-    version: int
-    brokers: list[BrokerView]
-    partitions: list[PartitionView]
-
-
-class Move(BaseModel):
-    topic: str
-    partition: int
-    to: int
-
-
-class ReassignRequest(BaseModel):
-    moves: list[Move]
 
 
 def cluster_view(state: ClusterState, *, controller: int) -> ClusterView:
