@@ -9,14 +9,14 @@ run: venv
 	.venv/bin/floe local up --brokers $${BROKERS:-3}
 
 test: venv
-	.venv/bin/ruff check api broker operator tests benchmarks e2e
+	.venv/bin/ruff check api broker cli operator tests benchmarks e2e
 	.venv/bin/mypy
 	.venv/bin/mypy e2e/spike.py
 	.venv/bin/lint-imports
 	.venv/bin/python -m pytest -q $${PYTEST_ARGS:-}
 
 lint: venv
-	.venv/bin/ruff check api broker operator tests benchmarks e2e
+	.venv/bin/ruff check api broker cli operator tests benchmarks e2e
 
 typecheck: venv
 	.venv/bin/mypy

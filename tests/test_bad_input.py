@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Producer
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
+from floe_broker import errors
 from floe_broker.protocol import codec
 from floe_broker.protocol.build import response_class
 from tests.infra.broker import BrokerProcess
@@ -210,7 +211,7 @@ def test_decoder_never_crashes_on_random_bytes() -> None:
         frame = struct.pack(">hhi", key, version, 1) + tail
         try:
             codec.decode_request(frame, supported)
-        except (codec.FrameError, codec.UnsupportedVersion):
+        except (errors.FrameError, errors.UnsupportedVersion):
             pass
 
     check()

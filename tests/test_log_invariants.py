@@ -17,14 +17,14 @@ import pytest
 
 from floe_broker.cluster.controller import fence_session
 from floe_broker.cluster.metadata import ClusterState
+from floe_broker.errors import Fenced, OffsetOutOfRange, PreconditionFailed, StoreUnavailable
 from floe_broker.log import formats
 from floe_broker.log.cache import BlockCache
 from floe_broker.log.manager import PartitionManager, Settings
-from floe_broker.log.partition import OffsetOutOfRange
-from floe_broker.log.wal import Fenced, WalWriter
+from floe_broker.log.wal import WalWriter
 from floe_broker.protocol import records
 from floe_broker.storage.memory import MemoryStore
-from floe_broker.storage.objectstore import GetResult, PreconditionFailed, StoreUnavailable
+from floe_broker.storage.objectstore import GetResult
 
 
 def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x",

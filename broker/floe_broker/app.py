@@ -25,42 +25,29 @@ from kio.schema.errors import ErrorCode
 from prometheus_client import REGISTRY
 
 from . import metrics
-from .cluster.controller import (
-    CLUSTER_KEY,
-    LEASE_KEY,
-    Controller,
-    Lease,
-    MoveResult,
-    NotController,
-    new_session,
-    now_ms,
-)
+from .cluster.controller import CLUSTER_KEY, LEASE_KEY, Controller, Lease, MoveResult, new_session, now_ms
 from .cluster.gc import WalCollector
 from .cluster.metadata import ClusterState, apply_op
-from .cluster.rpc import Rpc, RpcError
+from .cluster.rpc import Rpc
 from .config import BrokerConfig
 from .dispatch import Dispatcher
+from .errors import NotController, NotFound, RpcError, StartupError, StoreMisconfigured, StoreUnavailable, TopicError
 from .group_journal import PartitionJournal
 from .group_metrics import GroupOffsetsCollector
 from .groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from .groups.state import Limits
-from .handlers.context import TopicError
 from .log.cache import BlockCache
 from .log.manager import PartitionManager, Settings
 from .log.partition import Partition
 from .log.wal import WalWriter
 from .server.listener import KafkaListener
-from .storage.objectstore import NotFound, ObjectStore, StoreMisconfigured, StoreUnavailable
+from .storage.objectstore import ObjectStore
 
 log = structlog.get_logger(__name__)
 
 INTERNAL_PREFIX = "__"
 MAX_PARTITIONS_PER_TOPIC = 100_000
 PRODUCER_ID_BLOCK = 1000
-
-
-class StartupError(Exception):
-    """Start-up cannot proceed (misconfigured store, port in use, ...)."""
 
 
 class Broker:

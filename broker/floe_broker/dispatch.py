@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from kio.schema.errors import ErrorCode
 
-from . import metrics
+from . import errors, metrics
 from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
@@ -87,11 +87,11 @@ class Dispatcher:
     async def _handle(self, frame: bytes, peer: str) -> codec.Frame | None:
         try:
             request = codec.decode_request(frame, self.supported)
-        except codec.UnsupportedVersion as exc:
+        except errors.UnsupportedVersion as exc:
             if exc.api_key == 18:
                 body = meta.api_versions(0, self.supported, ErrorCode.unsupported_version)
                 return codec.encode_response(18, 0, exc.correlation_id, body)
-            raise codec.FrameError(str(exc)) from None
+            raise errors.FrameError(str(exc)) from None
         api = API_NAMES.get(request.api_key, str(request.api_key))
         metrics.REQUESTS.labels(api).inc()
         t0 = time.perf_counter()

@@ -22,11 +22,11 @@ from kio.records.schema import NewRecordBatch, Record
 from kio.records.writers import write_new_batch
 from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
 
-from .groups.coordinator import JournalClosed
+from .errors import Fenced, JournalClosed, NotLeader, OffsetOutOfRange
 from .log.cache import BlockCache
 from .log.manager import PartitionManager
-from .log.partition import NotLeader, OffsetOutOfRange, Partition
-from .log.wal import Fenced, Flush, WalWriter
+from .log.partition import Partition
+from .log.wal import Flush, WalWriter
 from .protocol import records
 
 log = structlog.get_logger(__name__)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import structlog
 
 from .admin_http import server as admin_server
-from .app import Broker, StartupError, install_signal_handlers
+from .app import Broker, install_signal_handlers
 from .config import BrokerConfig
+from .errors import StartupError
 from .storage.factory import open_store
 
 log = structlog.get_logger(__name__)

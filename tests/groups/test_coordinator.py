@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable
 import pytest
 from kio.schema.errors import ErrorCode
 
-from floe_broker.groups.coordinator import JournalClosed, Shard
+from floe_broker.errors import JournalClosed
+from floe_broker.groups.coordinator import Shard
 from floe_broker.groups.state import JoinReply, Limits, OffsetEntry, SyncReply
 
 

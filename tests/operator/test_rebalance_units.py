@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from floe_broker.admin_http import schema
+from floe_api import public as schema
 from floe_operator import broker_client, prometheus
 from floe_operator import spec as spec_
 from floe_operator.planner import BrokerInfo, Move, PartitionInfo

@@ -28,18 +28,12 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from floe_broker.errors import NotFound, PreconditionFailed, StoreMisconfigured, StoreUnavailable
 from floe_broker.storage.factory import open_store
 from floe_broker.storage.instrumented import InstrumentedStore, key_kind
 from floe_broker.storage.local import FileStore
 from floe_broker.storage.memory import MemoryStore
-from floe_broker.storage.objectstore import (
-    GetResult,
-    NotFound,
-    PreconditionFailed,
-    StoreMisconfigured,
-    StoreUnavailable,
-    retrying,
-)
+from floe_broker.storage.objectstore import GetResult, retrying
 from floe_broker.storage.s3 import S3Store, unquote_etag
 from tests.infra.moto_server import MotoServer
 from tests.infra.s3_fault_proxy import S3FaultProxy, control
@@ -303,7 +297,7 @@ async def test_both_conditions_is_a_usage_error(store: InstrumentedStore, store_
 WORKER = r"""
 import asyncio, json, sys
 from floe_broker.storage.local import FileStore
-from floe_broker.storage.objectstore import PreconditionFailed
+from floe_broker.errors import PreconditionFailed
 
 async def main() -> None:
     mode, root = sys.argv[1], sys.argv[2]

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from floe_api import public as schema
 
 from ..cluster.metadata import ClusterState, apply_op
-from ..cluster.rpc import RpcError
+from ..errors import RpcError
 from .views import cluster_view
 
 

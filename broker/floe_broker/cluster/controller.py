@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
 from ..log import formats
-from ..storage.objectstore import NotFound, ObjectStore, PreconditionFailed, StoreUnavailable, retrying
+from ..storage.objectstore import ObjectStore, retrying
 from .metadata import BrokerInfo, ClusterState
 
 log = structlog.get_logger(__name__)
@@ -45,10 +46,6 @@ def now_ms() -> int:
 
 def new_session() -> str:
     return uuid.uuid4().hex[:16]
-
-
-class NotController(Exception):
-    """This broker does not (or no longer) hold the controller lease."""
 
 
 async def fence_session(store: ObjectStore, node: int, session: str) -> int:

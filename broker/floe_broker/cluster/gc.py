@@ -28,8 +28,9 @@ from typing import Any
 
 import structlog
 
+from ..errors import NotFound
 from ..log import formats
-from ..storage.objectstore import NotFound, ObjectStore, retrying
+from ..storage.objectstore import ObjectStore, retrying
 
 log = structlog.get_logger(__name__)
 

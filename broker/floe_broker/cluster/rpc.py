@@ -11,9 +11,7 @@ from typing import Any
 
 import aiohttp
 
-
-class RpcError(Exception):
-    pass
+from ..errors import RpcError
 
 
 class Rpc:

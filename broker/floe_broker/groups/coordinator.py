@@ -25,6 +25,7 @@ from typing import Protocol
 import structlog
 from kio.schema.errors import ErrorCode
 
+from ..errors import JournalClosed, NonEmptyGroup
 from .state import Group, GroupState, JoinReply, Limits, OffsetEntry, SyncReply, Waiting
 
 log = structlog.get_logger(__name__)
@@ -32,14 +33,6 @@ log = structlog.get_logger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 TICK_S = 0.2
 LOAD_EVERY_TICKS = 5
-
-
-class JournalClosed(Exception):
-    """The partition behind the journal is no longer led here."""
-
-
-class NonEmptyGroup(Exception):
-    """OffsetDelete on a live group whose subscriptions cannot be read (not a consumer group)."""
 
 
 class Journal(Protocol):

@@ -14,8 +14,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
-from .context import BrokerContext, TopicError
+from .context import BrokerContext
 
 CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS = 19, 20, 37
 DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 44

@@ -18,16 +18,6 @@ from ..log.manager import PartitionManager
 from ..log.partition import Partition
 from ..log.wal import WalWriter
 
-
-class TopicError(Exception):
-    """A topic-level failure that carries a Kafka error code and message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 # (client id, client host) of the request being handled, set by the dispatcher
 CLIENT: ContextVar[tuple[str, str]] = ContextVar("floe_client", default=("", ""))
 

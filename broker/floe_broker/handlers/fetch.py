@@ -18,7 +18,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from .. import metrics
-from ..log.partition import OffsetOutOfRange, Partition
+from ..errors import OffsetOutOfRange
+from ..log.partition import Partition
 from ..protocol import records
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
 from ..protocol.codec import RecordsViews

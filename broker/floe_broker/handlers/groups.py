@@ -14,11 +14,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from ..groups.coordinator import OFFSETS_TOPIC, JournalClosed, NonEmptyGroup, Shard, partition_for
+from ..errors import JournalClosed, NonEmptyGroup, TopicError
+from ..groups.coordinator import OFFSETS_TOPIC, Shard, partition_for
 from ..groups.state import GroupState, OffsetEntry
 from ..ordering import CURRENT_TURN
 from ..protocol.build import mk, nested, response_class
-from .context import CLIENT, BrokerContext, TopicError
+from .context import CLIENT, BrokerContext
 
 FIND_COORDINATOR, JOIN, HEARTBEAT, LEAVE, SYNC = 10, 11, 12, 13, 14
 OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE, LIST, DELETE, OFFSET_DELETE = 8, 9, 15, 16, 42, 47

@@ -7,8 +7,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
-from .context import BrokerContext, TopicError
+from .context import BrokerContext
 
 API_VERSIONS, METADATA, DESCRIBE_CLUSTER = 18, 3, 60
 

@@ -15,13 +15,14 @@ from typing import Any
 import structlog
 from kio.schema.errors import ErrorCode
 
-from .. import metrics
-from ..log.partition import SEQ_MOD, Duplicate, NotLeader, Partition, SequenceError
-from ..log.wal import Fenced, Flush
+from .. import errors, metrics
+from ..errors import Fenced, NotLeader, SequenceError, TopicError
+from ..log.partition import SEQ_MOD, Duplicate, Partition
+from ..log.wal import Flush
 from ..ordering import CURRENT_TURN
 from ..protocol import records
 from ..protocol.build import has_field, mk, nested, response_class
-from .context import BrokerContext, TopicError
+from .context import BrokerContext
 
 log = structlog.get_logger(__name__)
 PRODUCE = 0
@@ -67,11 +68,11 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                 continue
             try:
                 batches = records.scan_batches(pd.records, max_batch_bytes=max_bytes)
-            except records.InvalidRecords as exc:
+            except errors.InvalidRecords as exc:
                 log.info("rejecting produce: corrupt batch", topic=name, partition=pd.index, reason=str(exc))
                 row[1] = ErrorCode.corrupt_message
                 continue
-            except records.RecordsTooLarge as exc:
+            except errors.RecordsTooLarge as exc:
                 log.info("rejecting produce: batch too large", topic=name, partition=pd.index, reason=str(exc))
                 row[1] = ErrorCode.message_too_large
                 continue

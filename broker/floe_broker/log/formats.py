@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import BadObject
+
 WAL_MAGIC = b"FLOEWAL1"
 DATA_MAGIC = b"FLOEDAT1"
 TOMBSTONE = b"FLOE-TOMBSTONE"
@@ -69,10 +71,6 @@ class WalEntry:
 def encode_object(parts: Sequence[bytes | bytearray | memoryview], index: list[Any], magic: bytes) -> bytes:
     raw_index = json.dumps(index, separators=(",", ":")).encode()
     return b"".join([*parts, raw_index, _FOOTER.pack(len(raw_index), magic)])
-
-
-class BadObject(Exception):
-    """An object in the bucket does not have the expected layout."""
 
 
 def parse_footer(tail: bytes, object_size: int | None = None) -> tuple[int, bytes]:

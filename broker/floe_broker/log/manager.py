@@ -32,10 +32,11 @@ import structlog
 
 from .. import metrics
 from ..cluster.metadata import TopicInfo
-from ..storage.objectstore import NotFound, ObjectStore, PreconditionFailed, retrying
+from ..errors import NotFound, NotLeader, PreconditionFailed
+from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .cache import BlockCache
-from .partition import Chunk, NotLeader, Partition, Segment
+from .partition import Chunk, Partition, Segment
 from .wal import WalWriter
 
 log = structlog.get_logger(__name__)

@@ -21,16 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import NotLeader, OffsetOutOfRange, SequenceError
 from ..protocol import records
 from . import formats
-
-
-class OffsetOutOfRange(Exception):
-    pass
-
-
-class NotLeader(Exception):
-    """This broker no longer leads the partition (moving, moved, or fenced)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -88,12 +81,6 @@ class Duplicate:
 
     base: int
     last: int
-
-
-class SequenceError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(eq=False)

@@ -28,15 +28,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from .. import metrics
-from ..storage.objectstore import ObjectStore, PreconditionFailed, retrying
+from ..errors import Fenced, PreconditionFailed
+from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .partition import Chunk, Partition
 
 log = structlog.get_logger(__name__)
-
-
-class Fenced(Exception):
-    """This broker session was fenced by the controller; it must stop serving."""
 
 
 @dataclass(eq=False)

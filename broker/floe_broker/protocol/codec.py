@@ -18,22 +18,10 @@ from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32
 
+from ..errors import FrameError, UnsupportedVersion
+
 _API_VERSION = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 _SIZE = struct.Struct(">i")
-
-
-class FrameError(Exception):
-    """The frame cannot be decoded; the connection must be closed."""
-
-
-class UnsupportedVersion(Exception):
-    """A known API at a version we do not serve."""
-
-    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
-        super().__init__(f"api_key={api_key} version={api_version} not supported")
-        self.api_key = api_key
-        self.api_version = api_version
-        self.correlation_id = correlation_id
 
 
 @dataclass(frozen=True, slots=True)

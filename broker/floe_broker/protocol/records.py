@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import crc32c
 
+from ..errors import InvalidRecords, RecordsTooLarge
+
 HEADER_SIZE = 61
 _PREFIX = struct.Struct(">qi")  # baseOffset, batchLength
 _TAIL = struct.Struct(">hiqqqhii")  # attributes .. recordsCount, at offset 21
@@ -39,14 +41,6 @@ _CRC = struct.Struct(">I")
 
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
-
-
-class InvalidRecords(Exception):
-    """The batch bytes are malformed or fail their CRC (CORRUPT_MESSAGE)."""
-
-
-class RecordsTooLarge(Exception):
-    """A batch is larger than the topic's max.message.bytes (MESSAGE_TOO_LARGE)."""
 
 
 @dataclass(frozen=True, slots=True)

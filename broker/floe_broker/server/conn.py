@@ -20,9 +20,8 @@ from typing import Any
 
 import structlog
 
-from .. import metrics
+from .. import errors, metrics
 from ..ordering import CURRENT_TURN, Turn
-from ..protocol import codec
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
@@ -61,7 +60,7 @@ class Connection:
             await self._read_loop()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except codec.FrameError as exc:
+        except errors.FrameError as exc:
             metrics.BAD_FRAMES.inc()
             log.warning("closing connection: bad frame", peer=self.peer, reason=str(exc))
         except TimeoutError:
@@ -81,7 +80,7 @@ class Connection:
             head = await asyncio.wait_for(self.reader.readexactly(4), self.idle_timeout)
             (size,) = _SIZE.unpack(head)
             if size < 0 or size > self.max_request_bytes:
-                raise codec.FrameError(
+                raise errors.FrameError(
                     f"request of {size} bytes exceeds socket.request.max.bytes={self.max_request_bytes}"
                 )
             frame = await self.reader.readexactly(size)
@@ -103,7 +102,7 @@ class Connection:
                 return
             try:
                 response = await task
-            except codec.FrameError as exc:
+            except errors.FrameError as exc:
                 metrics.BAD_FRAMES.inc()
                 log.warning("closing connection: bad request", peer=self.peer, reason=str(exc))
                 self._abort()

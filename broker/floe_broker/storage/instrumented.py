@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .. import metrics
-from .objectstore import GetResult, NotFound, ObjectInfo, ObjectStore, PreconditionFailed
+from ..errors import NotFound, PreconditionFailed
+from .objectstore import GetResult, ObjectInfo, ObjectStore
 
 __all__ = ["InstrumentedStore", "key_kind", "KINDS"]
 

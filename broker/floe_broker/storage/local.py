@@ -80,15 +80,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .objectstore import (
-    GetResult,
-    NotFound,
-    ObjectInfo,
-    PreconditionFailed,
-    StoreError,
-    StoreMisconfigured,
-    StoreUnavailable,
-)
+from ..errors import NotFound, PreconditionFailed, StoreError, StoreMisconfigured, StoreUnavailable
+from .objectstore import GetResult, ObjectInfo
 from .threaded import ThreadedStore
 
 __all__ = ["FileStore"]

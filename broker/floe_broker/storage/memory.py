@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 
-from .objectstore import GetResult, NotFound, ObjectInfo, PreconditionFailed
+from ..errors import NotFound, PreconditionFailed
+from .objectstore import GetResult, ObjectInfo
 
 
 class MemoryStore:

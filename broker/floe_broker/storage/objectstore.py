@@ -35,31 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
+from ..errors import StoreUnavailable
+
 T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """Base class of object-store errors."""
-
-
-class NotFound(StoreError):
-    """The key does not exist."""
-
-
-class PreconditionFailed(StoreError):
-    """A conditional write lost: the key exists (create-only) or its ETag changed (CAS)."""
-
-
-class StoreUnavailable(StoreError):
-    """The store did not answer usefully (5xx, timeout, connection). Outcome unknown."""
-
-
-class StoreMisconfigured(StoreError):
-    """The bucket does not exist, credentials are wrong, or access is denied.
-
-    Raised by :meth:`ObjectStore.check` at start so the broker can exit with
-    the reason instead of retrying forever.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,15 +88,8 @@ import boto3
 import botocore.exceptions as bce
 from botocore.config import Config
 
-from .objectstore import (
-    GetResult,
-    NotFound,
-    ObjectInfo,
-    PreconditionFailed,
-    StoreError,
-    StoreMisconfigured,
-    StoreUnavailable,
-)
+from ..errors import NotFound, PreconditionFailed, StoreError, StoreMisconfigured, StoreUnavailable
+from .objectstore import GetResult, ObjectInfo
 from .threaded import ThreadedStore
 
 __all__ = ["S3Store", "unquote_etag"]
