@@ -25,7 +25,7 @@ typecheck: venv
 bench: venv
 	.venv/bin/python benchmarks/produce_consume.py
 
-# The elastic-scaling scenario (issue 6): writes docs/spike.csv and docs/spike.png; last line is JSON.
+# The elastic-scaling scenario: writes docs/spike.csv and docs/spike.png; last line is JSON.
 spike: venv
 	.venv/bin/python e2e/spike.py $${SPIKE_ARGS:-}
 

@@ -1,4 +1,4 @@
-"""The spike scenario (issue 6): scale out under a traffic spike, scale back in, lose nothing.
+"""The elastic-scaling scenario: scale out under a traffic spike, scale back in, lose nothing.
 
     make spike                                   # the full run (about 4 minutes)
     .venv/bin/python e2e/spike.py --quick        # the compressed run CI does (under 2 minutes)

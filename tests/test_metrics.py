@@ -1,5 +1,6 @@
-"""The series issue 6 asks for appear on /metrics after real client traffic, and the
-per-partition ones disappear when per-partition metrics are switched off."""
+"""The series the elastic-scaling scenario and the operator's rebalance loop read appear on
+/metrics after real client traffic, and the per-partition ones disappear when per-partition
+metrics are switched off."""
 
 from __future__ import annotations
 
