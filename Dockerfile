@@ -8,7 +8,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/floe
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY api ./api
 COPY broker ./broker
+COPY cli ./cli
 COPY operator ./operator
 RUN /opt/floe/bin/pip install ".[operator]"
 
