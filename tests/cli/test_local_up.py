@@ -74,7 +74,7 @@ def test_up_shows_progress_and_ctrl_c_drains_every_broker_and_exits_0(free_range
     text = read(console)
     for node in nodes:
         assert f"(node {node}): draining" in text
-        assert f"(node {node}): exited with exit code 0 (drained) after" in text
+        assert f"(node {node}): exited, exit code 0 (drained), after " in text
     assert text.rstrip().endswith("floe local up: stopped; every broker drained and exited 0")
     for port in (http, http + 1):
         with socket.socket() as s:

@@ -127,7 +127,7 @@ def report_exits(brokers: list[LocalBroker]) -> None:
         code = b.exit_code
         if code is not None and not b.reported_exit:
             b.reported_exit = True
-            say(f"{b.label} exited with {describe_exit(code)}; log: {b.log_path}", err=code != 0)
+            say(f"{b.label} exited: {describe_exit(code)}; log: {b.log_path}", err=code != 0)
 
 
 def stop(brokers: list[LocalBroker], *, timeout: float, signals: Callable[[], int]) -> bool:
@@ -154,7 +154,7 @@ def stop(brokers: list[LocalBroker], *, timeout: float, signals: Callable[[], in
                 pending.remove(b)
                 b.reported_exit = True
                 clean = clean and code == 0
-                say(f"{b.label}: exited with {describe_exit(code)} after {time.monotonic() - begun:.1f} s")
+                say(f"{b.label}: exited, {describe_exit(code)}, after {time.monotonic() - begun:.1f} s")
                 if code == 2 and b.node is None:  # it was still starting: say why it gave up
                     say(f"  {b.failure()}\n  log: {b.log_path}", err=True)
         if not pending:

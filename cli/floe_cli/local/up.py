@@ -39,23 +39,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("broker_args", nargs="*", help="extra flags passed to every broker (after --)")
     up.set_defaults(func=run)
-    autoscale_modules()[0].add_arguments(up)
+    _autoscale_flags().add_arguments(up)
 
 
-def autoscale_modules() -> tuple[ModuleType, ModuleType]:
-    """The ``--autoscale`` flags and loop: ``(flags, autoscale)``, each with the function ``up`` calls."""
+def _autoscale_flags() -> ModuleType:
+    """The module whose ``add_arguments(up)`` adds the ``--autoscale`` flags (light: built into every parser)."""
     try:
-        from floe_cli.local import autoscale, flags  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:  # not moved out of the operator yet: reach it through the shim
-        from floe_cli.local import operator_autoscale
+        from floe_cli.local import flags  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:  # the autoscaler has not moved out of the operator yet
+        from floe_cli.local import operator_autoscale as flags
+    return flags
 
-        return operator_autoscale, operator_autoscale
-    return flags, autoscale
+
+def _autoscale_loop() -> ModuleType:
+    """The module whose ``run(ns)`` is ``floe local up --autoscale``; imported only when asked for."""
+    try:
+        from floe_cli.local import autoscale  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:  # the autoscaler has not moved out of the operator yet
+        from floe_cli.local import operator_autoscale as autoscale
+    return autoscale
 
 
 def run(ns: argparse.Namespace) -> int:
     if getattr(ns, "autoscale", False):
-        return int(autoscale_modules()[1].run(ns))
+        return int(_autoscale_loop().run(ns))
     if ns.brokers < 1:
         say("floe local up: --brokers must be at least 1", err=True)
         return 2
