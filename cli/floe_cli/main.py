@@ -11,6 +11,7 @@ operator.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,11 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "operator":
-        # The operator parses its own flags (including --help); argparse here would swallow them.
-        return operator.run(args[1:])
-    ns = build_parser().parse_args(args)
-    return int(ns.func(ns) or 0)
+    try:
+        if args and args[0] == "operator":
+            # The operator parses its own flags (including --help); argparse here would swallow them.
+            return operator.run(args[1:])
+        ns = build_parser().parse_args(args)
+        return int(ns.func(ns) or 0)
+    except KeyboardInterrupt:  # Ctrl-C in a command that does not handle it itself (admin drain waiting)
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`floe operator render ... | head`): not our failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+        return 1
 
 
 if __name__ == "__main__":
