@@ -5,8 +5,9 @@
 venv:
 	@./scripts/venv.sh
 
+# Broker i listens on KAFKA_PORT+i and serves admin HTTP on HTTP_PORT+i: make run BROKERS=2 KAFKA_PORT=29092 HTTP_PORT=29644
 run: venv
-	.venv/bin/floe local up --brokers $${BROKERS:-3}
+	.venv/bin/floe local up --brokers $${BROKERS:-3} --kafka-port $${KAFKA_PORT:-9092} --http-port $${HTTP_PORT:-9644}
 
 test: venv
 	.venv/bin/ruff check api broker cli operator tests benchmarks e2e

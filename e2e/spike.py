@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     http_base = free_base_port()
     cluster = "spike"
     no_compaction = ["--compact-after-bytes", str(1 << 40), "--compact-after-ms", str(10**9)]
-    cmd = [sys.executable, "-m", "floe_broker.cli", "local", "up", "--autoscale", "--dir", str(state),
+    cmd = [sys.executable, "-m", "floe_cli", "local", "up", "--autoscale", "--dir", str(state),
            "--cluster", cluster, "--brokers", "2", "--min-brokers", "2", "--max-brokers", str(args.max_brokers),
            "--kafka-port", str(base_port), "--http-port", str(http_base),
            "--target-bytes-in", str(preset.target_mb * 1e6), "--autoscale-interval", str(preset.interval),

@@ -104,7 +104,7 @@ def test_retention_advances_log_start_but_offsets_continue(brokers, file_store) 
 
 
 def _run_broker_expect_exit(args: list[str], env: dict[str, str], tmp_path) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    cmd = [sys.executable, "-m", "floe_broker.cli", "broker", "--listen", f"127.0.0.1:{free_port()}",
+    cmd = [sys.executable, "-m", "floe_cli", "broker", "--listen", f"127.0.0.1:{free_port()}",
            "--http", f"127.0.0.1:{free_port()}", *args]
     proc = subprocess.run(cmd, capture_output=True, timeout=90,
                           env={"PYTHONPATH": str(ROOT / "broker"), "PATH": "/usr/bin:/bin", **env})

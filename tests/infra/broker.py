@@ -62,12 +62,13 @@ class BrokerProcess:
 
     def start(self, *, wait: bool = True, timeout: float = 60) -> BrokerProcess:
         cmd = [
-            sys.executable, "-m", "floe_broker.cli", "broker",
+            sys.executable, "-m", "floe_cli", "broker",
             "--storage", self.storage, "--cluster", self.cluster,
             "--listen", self.bootstrap, "--http", self.http,
             *self.extra,
         ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "broker"), "FLOE_LOG_FORMAT": "json", **self.env}
+        source_roots = os.pathsep.join(str(ROOT / root) for root in ("api", "broker", "cli"))
+        env = {**os.environ, "PYTHONPATH": source_roots, "FLOE_LOG_FORMAT": "json", **self.env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         if wait:

@@ -1,0 +1,1 @@
+"""``floe local``: a cluster of broker processes on this machine over one object store."""
