@@ -1,59 +1,74 @@
-"""A small async Kubernetes client: get, create, patch, delete and apply.
+"""A small async Kubernetes client: get, list, create, patch, delete and apply.
 
-Authentication comes from the official ``kubernetes`` client's config
-loaders (kubeconfig and in-cluster); requests go through aiohttp. Objects are plain
-dicts, matching what the pure builders in :mod:`floe_operator.manifests`
-produce; there is no per-kind model code.
+Objects are plain dicts, matching what the pure builders in
+:mod:`floe_operator.manifests` produce; there is no per-kind model code.
 
-:func:`KubeClient.apply` is the idempotent "make it so" used by the
-reconciler. It is client-side apply, as ``kubectl apply`` does it: the
-applied object is recorded in an annotation, and the JSON merge patch is
-computed three-way (last applied, desired, live), so that
+:meth:`KubeClient.apply` is server-side apply: one ``PATCH`` with content type
+``application/apply-patch+yaml``, a field manager (:data:`FIELD_MANAGER`) and
+``force=true``. The API server keeps who set which field
+(``metadata.managedFields``), so it does what a client-side three-way merge
+would have to guess at:
 
-* fields the operator stopped setting are removed (a dropped nodeSelector,
-  a removed config key),
-* fields other controllers own are left alone (the HPA's ``spec.replicas``
-  is additionally pinned with ``keep=``), and
-* an object that already matches causes no write at all.
+* a field the operator stops sending is removed (a dropped nodeSelector, a
+  removed config key), unless another manager also set it;
+* fields other managers own are left alone, so while autoscaling is on the
+  operator leaves ``spec.replicas`` out of what it applies and the HPA's
+  value stays;
+* an object that already matches is a server-side no-op (no new
+  resourceVersion, no watch event), so there is no client-side diffing;
+* ``force=true`` makes the spec win over hand edits (``kubectl edit``) of
+  the fields the operator sends; an apply also creates an object that does
+  not exist, so there is no create/patch race to handle.
 
-Conflicts are tolerated: a create that loses a race becomes a patch, a patch
-of a vanished object becomes a create, a delete of a missing object is fine.
+How it talks to the server, and why:
+
+* Authentication comes from the official ``kubernetes`` client's config
+  loaders (kubeconfig contexts, exec plugins, client certificates, and the
+  in-cluster token, re-read as it rotates).
+* Requests go out through aiohttp, which kopf already runs on. The
+  ``kubernetes`` package's clients, its ``DynamicClient`` included, are
+  synchronous: using them would take a thread per call and a second HTTP
+  stack, and apply needs nothing from them but a content type and two query
+  parameters.
+* REST paths come from API discovery (``GET /api/v1``,
+  ``GET /apis/<group>/<version>``), read once per group-version and cached,
+  so there is no kind-to-plural table to keep; the ``DynamicClient``'s
+  discoverer would fetch every group up front and cache to a file in the
+  temp directory.
+
+Objects written by the client-side apply of earlier operator versions carry
+a ``floe.dev/last-applied`` annotation, and every field of theirs is owned
+by that writer (an ``Update`` manager named after aiohttp's User-Agent).
+Applying over that would only share the fields, so a field dropped later
+would stay. The first apply that sees the annotation therefore resets
+``managedFields`` (the documented ``[{}]``), drops the annotation, and
+applies again, after which the operator alone owns what it sends.
+
+Conflicts are tolerated where they mean "already done": a delete of a
+missing object is fine, and a get of one is None.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import kubernetes
 
-from floe_operator.manifests import naming
-
 logger = logging.getLogger(__name__)
 
-# kind -> plural for every kind the operator touches. A table beats
-# discovery here: the set is fixed and known at build time.
-PLURALS = {
-    "ServiceAccount": "serviceaccounts",
-    "ConfigMap": "configmaps",
-    "Secret": "secrets",
-    "Service": "services",
-    "Pod": "pods",
-    "Event": "events",
-    "Deployment": "deployments",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
-    "PodDisruptionBudget": "poddisruptionbudgets",
-    "StreamCluster": "streamclusters",
-}
+FIELD_MANAGER = "floe-operator"
 MERGE_PATCH = "application/merge-patch+json"
-Path = Sequence[str]
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
+LEGACY_LAST_APPLIED = "floe.dev/last-applied"
+# A merge patch that forgets every field owner, and the old client-side apply's record.
+FORGET_OWNERS = {"metadata": {"managedFields": [{}], "annotations": {LEGACY_LAST_APPLIED: None}}}
 
 
 class KubeError(Exception):
@@ -67,103 +82,51 @@ class KubeError(Exception):
 
 
 @dataclass(frozen=True)
-class Applied:
-    """The outcome of :meth:`KubeClient.apply`: what happened and the live object."""
+class Resource:
+    """Where a kind lives in the REST API, as discovery reports it."""
 
-    action: Literal["created", "patched", "unchanged"]
-    obj: dict[str, Any]
+    base: str  # /api/v1 or /apis/<group>/<version>
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        path = self.base + (f"/namespaces/{namespace}" if namespace and self.namespaced else "") + f"/{self.plural}"
+        if name:
+            path += f"/{name}"
+        if name and subresource:
+            path += f"/{subresource}"
+        return path
 
 
-def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
-    """The REST path of a (namespaced) object or collection."""
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{PLURALS[kind]}"
-    return path + (f"/{name}" if name else "")
+def api_base(api_version: str) -> str:
+    """The discovery path of a group-version: the core group has no group name."""
+    return f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
 
 
-def three_way_patch(
-    last: Mapping[str, Any] | None, desired: Mapping[str, Any], live: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The JSON merge patch that turns ``live`` into ``desired``.
+def owns(obj: Mapping[str, Any], manager: str, path: Sequence[str]) -> bool:
+    """Whether ``manager`` applied the field at ``path``, per ``metadata.managedFields``.
 
-    * A key in ``desired`` that differs from ``live`` is set.
-    * A key that was in ``last`` (what we applied before) but is no longer in
-      ``desired`` is deleted (``None``), if it is still live.
-    * Keys nobody asked for (server defaults, other controllers' fields) stay.
-    * Lists are atomic in merge patches. One that equals what we applied last
-      time is not compared with ``live``, because the server fills defaults
-      into list items (container ports' protocol, ...) and the comparison
-      would never settle; a list we changed is sent whole.
+    Field sets (``fieldsV1``) nest one ``f:<key>`` level per map key, so a
+    field is owned when every step of its path is there.
     """
-    patch: dict[str, Any] = {}
-    last = last or {}
-    for key, want in desired.items():
-        have = live.get(key)
-        before = last.get(key)
-        if isinstance(want, dict) and isinstance(have, dict):
-            sub = three_way_patch(before if isinstance(before, dict) else {}, want, have)
-            if sub:
-                patch[key] = sub
-        elif isinstance(want, list) and want == before and have is not None:
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
             continue
-        elif want != have:
-            patch[key] = want
-    for key in last:
-        if key not in desired and key in live:
-            patch[key] = None
-    return patch
-
-
-def _get_path(obj: Mapping[str, Any], path: Path) -> Any:
-    cur: Any = obj
-    for part in path:
-        if not isinstance(cur, Mapping) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
-def _set_path(obj: dict[str, Any], path: Path, value: Any) -> None:
-    cur = obj
-    for part in path[:-1]:
-        cur = cur.setdefault(part, {})
-    cur[path[-1]] = value
-
-
-def _with_last_applied(desired: Mapping[str, Any]) -> dict[str, Any]:
-    obj = copy.deepcopy(dict(desired))
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    obj.setdefault("metadata", {}).setdefault("annotations", {})[naming.LAST_APPLIED_ANNOTATION] = blob
-    return obj
-
-
-def _last_applied(live: Mapping[str, Any]) -> dict[str, Any] | None:
-    raw = (live.get("metadata", {}).get("annotations") or {}).get(naming.LAST_APPLIED_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        last = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(last, dict):
-        return None
-    # The annotation itself was added after the blob was taken.
-    return _with_last_applied(last)
+        fields: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            fields = fields.get(f"f:{key}") if isinstance(fields, Mapping) else None
+        if fields is not None:
+            return True
+    return False
 
 
 class KubeClient:
-    """Async client for dict objects; auth comes from a kubernetes ``Configuration``.
-
-    The official client's loaders resolve kubeconfig contexts, exec plugins,
-    client certificates and the in-cluster token (re-read as it rotates);
-    requests then go out through aiohttp, which the broker already depends on,
-    so nothing blocks the event loop and nothing depends on the generated
-    client's internals, which change between its major versions.
-    """
+    """Async client for dict objects; auth comes from a kubernetes ``Configuration``."""
 
     def __init__(self, configuration: kubernetes.client.Configuration) -> None:
         self._configuration = configuration
         self._session: aiohttp.ClientSession | None = None
+        self._resources: dict[tuple[str, str], Resource] = {}
 
     @classmethod
     def from_environment(cls) -> KubeClient:
@@ -225,10 +188,28 @@ class KubeClient:
             raise KubeError(0, type(exc).__name__, str(exc)) from exc
         return json.loads(text) if text else {}
 
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        """Where ``kind`` lives; discovered from the server once per group-version.
+
+        A kind the server does not serve (a CRD not installed yet) is not
+        remembered, so it is found once it is installed.
+        """
+        key = (api_version, kind)
+        if key not in self._resources:
+            base = api_base(api_version)
+            listing = await self.request("GET", base)
+            for item in listing.get("resources") or []:
+                if "/" not in item["name"]:  # "deployments/scale" is a subresource
+                    self._resources[(api_version, item["kind"])] = Resource(base, item["name"], item["namespaced"])
+            if key not in self._resources:
+                raise KubeError(404, "NotFound", f"the server does not serve {kind} in {api_version}")
+        return self._resources[key]
+
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The live object, or None if it does not exist."""
+        path = (await self.resource(api_version, kind)).path(namespace, name)
         try:
-            return await self.request("GET", object_path(api_version, kind, namespace, name))
+            return await self.request("GET", path)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -239,7 +220,8 @@ class KubeClient:
     ) -> list[dict[str, Any]]:
         """Objects whose labels include ``labels`` (also filtered here, whatever the server did)."""
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        answer = await self.request("GET", object_path(api_version, kind, namespace), query={"labelSelector": selector})
+        path = (await self.resource(api_version, kind)).path(namespace)
+        answer = await self.request("GET", path, query={"labelSelector": selector})
         items = answer.get("items") or []
         return [
             obj
@@ -248,8 +230,7 @@ class KubeClient:
         ]
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        path = (await self.resource(obj["apiVersion"], obj["kind"])).path(obj["metadata"].get("namespace"))
         return await self.request("POST", path, body=dict(obj))
 
     async def patch(
@@ -262,59 +243,42 @@ class KubeClient:
         *,
         subresource: str | None = None,
     ) -> dict[str, Any]:
-        path = object_path(api_version, kind, namespace, name)
-        if subresource:
-            path += f"/{subresource}"
+        """A JSON merge patch: for the few fields the operator changes in objects it does not apply."""
+        path = (await self.resource(api_version, kind)).path(namespace, name, subresource)
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH)
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete (background propagation); False if it was already gone."""
+        path = (await self.resource(api_version, kind)).path(namespace, name)
         try:
-            await self.request(
-                "DELETE",
-                object_path(api_version, kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            await self.request("DELETE", path, body={"propagationPolicy": "Background"})
         except KubeError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def apply(self, desired: Mapping[str, Any], *, keep: Sequence[Path] = ()) -> Applied:
-        """Create or three-way patch ``desired``; see the module docstring.
+    async def apply(
+        self, desired: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply ``desired`` (see the module docstring); return the live object.
 
-        ``keep`` lists paths whose live value wins over ``desired`` (e.g.
-        ``("spec", "replicas")`` while an HPA owns the count); they are only
-        taken from ``desired`` when the object is created.
+        ``force=False`` is for fields the caller should not take from another
+        manager: a different value there is refused with a 409 ``KubeError``.
         """
         meta = desired["metadata"]
-        key = (desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"])
-        live = await self.get(*key)
-        if live is None:
-            try:
-                return Applied("created", await self.create(_with_last_applied(desired)))
-            except KubeError as exc:
-                if exc.status != 409:
-                    raise
-                live = await self.get(*key)  # lost a race with another writer
-                if live is None:
-                    raise
-        wanted = copy.deepcopy(dict(desired))
-        for path in keep:
-            value = _get_path(live, path)
-            if value is not None:
-                _set_path(wanted, path, value)
-        wanted = _with_last_applied(wanted)
-        body = three_way_patch(_last_applied(live), wanted, live)
-        if not body:
-            return Applied("unchanged", dict(live))
-        try:
-            return Applied("patched", await self.patch(*key, body))
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            return Applied("created", await self.create(wanted))
+        path = (await self.resource(desired["apiVersion"], desired["kind"])).path(meta.get("namespace"), meta["name"])
+        query = {"fieldManager": field_manager}
+        if force:
+            query["force"] = "true"
+        live = await self.request("PATCH", path, body=dict(desired), content_type=APPLY_PATCH, query=query)
+        if LEGACY_LAST_APPLIED in ((live.get("metadata") or {}).get("annotations") or {}):
+            logger.info(
+                "Taking over %s %s/%s from client-side apply", desired["kind"], meta.get("namespace"), meta["name"]
+            )
+            await self.request("PATCH", path, body=FORGET_OWNERS, content_type=MERGE_PATCH)
+            live = await self.request("PATCH", path, body=dict(desired), content_type=APPLY_PATCH, query=query)
+        return live
 
 
 def _error(status: int, reason: str, text: str) -> KubeError:

@@ -34,6 +34,7 @@ def crd_schema(crd: dict[str, Any]) -> dict[str, Any]:
 
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import copy  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
@@ -42,6 +43,9 @@ import aiohttp  # noqa: E402
 import aiohttp.web  # noqa: E402
 import jsonpatch  # noqa: E402
 import kmock as kmock_  # noqa: E402
+import server_side_apply  # noqa: E402
+
+APPLY_PATCH = "application/apply-patch+yaml"
 
 NAMESPACE = "streaming"
 SC = "floe.dev/v1alpha1/streamclusters"
@@ -115,6 +119,10 @@ class Api:
             and r.method.upper() in ("POST", "PATCH", "PUT", "DELETE")
         )
 
+    def applies(self) -> list[Any]:
+        """Every server-side apply request so far, whether it changed anything or not."""
+        return [r for r in self.k8s if _header(r, "Content-Type").startswith(APPLY_PATCH)]
+
     def events(self) -> list[dict[str, Any]]:
         return [
             json.loads(json.dumps(obj.raw))
@@ -149,15 +157,22 @@ _versions = itertools.count(1)
 
 
 class Emulator(kmock_.KubernetesEmulator):
-    """kmock's emulator plus the two counters kopf relies on.
+    """kmock's emulator plus the two counters kopf relies on, and server-side apply.
 
     The API server bumps ``metadata.resourceVersion`` on every write and
     ``metadata.generation`` when the spec changes. kopf uses the former to
     tell its own patches from stale events; without it, it would re-run
     handlers on stale copies or wait for versions that never come.
+
+    Server-side apply and field ownership, which kmock does not know, are
+    emulated by :mod:`server_side_apply` (see there for what is and is not).
     """
 
     async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and request.name is not None and request.method == "PATCH":
+            if _header(request, "Content-Type").startswith(APPLY_PATCH):
+                return await self._serve_apply(request)
+            self._record_update(request)
         data = request.data
         writes = (kmock_.action.CREATE, kmock_.action.UPDATE)
         if request.resource is not None and request.action in writes and isinstance(data, dict):
@@ -177,17 +192,74 @@ class Emulator(kmock_.KubernetesEmulator):
             # The API server answers a failed JSON-patch "test" (kopf's optimistic
             # resourceVersion check) with 422; kopf then retries on its next cycle.
             # kmock would answer 500, which kopf retries as is, with the stale test.
-            return aiohttp.web.json_response(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Status",
-                    "status": "Failure",
-                    "reason": "Invalid",
-                    "message": f"the server rejected our request due to an error in our request: {exc}",
-                    "code": 422,
-                },
-                status=422,
-            )
+            return _status(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}")
+
+    def _live(self, request: Any) -> dict[str, Any] | None:
+        try:
+            obj = self.objects[request.resource, request.namespace, request.name]
+        except KeyError:
+            return None
+        return None if obj.deleted else copy.deepcopy(obj.raw)
+
+    async def _serve_apply(self, request: Any) -> aiohttp.web.StreamResponse:
+        """Store the apply's outcome and tell the watchers, as kmock does for its own writes.
+
+        kmock dispatches on the request it logged, so the apply is served
+        here rather than dressed up as a create or a JSON patch.
+        """
+        manager = request.params.get("fieldManager")
+        if not manager:
+            return _status(400, "BadRequest", "PATCH with apply requires a fieldManager")
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            live = self._live(request)
+            try:
+                obj = server_side_apply.apply(
+                    live, yaml.safe_load(request.text), manager=manager, force=request.params.get("force") == "true"
+                )
+            except server_side_apply.Conflict as exc:
+                return _status(409, "Conflict", str(exc))
+            if obj == live:
+                return aiohttp.web.json_response(live)
+            meta = obj["metadata"]
+            meta["resourceVersion"] = str(next(_versions))
+            if live is None:
+                meta["generation"] = 1
+                if key in self.objects:
+                    self.objects[key].create(obj)
+                else:
+                    self.objects[key] = obj
+                event = "ADDED"
+            else:
+                if obj.get("spec") != live.get("spec"):
+                    meta["generation"] = int(meta.get("generation", 1)) + 1
+                self.objects[key].patch(jsonpatch.make_patch(live, obj).patch)
+                event = "MODIFIED"
+            stored = self.objects[key].raw
+            await self._buses[request.resource].put({"type": event, "object": stored})
+        return aiohttp.web.json_response(stored, status=201 if live is None else 200)
+
+    def _record_update(self, request: Any) -> None:
+        """Give a merge patch's manager the fields it changes, in applied objects only."""
+        live = self._live(request)
+        if live is None or "managedFields" not in live.get("metadata", {}) or not isinstance(request.data, dict):
+            return
+        manager = request.params.get("fieldManager") or (_header(request, "User-Agent") or "unknown").split("/")[0]
+        managed = server_side_apply.update(live, request.data, manager=manager, subresource=request.subresource)
+        request.data.setdefault("metadata", {})["managedFields"] = managed
+
+
+def _header(request: Any, name: str) -> str:
+    """A request header, whatever case the client wrote it in."""
+    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), "")
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.StreamResponse:
+    """A Kubernetes Status answer, as the API server sends with every error."""
+    return aiohttp.web.json_response(
+        {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "message": message, "code": code},
+        status=code,
+    )
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`floe operator render` prints what would be applied, without a cluster; and the
-pure pieces of the reconciler (three-way patch, status) behave."""
+pure pieces of the reconciler (status) behave."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES_DIR, K8S_VERSIONS
-from floe_operator import cli, kube, spec
+from floe_operator import cli, spec
 from floe_operator.reconcile import status
 
 
@@ -56,18 +56,6 @@ def test_examples_other_objects_validate() -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and "apiVersion" in doc and doc.get("kind") != "StreamCluster":
                 kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
-
-
-def test_three_way_patch() -> None:
-    last = {"spec": {"a": 1, "gone": 2, "list": [1]}, "metadata": {"labels": {"x": "1"}}}
-    desired = {"spec": {"a": 2, "list": [1]}, "metadata": {"labels": {"x": "1"}}}
-    live = {
-        "spec": {"a": 1, "gone": 2, "list": [{"defaulted": True}], "hpa": 5},
-        "metadata": {"labels": {"x": "1", "foreign": "y"}},
-    }
-    # a changes, gone is removed, an unchanged list is not re-sent, foreign keys stay.
-    assert kube.three_way_patch(last, desired, live) == {"spec": {"a": 2, "gone": None}}
-    assert kube.three_way_patch(desired, desired, {**live, "spec": {"a": 2, "list": [1]}}) == {}
 
 
 def test_conditions_keep_transition_time_until_status_flips() -> None:

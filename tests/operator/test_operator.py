@@ -48,6 +48,15 @@ def broker_container(api: Api) -> dict[str, Any]:
     return deployment(api)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
 
 
+async def hpa_scales(api: Api, replicas: int) -> None:
+    """Play the HPA: scale the broker Deployment through its scale subresource."""
+    await api.request(
+        "PATCH",
+        "/apis/apps/v1/namespaces/streaming/deployments/demo-broker/scale?fieldManager=kube-controller-manager",
+        {"spec": {"replicas": replicas}},
+    )
+
+
 async def created(api: Api, spec: dict[str, Any] = sc_samples.MINIO) -> None:
     """A running cluster: Secret, StreamCluster, and every child object present."""
     await api.create_secret("floe-s3", KEYS)
@@ -120,7 +129,7 @@ async def test_autoscaling_hands_replicas_to_the_hpa_and_back(api: Api, operator
 
     # The HPA scales the Deployment to 5; the operator must not fight it,
     # even while it applies other changes to the same Deployment.
-    await api.request("PATCH", "/apis/apps/v1/namespaces/streaming/deployments/demo-broker", {"spec": {"replicas": 5}})
+    await hpa_scales(api, 5)
     await api.patch_cluster({"autoscaling": {"maxReplicas": 8}, "config": {"flushIntervalMs": 5}})
     await eventually(lambda: api.get(HPAS, "demo-broker")["spec"]["maxReplicas"] == 8)  # type: ignore[index]
     await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 3)
@@ -134,6 +143,23 @@ async def test_autoscaling_hands_replicas_to_the_hpa_and_back(api: Api, operator
     await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 4)
     assert deployment(api)["spec"]["replicas"] == 3
     assert api.cluster()["status"]["autoscaling"] is False
+
+
+async def test_enabling_autoscaling_keeps_the_replica_count_until_the_hpa_scales(api: Api, operator: None) -> None:
+    await created(api)
+    await api.patch_cluster({"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}})
+    await eventually(lambda: api.get(HPAS, "demo-broker"))
+    await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 2)
+    assert deployment(api)["spec"]["replicas"] == 3  # not dropped (to the default of 1) on the switch
+
+    # Later reconciles leave the count alone too, and the HPA's first scale takes it.
+    await api.patch_cluster({"config": {"flushIntervalMs": 5}})
+    await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 3)
+    assert deployment(api)["spec"]["replicas"] == 3
+    await hpa_scales(api, 4)
+    await api.patch_cluster({"config": {"flushIntervalMs": 6}})
+    await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 4)
+    assert deployment(api)["spec"]["replicas"] == 4
 
 
 async def test_spec_the_schema_accepts_but_cannot_work_is_degraded(api: Api, operator: None) -> None:
@@ -199,12 +225,13 @@ async def test_paused_cluster_is_left_alone(api: Api, operator: None) -> None:
 async def test_restart_resumes_without_rewriting_anything(api: Api, tmp_path: Any) -> None:
     async with running_operator(api, tmp_path):
         await created(api)
-    children = [r for r, _ in CHILDREN]
-    writes = [api.writes(r) for r in children]
+    versions = [api.get(r, n)["metadata"]["resourceVersion"] for r, n in CHILDREN]  # type: ignore[index]
+    applies = len(api.applies())
     status_writes = api.writes("floe.dev/v1alpha1/streamclusters")
     async with running_operator(api, tmp_path):
-        # The resume handler re-applies everything, finds nothing to change,
+        # The resume handler re-applies everything, which changes nothing,
         # and reports status (a write to the StreamCluster) when done.
         await eventually(lambda: api.writes("floe.dev/v1alpha1/streamclusters") > status_writes)
-    assert [api.writes(r) for r in children] == writes
+    assert len(api.applies()) >= applies + len(CHILDREN)
+    assert [api.get(r, n)["metadata"]["resourceVersion"] for r, n in CHILDREN] == versions  # type: ignore[index]
     assert api.get(HPAS, "demo-broker") is None

@@ -182,7 +182,8 @@ def deployment(
 
     ``replicas`` defaults to ``spec.brokers.replicas`` (clamped into the
     autoscaling bounds when autoscaling is on: the HPA starts from there).
-    While the HPA owns the count the reconciler keeps the live value instead.
+    While the HPA owns the count the reconciler leaves it out of what it
+    applies, so the HPA's value stays.
     """
     s = cluster.spec
     b = s.brokers

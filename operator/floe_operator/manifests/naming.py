@@ -12,7 +12,6 @@ from floe_operator import spec as spec_
 MANAGED_BY = "floe-operator"
 CLUSTER_LABEL = "floe.dev/cluster"
 CONFIG_HASH_ANNOTATION = "floe.dev/config-hash"
-LAST_APPLIED_ANNOTATION = "floe.dev/last-applied"
 
 
 def service_account(cluster: spec_.StreamCluster) -> str:

@@ -11,14 +11,17 @@ A spec that fails 1 or 2 changes nothing in the cluster: brokers that were
 running keep running on the last good spec, and the StreamCluster shows
 ``Degraded`` with a message a person can act on, plus a Warning Event.
 
+Objects are server-side applied (:meth:`floe_operator.kube.KubeClient.apply`).
 While autoscaling is enabled the HPA owns the Deployment's replica count:
-the Deployment is applied with ``keep=[spec.replicas]`` so the operator never
-writes it. Switching autoscaling off deletes the HPA and takes the count
-back to ``spec.brokers.replicas``.
+the operator leaves ``spec.replicas`` out of the Deployment it applies
+(:func:`without_replicas`), so it never writes it. Switching autoscaling off
+deletes the HPA and applies ``spec.brokers.replicas`` again, taking the
+count back.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +33,9 @@ from floe_operator import manifests
 from floe_operator import spec as spec_
 from floe_operator.manifests import naming
 from floe_operator.reconcile import status as status_
+
+# The field manager that holds the replica count between the operator and the HPA.
+REPLICAS_HANDOVER = "floe-operator-replicas-handover"
 
 
 class Degraded(Exception):
@@ -76,15 +82,49 @@ async def apply_all(
     kopf.adopt(objs, owner=body)
     deployment: dict[str, Any] = {}
     for obj in objs:
-        keep: list[tuple[str, ...]] = []
         if obj["kind"] == "Deployment" and cluster.spec.autoscaling.enabled:
-            keep.append(("spec", "replicas"))
-        applied = await kube.apply(obj, keep=keep)
+            obj = await without_replicas(obj, kube)
+        applied = await kube.apply(obj)
         if obj["kind"] == "Deployment":
-            deployment = applied.obj
+            deployment = applied
     if not cluster.spec.autoscaling.enabled:
         await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", cluster.namespace, naming.hpa(cluster))
     return deployment
+
+
+async def without_replicas(deployment: Mapping[str, Any], kube: kube_.KubeClient) -> dict[str, Any]:
+    """The Deployment to apply while the HPA owns its replica count.
+
+    A new Deployment keeps ``spec.replicas``: it starts from the count the
+    builder chose, inside the HPA's bounds. An existing one is applied
+    without it. Leaving a field out of an apply removes it when nobody else
+    set it, and a Deployment without ``spec.replicas`` is scaled to the
+    default of 1; so while the operator is still the only owner of the count
+    (it created the Deployment, or autoscaling was off until now), the live
+    count is first applied by :data:`REPLICAS_HANDOVER`, which keeps it until
+    the HPA's first scale takes the field over.
+    """
+    meta = deployment["metadata"]
+    live = await kube.get(deployment["apiVersion"], deployment["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        return dict(deployment)
+    replicas = (live.get("spec") or {}).get("replicas")
+    if replicas is not None and kube_.owns(live, kube_.FIELD_MANAGER, ("spec", "replicas")):
+        handover = {
+            "apiVersion": deployment["apiVersion"],
+            "kind": deployment["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": replicas},
+        }
+        try:
+            await kube.apply(handover, field_manager=REPLICAS_HANDOVER, force=False)
+        except kube_.KubeError as exc:
+            if exc.status != 409:
+                raise
+            # The HPA scaled in between: the count is its own already.
+    applied = copy.deepcopy(dict(deployment))
+    applied["spec"].pop("replicas", None)
+    return applied
 
 
 async def reconcile(
