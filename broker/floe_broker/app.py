@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -226,20 +225,3 @@ class Broker:
         with contextlib.suppress(Exception):
             await self.store.close()
 
-
-def install_signal_handlers(broker: Broker) -> None:
-    """First SIGTERM/SIGINT drains; a second one exits at once."""
-    loop = asyncio.get_running_loop()
-    hits = {"n": 0}
-
-    def on_term() -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            log.warning("second signal: exiting without drain")
-            broker.exit_code = 1
-            broker.stopped.set()
-            return
-        asyncio.ensure_future(broker.drain())
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_term)
