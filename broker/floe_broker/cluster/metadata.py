@@ -140,13 +140,6 @@ class ClusterState:
 
     # ---- placement -----------------------------------------------------------
 
-    def placement_targets(self, exclude: set[int] | None = None) -> list[int]:
-        """Live, non-draining brokers, least loaded first (stable by node id)."""
-        exclude = exclude or set()
-        counts = self.partition_counts()
-        live = [n for n, b in self.brokers.items() if not b.draining and n not in exclude]
-        return sorted(live, key=lambda n: (counts.get(n, 0), n))
-
     def place(self, count: int, exclude: set[int] | None = None) -> list[int]:
         """Leaders for ``count`` new partitions, spread evenly over live brokers."""
         counts = self.partition_counts()
