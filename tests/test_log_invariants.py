@@ -16,13 +16,14 @@ import crc32c
 import pytest
 
 from floe_broker.cluster.controller import fence_session
-from floe_broker.cluster.metadata import ClusterState
+from floe_broker.cluster.metadata import ClusterState, TopicInfo
 from floe_broker.errors import Fenced, OffsetOutOfRange, PreconditionFailed, StoreUnavailable
 from floe_broker.log import formats
 from floe_broker.log.cache import BlockCache
 from floe_broker.log.manager import PartitionManager, Settings
 from floe_broker.log.wal import WalWriter
 from floe_broker.protocol import records
+from floe_broker.storage import layout
 from floe_broker.storage.memory import MemoryStore
 from floe_broker.storage.objectstore import GetResult
 
@@ -67,7 +68,7 @@ class Node:
         return [records.iter_headers(v)[0].base_offset for v in views]
 
 
-def topic_state() -> tuple[ClusterState, object]:
+def topic_state() -> tuple[ClusterState, TopicInfo]:
     state = ClusterState()
     t = state.create_topic("t", 1)
     return state, t
@@ -77,14 +78,14 @@ async def test_recovery_after_crash_and_no_offset_reuse() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "sessA")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     offsets = [await a.produce(part, batch()) for _ in range(20)]
     assert offsets == list(range(20))
     # crash: no clean close, no final checkpoint; the controller fences A
     await a.wal.stop()
     await fence_session(store, 1, "sessA")
     b = Node(store, 2, "sessB")
-    part_b = await b.pm.open(topic, 0, epoch=2)
+    part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert part_b.next_offset == 20 and part_b.high_watermark == 20  # I2: acked data recovered
     assert await b.read_all(part_b) == list(range(20))
     assert await b.produce(part_b, batch()) == 20  # I4: continues after, no reuse
@@ -94,7 +95,7 @@ async def test_fenced_session_can_never_ack_again() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "sessA")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     await a.produce(part, batch())
     await fence_session(store, 1, "sessA")
     with pytest.raises(Fenced):
@@ -106,12 +107,12 @@ async def test_fenced_session_can_never_ack_again() -> None:
 async def test_fencing_fills_gaps_so_a_late_retry_cannot_ack() -> None:
     """A session whose seq 2 PUT is stuck while seq 3 landed: fencing must cover seq 2 too."""
     store = MemoryStore()
-    await store.put(formats.wal_key(1, "s", 1), b"one")
-    await store.put(formats.wal_key(1, "s", 3), b"three")
+    await store.put(layout.wal_key(1, "s", 1), b"one")
+    await store.put(layout.wal_key(1, "s", 3), b"three")
     tomb = await fence_session(store, 1, "s")
     assert tomb == 4
-    assert (await store.get(formats.wal_key(1, "s", 2))).data == formats.TOMBSTONE
-    assert (await store.get(formats.wal_key(1, "s", 4))).data == formats.TOMBSTONE
+    assert (await store.get(layout.wal_key(1, "s", 2))).data == layout.TOMBSTONE
+    assert (await store.get(layout.wal_key(1, "s", 4))).data == layout.TOMBSTONE
 
 
 async def test_lower_epoch_cannot_open_or_checkpoint() -> None:
@@ -119,16 +120,16 @@ async def test_lower_epoch_cannot_open_or_checkpoint() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     old = Node(store, 1, "old")
-    part_old = await old.pm.open(topic, 0, epoch=1)
+    part_old = await old.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     await old.produce(part_old, batch())
     new = Node(store, 2, "new")
-    assert await new.pm.open(topic, 0, epoch=2) is not None
-    assert await Node(store, 3, "stale").pm.open(topic, 0, epoch=1) is None
+    assert await new.pm.open(topic.name, topic.topic_id, 0, epoch=2) is not None
+    assert await Node(store, 3, "stale").pm.open(topic.name, topic.topic_id, 0, epoch=1) is None
     await old.produce(part_old, batch())  # makes the old leader's checkpoint dirty
     await old.pm.maintenance()  # its checkpoint CAS loses: it stops serving the partition
     assert old.pm.get("t", 0) is None
     assert not part_old.accepting
-    ck = json.loads((await store.get(formats.checkpoint_key(topic.topic_id, 0))).data)
+    ck = json.loads((await store.get(layout.checkpoint_key(topic.topic_id, 0))).data)
     assert ck["epoch"] == 2 and ck["session"] == "new"
 
 
@@ -137,7 +138,7 @@ async def test_consumers_never_see_beyond_the_high_watermark() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "s")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     gate = asyncio.Event()
     real_put = store.put
 
@@ -162,7 +163,7 @@ async def test_store_errors_are_retried_and_nothing_is_acked_meanwhile() -> None
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "s")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     failures = {"left": 5}
     real_put = store.put
 
@@ -175,7 +176,7 @@ async def test_store_errors_are_retried_and_nothing_is_acked_meanwhile() -> None
     store.put = flaky_put  # type: ignore[method-assign]
     offset = await a.produce(part, batch())
     assert failures["left"] == 0
-    assert (await store.get(formats.wal_key(1, "s", 1))).data.endswith(formats.WAL_MAGIC)
+    assert (await store.get(layout.wal_key(1, "s", 1))).data.endswith(formats.WAL_MAGIC)
     assert offset == 0 and part.high_watermark == 1
 
 
@@ -184,7 +185,7 @@ async def test_lost_put_answer_is_not_mistaken_for_fencing() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "s")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     real_put = store.put
     state = {"lost": False}
 
@@ -207,7 +208,7 @@ async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
     settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
                         retention_ms=1000, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
     a = Node(store, 1, "s", settings)
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     old_ts = int(time.time() * 1000) - 3_600_000
     for _ in range(10):
         await a.produce(part, batch(ts=old_ts))
@@ -218,7 +219,7 @@ async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
     assert not [k for k in await store.list("data/")], "expired data object should be deleted"
     await a.pm.close("t", 0)
     b = Node(store, 2, "s2", settings)
-    part_b = await b.pm.open(topic, 0, epoch=2)
+    part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert (part_b.log_start, part_b.next_offset) == (10, 10)
     assert await b.produce(part_b, batch()) == 10
 
@@ -229,14 +230,14 @@ async def test_compacted_data_reads_back_through_the_block_cache() -> None:
     settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
                         retention_ms=-1, retention_bytes=-1, memory_cache_bytes=0, block_size=512)
     a = Node(store, 1, "s", settings)
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for i in range(30):
         await a.produce(part, batch(payload=bytes([i]) * 10))
     await a.pm.maintenance()
     assert [k.split("/")[0] for k in await store.list("data/")] == ["data"]
     b = Node(store, 2, "s2", settings)
     await a.pm.close("t", 0)
-    part_b = await b.pm.open(topic, 0, epoch=2)
+    part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert await b.read_all(part_b) == list(range(30))
     views = await part_b.read(17, 1, b.cache.read, b.cache.read_suffix)
     assert records.iter_headers(views[0])[0].base_offset == 17
@@ -247,14 +248,14 @@ async def test_recovery_ignores_wal_after_a_tombstone() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "z")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     await a.produce(part, batch())
     tomb = await fence_session(store, 1, "z")
     # simulate a zombie write *above* the tombstone
     fake = formats.encode_object([batch()], [[topic.topic_id, 0, 1, 1, 1, 0, 0, len(batch())]], formats.WAL_MAGIC)
-    await store.put(formats.wal_key(1, "z", tomb + 1), fake)
+    await store.put(layout.wal_key(1, "z", tomb + 1), fake)
     b = Node(store, 2, "b")
-    part_b = await b.pm.open(topic, 0, epoch=2)
+    part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert part_b.next_offset == 1
 
 
@@ -269,23 +270,23 @@ async def test_memory_store_semantics_used_by_these_tests() -> None:
 
 async def test_wal_gc_deletes_only_what_no_one_needs() -> None:
     """Compacted WAL objects go; the un-checkpointed tail, tombstones and referenced ones stay."""
-    from floe_broker.cluster.gc import WalCollector
+    from floe_broker.log.gc import WalCollector
 
     store = MemoryStore()
     _, topic = topic_state()
     settings = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1, compact_after_ms=0,
                         retention_ms=-1, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
     a = Node(store, 1, "live", settings)
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for _ in range(10):
         await a.produce(part, batch())
     await a.pm.maintenance()  # compacts into data/, checkpoint no longer lists those WAL objects
     await a.produce(part, batch())  # an un-checkpointed tail object
-    tail_key = formats.wal_key(1, "live", a.wal.completed_seq)
+    tail_key = layout.wal_key(1, "live", a.wal.completed_seq)
     # a dead, fenced session whose partitions were never reopened keeps its tail too
     dead = Node(store, 2, "dead", SETTINGS)
     _, topic2 = topic_state()
-    p2 = await dead.pm.open(topic2, 0, epoch=1)
+    p2 = await dead.pm.open(topic2.name, topic2.topic_id, 0, epoch=1)
     await dead.produce(p2, batch())
     await dead.wal.stop()
     tomb = await fence_session(store, 2, "dead")
@@ -296,16 +297,16 @@ async def test_wal_gc_deletes_only_what_no_one_needs() -> None:
     remaining = set(await store.list("wal/"))
     assert deleted == 10
     assert tail_key in remaining, "the live session's un-checkpointed tail must stay"
-    assert formats.wal_key(2, "dead", 1) in remaining, "the dead session's tail is needed for recovery"
-    assert formats.wal_key(2, "dead", tomb) in remaining, "tombstones are never deleted"
+    assert layout.wal_key(2, "dead", 1) in remaining, "the dead session's tail is needed for recovery"
+    assert layout.wal_key(2, "dead", tomb) in remaining, "tombstones are never deleted"
     # everything acknowledged is still readable by a successor
     await a.wal.stop()
     await fence_session(store, 1, "live")
     b = Node(store, 3, "next", settings)
-    part_b = await b.pm.open(topic, 0, epoch=2)
+    part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert await b.read_all(part_b) == list(range(11))
     c = Node(store, 4, "next2", SETTINGS)
-    p2b = await c.pm.open(topic2, 0, epoch=2)
+    p2b = await c.pm.open(topic2.name, topic2.topic_id, 0, epoch=2)
     assert await c.read_all(p2b) == [0]
 
 
@@ -315,7 +316,7 @@ async def test_idempotent_state_survives_a_crash_and_rejects_gaps_and_stale_epoc
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "a")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for i in range(4):
         data = batch(n_records=2, pid=77, epoch=0, seq=i * 2)
         bl = records.scan_batches(data, max_batch_bytes=1 << 20)
@@ -327,7 +328,7 @@ async def test_idempotent_state_survives_a_crash_and_rejects_gaps_and_stale_epoc
     await a.wal.stop()
     await fence_session(store, 1, "a")
     b = Node(store, 2, "b")
-    pb = await b.pm.open(topic, 0, epoch=2)
+    pb = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert pb.check_sequence(77, 0, 6, 7) == Duplicate(6, 7), "a retry of the last batch is recognised"
     assert pb.check_sequence(77, 0, 8, 9) is None, "the next batch is accepted"
     with pytest.raises(SequenceError) as gap:
@@ -346,7 +347,7 @@ async def test_idempotent_state_moves_with_the_partition() -> None:
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "a")
-    part = await a.pm.open(topic, 0, epoch=1)
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for i in range(3):
         data = batch(pid=5, epoch=2, seq=i)
         chunk = part.append(data, records.scan_batches(data, max_batch_bytes=1 << 20))
@@ -354,6 +355,6 @@ async def test_idempotent_state_moves_with_the_partition() -> None:
         await a.wal.durable(a.wal.add(part, chunk))
     await a.pm.close("t", 0, graceful=True)
     b = Node(store, 2, "b")
-    pb = await b.pm.open(topic, 0, epoch=2)
+    pb = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert pb.check_sequence(5, 2, 2, 2) == Duplicate(2, 2)
     assert pb.check_sequence(5, 2, 3, 3) is None

@@ -6,15 +6,36 @@ Exit codes: 0 after a drain, 1 lost controller lease / second signal,
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 import structlog
 
 from .admin_http import server as admin_server
-from .app import Broker, install_signal_handlers
+from .app import Broker
 from .config import BrokerConfig
 from .errors import StartupError
 from .storage.factory import open_store
 
 log = structlog.get_logger(__name__)
+
+
+def install_signal_handlers(broker: Broker) -> None:
+    """First SIGTERM/SIGINT drains; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+    hits = {"n": 0}
+
+    def on_term() -> None:
+        hits["n"] += 1
+        if hits["n"] > 1:
+            log.warning("second signal: exiting without drain")
+            broker.exit_code = 1
+            broker.stopped.set()
+            return
+        asyncio.ensure_future(broker.drain())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_term)
 
 
 async def run_broker(cfg: BrokerConfig) -> int:

@@ -1,26 +1,86 @@
-"""Admin HTTP: /healthz, /readyz, /metrics and the /v1 cluster API.
+"""Admin HTTP: /healthz, /readyz, /metrics, the /v1 cluster API and the /internal/v1 calls.
 
 Liveness (``/healthz``) only says the event loop answers; readiness
 (``/readyz``) says the broker is registered and serving, and turns false the
 moment it starts draining so Kubernetes stops sending it new clients.
+
+Every body is a ``floe_api`` model: a body that does not parse is answered
+400 with an :class:`~floe_api.public.ErrorReply`, before anything runs. The
+``/internal/v1`` calls that only the controller can answer get a 503 "not
+the controller" anywhere else, which the caller's client turns into
+``NotController`` and looks the lease up again.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
+from floe_api import internal as api
 from floe_api import public as schema
 
-from ..cluster.metadata import ClusterState, apply_op
-from ..errors import RpcError
+from ..cluster.client import LocalController
+from ..cluster.metadata import ClusterState
+from ..cluster.rpc import NOT_THE_CONTROLLER
+from ..errors import NotController, RpcError
 from .views import cluster_view
 
+Body = TypeVar("Body", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
-def build_app(broker: Any) -> web.Application:
+
+class AdminBroker(Protocol):
+    """What the admin server needs from the broker."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def local_controller(self) -> LocalController:
+        """The in-process controller, for the calls only the controller answers."""
+
+    def state(self) -> ClusterState: ...
+
+    def controller_node(self) -> int: ...
+
+    def spawn_drain(self) -> None: ...
+
+    async def reassign(self, moves: list[tuple[str, int, int]]) -> list[schema.MoveResult]:
+        """At the controller, wherever it is."""
+
+    async def apply_metadata(self, state: ClusterState) -> None: ...
+
+    async def release_partition(self, topic: str, index: int, epoch: int) -> None: ...
+
+
+def reply(body: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(body.model_dump(mode="json"), status=status)
+
+
+def error(message: str, status: int) -> web.Response:
+    return reply(schema.ErrorReply(error=message), status)
+
+
+async def parse(request: web.Request, model: type[Body]) -> Body:
+    try:
+        return model.model_validate(await request.json())
+    except ValueError as exc:  # not JSON, or not this model (pydantic's ValidationError is a ValueError)
+        raise web.HTTPBadRequest(text=schema.ErrorReply(error=f"bad request: {exc}").model_dump_json(),
+                                 content_type="application/json") from None
+
+
+def build_app(broker: AdminBroker) -> web.Application:
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -28,118 +88,113 @@ def build_app(broker: Any) -> web.Application:
 
     async def readyz(_: web.Request) -> web.Response:
         if broker.ready:
-            return web.json_response({"status": "ready", "node": broker.node_id})
+            return web.json_response(schema.Readiness(status="ready", node=broker.node_id).model_dump())
         state = "draining" if broker.draining else "starting"
-        return web.json_response({"status": state}, status=503)
+        return web.json_response(schema.Readiness(status=state).model_dump(exclude_none=True), status=503)
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def cluster(_: web.Request) -> web.Response:
-        view = cluster_view(broker.state(), controller=broker.controller_node())
-        return web.json_response(view.model_dump())
+        return reply(cluster_view(broker.state(), controller=broker.controller_node()))
 
     async def drain(_: web.Request) -> web.Response:
         broker.spawn_drain()
-        return web.json_response({"status": "draining", "node": broker.node_id}, status=202)
+        return reply(schema.DrainReply(status="draining", node=broker.node_id), status=202)
 
     async def reassignments(request: web.Request) -> web.Response:
-        try:
-            body = schema.ReassignRequest.model_validate(await request.json())
-        except Exception as exc:
-            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        body = await parse(request, schema.ReassignRequest)
         t0 = time.perf_counter()
         try:
             results = await broker.reassign([(m.topic, m.partition, m.to) for m in body.moves])
         except Exception as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-        return web.json_response({
-            "seconds": round(time.perf_counter() - t0, 4),
-            "results": [r.__dict__ for r in results],
-        })
+            return error(str(exc), 503)
+        return reply(schema.ReassignReply(seconds=round(time.perf_counter() - t0, 4), results=results))
 
-    # ---- internal: broker <-> controller ------------------------------------------------
-
-    def controller_or_503() -> Any:
-        if not broker.controller.active:
-            raise web.HTTPServiceUnavailable(text='{"error": "not the controller"}', content_type="application/json")
-        return broker.controller
-
-    async def register(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        node = await ctl.register(b["session"], b["host"], int(b["port"]), b["http"])
-        return web.json_response({"node": node})
-
-    async def heartbeat(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        ok = ctl.heartbeat(int(b["node"]), b["session"])
-        return web.json_response({"ok": ok, "version": ctl.state.version if ctl.state else 0})
+    # ---- internal: controller -> broker -------------------------------------------------
 
     async def metadata_push(request: web.Request) -> web.Response:
-        b = await request.json()
-        await broker.apply_metadata(ClusterState.from_bytes(b["state"].encode()))
-        return web.json_response({"ok": True})
+        body = await parse(request, api.MetadataPush)
+        await broker.apply_metadata(ClusterState.from_bytes(body.state.encode()))
+        return reply(api.Ok())
 
     async def release(request: web.Request) -> web.Response:
-        b = await request.json()
-        await broker.release_partition(b["topic"], int(b["partition"]), int(b["epoch"]))
-        return web.json_response({"ok": True})
+        body = await parse(request, api.ReleaseRequest)
+        await broker.release_partition(body.topic, body.partition, body.epoch)
+        return reply(api.Ok())
 
-    async def op(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        await ctl.commit(lambda s: apply_op(s, b["op"], b["args"]))
-        return web.json_response({"ok": True})
+    # ---- internal: broker -> controller (503 anywhere but at the controller) ------------
 
-    async def reassign_internal(request: web.Request) -> web.Response:
-        controller_or_503()
-        b = await request.json()
+    def controller_only(handler: Callable[[web.Request, LocalController], Awaitable[web.Response]]) -> Handler:
+        async def guarded(request: web.Request) -> web.Response:
+            ctl = broker.local_controller
+            if not ctl.active:
+                return error(NOT_THE_CONTROLLER, 503)
+            try:
+                return await handler(request, ctl)
+            except NotController:  # the lease moved while we were answering
+                return error(NOT_THE_CONTROLLER, 503)
+
+        return guarded
+
+    @controller_only
+    async def register(request: web.Request, ctl: LocalController) -> web.Response:
+        node = await ctl.register(await parse(request, api.RegisterRequest))
+        return reply(api.RegisterReply(node=node))
+
+    @controller_only
+    async def heartbeat(request: web.Request, ctl: LocalController) -> web.Response:
+        return reply(await ctl.heartbeat(await parse(request, api.HeartbeatRequest)))
+
+    @controller_only
+    async def op(request: web.Request, ctl: LocalController) -> web.Response:
+        await ctl.apply((await parse(request, api.OpRequest)).change)
+        return reply(api.Ok())
+
+    @controller_only
+    async def reassign_internal(request: web.Request, ctl: LocalController) -> web.Response:
+        body = await parse(request, api.InternalReassignRequest)
         try:
-            results = await broker.reassign([tuple(m) for m in b["moves"]])
+            results = await ctl.reassign(body.moves)
         except RpcError as exc:  # e.g. this controller is draining: the caller retries at the next
-            return web.json_response({"error": str(exc)}, status=503)
-        return web.json_response({"results": [r.__dict__ for r in results]})
+            return error(str(exc), 503)
+        return reply(api.MoveResults(results=results))
 
-    async def drain_node(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        results = await ctl.drain_broker(int(b["node"]))
-        return web.json_response({"results": [r.__dict__ for r in results]})
+    @controller_only
+    async def drain_node(request: web.Request, ctl: LocalController) -> web.Response:
+        results = await ctl.drain((await parse(request, api.NodeRequest)).node)
+        return reply(api.MoveResults(results=results))
 
-    async def producer_ids(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        start = await ctl.allocate_producer_ids(int(b["count"]))
-        return web.json_response({"start": start})
+    @controller_only
+    async def producer_ids(request: web.Request, ctl: LocalController) -> web.Response:
+        start = await ctl.producer_ids((await parse(request, api.ProducerIdsRequest)).count)
+        return reply(api.ProducerIdsReply(start=start))
 
-    async def leave(request: web.Request) -> web.Response:
-        ctl = controller_or_503()
-        b = await request.json()
-        await ctl.leave(int(b["node"]))
-        return web.json_response({"ok": True})
+    @controller_only
+    async def leave(request: web.Request, ctl: LocalController) -> web.Response:
+        await ctl.leave((await parse(request, api.NodeRequest)).node)
+        return reply(api.Ok())
 
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_get(schema.READY_PATH, readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/v1/cluster", cluster)
-    app.router.add_post("/v1/drain", drain)
-    app.router.add_post("/v1/reassignments", reassignments)
-    app.router.add_post("/internal/v1/register", register)
-    app.router.add_post("/internal/v1/heartbeat", heartbeat)
-    app.router.add_post("/internal/v1/metadata", metadata_push)
-    app.router.add_post("/internal/v1/release", release)
-    app.router.add_post("/internal/v1/op", op)
-    app.router.add_post("/internal/v1/reassign", reassign_internal)
-    app.router.add_post("/internal/v1/drain", drain_node)
-    app.router.add_post("/internal/v1/leave", leave)
-    app.router.add_post("/internal/v1/producer-ids", producer_ids)
+    app.router.add_get(schema.CLUSTER_PATH, cluster)
+    app.router.add_post(schema.DRAIN_PATH, drain)
+    app.router.add_post(schema.REASSIGN_PATH, reassignments)
+    app.router.add_post(api.REGISTER_PATH, register)
+    app.router.add_post(api.HEARTBEAT_PATH, heartbeat)
+    app.router.add_post(api.METADATA_PATH, metadata_push)
+    app.router.add_post(api.RELEASE_PATH, release)
+    app.router.add_post(api.OP_PATH, op)
+    app.router.add_post(api.REASSIGN_PATH, reassign_internal)
+    app.router.add_post(api.DRAIN_PATH, drain_node)
+    app.router.add_post(api.LEAVE_PATH, leave)
+    app.router.add_post(api.PRODUCER_IDS_PATH, producer_ids)
     return app
 
 
-async def start(broker: Any, host: str, port: int) -> web.AppRunner:
+async def start(broker: AdminBroker, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(build_app(broker), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

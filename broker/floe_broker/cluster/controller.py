@@ -25,19 +25,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
+from floe_api.public import MoveResult
+
 from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
-from ..log import formats
+from ..storage.layout import CLUSTER_KEY, LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
 from .metadata import BrokerInfo, ClusterState
 
 log = structlog.get_logger(__name__)
-
-CLUSTER_KEY = "meta/cluster"
-LEASE_KEY = "meta/controller"
 
 
 def now_ms() -> int:
@@ -56,20 +55,20 @@ async def fence_session(store: ObjectStore, node: int, session: str) -> int:
     first; we then look again above it. Afterwards the session's WAL is a
     closed prefix: recovery reads up to the first tombstone.
     """
-    prefix = formats.wal_prefix(node, session)
+    prefix = wal_prefix(node, session)
     while True:
         keys = await retrying(lambda: store.list(prefix))
-        seqs = {formats.seq_of(k) for k in keys}
+        seqs = {seq_of(k) for k in keys}
         top = max(seqs, default=0)
         gaps = [s for s in range(1, top + 1) if s not in seqs]
         lost_race = False
         for seq in [*gaps, top + 1]:
-            key = formats.wal_key(node, session, seq)
+            key = wal_key(node, session, seq)
             try:
-                await retrying(lambda k=key: store.put(k, formats.TOMBSTONE, if_none_match=True))  # type: ignore[misc]
+                await retrying(lambda k=key: store.put(k, TOMBSTONE, if_none_match=True))  # type: ignore[misc]
             except PreconditionFailed:
                 got = await retrying(lambda k=key: store.get(k))  # type: ignore[misc]
-                if got.data != formats.TOMBSTONE:
+                if got.data != TOMBSTONE:
                     lost_race = True
         if not lost_race:
             return top + 1
@@ -101,16 +100,6 @@ class Peers(Protocol):
         """Give a broker new metadata; returns once it opened/closed its partitions."""
 
 
-@dataclass
-class MoveResult:
-    topic: str
-    partition: int
-    to: int
-    error: str | None = None
-    from_node: int = -1
-    epoch: int = -1
-
-
 class Controller:
     """Controller logic; active only while :attr:`active` (lease held)."""
 
@@ -137,7 +126,6 @@ class Controller:
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
         self.peers: Peers | None = None
-        self.last_move_seconds: float = 0.0
 
     # ---- lease ----------------------------------------------------------------
 
@@ -379,7 +367,7 @@ class Controller:
             results: list[MoveResult] = []
             todo: list[MoveResult] = []
             for topic, index, to in moves:
-                r = MoveResult(topic, index, to)
+                r = MoveResult(topic=topic, partition=index, to=to)
                 results.append(r)
                 t = state.topics.get(topic)
                 if t is None or not 0 <= index < len(t.partitions):
@@ -413,9 +401,8 @@ class Controller:
 
             if ready:
                 await self.commit(change)
-            self.last_move_seconds = time.perf_counter() - t0
             log.info("reassigned", moves=len(ready), failed=len(todo) - len(ready),
-                     seconds=round(self.last_move_seconds, 3))
+                     seconds=round(time.perf_counter() - t0, 3))
             return results
 
     async def drain_broker(self, node: int) -> list[MoveResult]:
@@ -433,7 +420,3 @@ class Controller:
         if led and all(t != -1 for t in targets):
             results = await self.reassign([(t.name, i, to) for (t, i), to in zip(led, targets, strict=True)])
         return results
-
-    def status(self) -> dict[str, Any]:
-        return {"active": self.active, "epoch": self.lease.epoch if self.lease else None,
-                "last_move_seconds": self.last_move_seconds}

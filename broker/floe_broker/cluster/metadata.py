@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from floe_api.internal import AddPartitions, AlterConfigs, CreateTopic, DeleteTopic, MetadataOp, Reclaim
+
 
 @dataclass
 class BrokerInfo:
@@ -138,13 +140,6 @@ class ClusterState:
 
     # ---- placement -----------------------------------------------------------
 
-    def placement_targets(self, exclude: set[int] | None = None) -> list[int]:
-        """Live, non-draining brokers, least loaded first (stable by node id)."""
-        exclude = exclude or set()
-        counts = self.partition_counts()
-        live = [n for n, b in self.brokers.items() if not b.draining and n not in exclude]
-        return sorted(live, key=lambda n: (counts.get(n, 0), n))
-
     def place(self, count: int, exclude: set[int] | None = None) -> list[int]:
         """Leaders for ``count`` new partitions, spread evenly over live brokers."""
         counts = self.partition_counts()
@@ -192,29 +187,31 @@ class ClusterState:
         return p
 
 
-def apply_op(state: ClusterState, op: str, args: dict[str, Any]) -> None:
-    """Named metadata changes, so non-controller brokers can forward them by RPC."""
-    if op == "create_topic":
-        if args["name"] not in state.topics:
-            state.create_topic(args["name"], args["partitions"], args.get("configs") or {},
-                               internal=args["name"].startswith("__"))
-    elif op == "delete_topic":
-        state.topics.pop(args["name"], None)
-    elif op == "add_partitions":
-        if args["name"] in state.topics and args["total"] > len(state.topics[args["name"]].partitions):
-            state.add_partitions(args["name"], args["total"])
-    elif op == "reclaim":
-        # A leader that released a partition for a move that never committed asks for a
-        # new epoch, so it may open the partition again (it never reopens a released epoch).
-        p = state.partition(args["name"], args["index"])
-        if p is not None and p.leader == args["node"] and p.epoch == args["epoch"]:
-            state.set_leader(args["name"], args["index"], args["node"])
-    elif op == "alter_configs":
-        configs = state.topics[args["name"]].configs
-        for key, kind, value in args["changes"]:
-            if kind == 0 and value is not None:
-                configs[key] = value
-            else:
-                configs.pop(key, None)
-    else:
-        raise ValueError(f"unknown metadata operation {op!r}")
+def apply_op(state: ClusterState, change: MetadataOp) -> None:
+    """Apply one named metadata change; a change that no longer applies is a no-op.
+
+    Named (not a closure) so a broker that is not the controller can forward it,
+    and idempotent so a retried forward does no harm.
+    """
+    match change:
+        case CreateTopic(name=name, partitions=partitions, configs=configs):
+            if name not in state.topics:
+                state.create_topic(name, partitions, configs, internal=name.startswith("__"))
+        case DeleteTopic(name=name):
+            state.topics.pop(name, None)
+        case AddPartitions(name=name, total=total):
+            if name in state.topics and total > len(state.topics[name].partitions):
+                state.add_partitions(name, total)
+        case Reclaim(name=name, index=index, node=node, epoch=epoch):
+            # A leader that released a partition for a move that never committed asks for a
+            # new epoch, so it may open the partition again (it never reopens a released epoch).
+            p = state.partition(name, index)
+            if p is not None and p.leader == node and p.epoch == epoch:
+                state.set_leader(name, index, node)
+        case AlterConfigs(name=name, changes=changes):
+            configs = state.topics[name].configs
+            for c in changes:
+                if c.kind == 0 and c.value is not None:
+                    configs[c.key] = c.value
+                else:
+                    configs.pop(c.key, None)

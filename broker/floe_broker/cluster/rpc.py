@@ -1,8 +1,9 @@
 """Broker <-> controller calls over the admin HTTP port (``/internal/v1/...``).
 
-Small JSON requests with short timeouts: register, heartbeat, release a
-partition (the old leader's half of a move), push metadata, drain. Any
-failure raises :class:`RpcError`; callers decide whether to retry.
+Small JSON requests with short timeouts. Any failure raises :class:`RpcError`
+(callers decide whether to retry), except a controller-only call that reached
+a broker which is not the controller: that raises :class:`NotController`, so
+the caller looks the lease up again instead of retrying the same address.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import RpcError
+from ..errors import NotController, RpcError
+
+# The ``error`` of the 503 a broker answers to a controller-only call when it is not the controller.
+NOT_THE_CONTROLLER = "not the controller"
 
 
 class Rpc:
@@ -29,6 +33,8 @@ class Rpc:
         try:
             async with self._client().post(f"http://{http}{path}", json=body, timeout=timeout) as resp:
                 data = await resp.json(content_type=None)
+                if resp.status == 503 and isinstance(data, dict) and data.get("error") == NOT_THE_CONTROLLER:
+                    raise NotController(f"{http}{path}: {NOT_THE_CONTROLLER}")
                 if resp.status >= 400:
                     raise RpcError(f"{http}{path}: {resp.status} {data}")
                 return data

@@ -1,4 +1,7 @@
-"""Object formats in the bucket: WAL objects, data objects, tombstones, checkpoints.
+"""Object formats in the bucket: WAL objects, data objects, tombstones.
+
+Where each object lives (its key) is ``storage.layout``'s business; this
+module only knows what is inside.
 
 WAL object (``wal/<node>/<session>/<seq>``) and data object
 (``data/<topic-id>/<p>/<base-offset>``) share one layout::
@@ -12,10 +15,8 @@ one per partition per WAL object, so recovery reads the footer with one
 suffix GET and then only the byte ranges it needs. A data-object entry is
 ``[base, last, max_ts, pos, size]`` at roughly block granularity.
 
-A tombstone is a tiny object whose content is :data:`TOMBSTONE`; the
-controller creates it at a session's next WAL key to fence that session (I3).
-
-Sequence numbers are zero-padded so lexicographic listing is numeric order.
+A tombstone is a tiny object whose content is ``storage.layout.TOMBSTONE``;
+the controller creates it at a session's next WAL key to fence that session (I3).
 """
 
 from __future__ import annotations
@@ -27,33 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadObject
+from ..storage.layout import TOMBSTONE
 
 WAL_MAGIC = b"FLOEWAL1"
 DATA_MAGIC = b"FLOEDAT1"
-TOMBSTONE = b"FLOE-TOMBSTONE"
 _FOOTER = struct.Struct(">I8s")
 FOOTER_SIZE = _FOOTER.size
 SUFFIX_GUESS = 64 * 1024
-
-
-def wal_prefix(node: int, session: str) -> str:
-    return f"wal/{node}/{session}/"
-
-
-def wal_key(node: int, session: str, seq: int) -> str:
-    return f"wal/{node}/{session}/{seq:012d}"
-
-
-def seq_of(key: str) -> int:
-    return int(key.rsplit("/", 1)[1])
-
-
-def data_key(topic_id: str, partition: int, base: int) -> str:
-    return f"data/{topic_id}/{partition}/{base:020d}"
-
-
-def checkpoint_key(topic_id: str, partition: int) -> str:
-    return f"meta/partitions/{topic_id}/{partition}"
 
 
 @dataclass(frozen=True, slots=True)

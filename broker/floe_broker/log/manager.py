@@ -31,8 +31,8 @@ from typing import Any
 import structlog
 
 from .. import metrics
-from ..cluster.metadata import TopicInfo
 from ..errors import NotFound, NotLeader, PreconditionFailed
+from ..storage import layout
 from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .cache import BlockCache
@@ -118,22 +118,27 @@ class PartitionManager:
 
     # ---- open / close -----------------------------------------------------------
 
-    async def open(self, topic: TopicInfo, index: int, epoch: int) -> Partition | None:
-        key = (topic.name, index)
+    async def open(self, topic: str, topic_id: str, index: int, epoch: int) -> Partition | None:
+        """Lead ``topic``/``index`` at ``epoch``; None if we promised never to reopen it there.
+
+        ``topic_id`` tells a re-created topic of the same name apart: its
+        checkpoint and data live under the new id.
+        """
+        key = (topic, index)
         if epoch <= self.released.get(key, -1):
             return None  # we released it at this epoch: the next leader may already write
         held = self.held.get(key)
-        if held and held.partition.epoch == epoch and held.partition.topic_id == topic.topic_id:
+        if held and held.partition.epoch == epoch and held.partition.topic_id == topic_id:
             return held.partition
         task = self._opening.get(key)
         if task is None:
-            task = asyncio.create_task(self._open(topic, index, epoch))
+            task = asyncio.create_task(self._open(topic, topic_id, index, epoch))
             self._opening[key] = task
             task.add_done_callback(lambda _t: self._opening.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _open(self, topic: TopicInfo, index: int, epoch: int) -> Partition | None:
-        ck_key = formats.checkpoint_key(topic.topic_id, index)
+    async def _open(self, topic: str, topic_id: str, index: int, epoch: int) -> Partition | None:
+        ck_key = layout.checkpoint_key(topic_id, index)
         t0 = time.perf_counter()
         while True:
             try:
@@ -144,10 +149,10 @@ class PartitionManager:
                 body, etag = None, None
             assert body is None or etag is not None
             if body is not None and body["epoch"] > epoch:
-                log.warning("not opening: checkpoint has a higher epoch", topic=topic.name,
+                log.warning("not opening: checkpoint has a higher epoch", topic=topic,
                             partition=index, ours=epoch, theirs=body["epoch"])
                 return None
-            part = Partition(topic.name, topic.topic_id, index, epoch)
+            part = Partition(topic, topic_id, index, epoch)
             recovered = 0
             if body is not None:
                 part.load_checkpoint_body(body)
@@ -159,23 +164,23 @@ class PartitionManager:
                 new_etag = await retrying(functools.partial(self.store.put, ck_key, new_body, **cond))
             except PreconditionFailed:
                 continue  # changed under us (old leader's last checkpoint): read again
-            self.held[(topic.name, index)] = Held(
+            self.held[(topic, index)] = Held(
                 part, new_etag, part.high_watermark, len(part.pieces), time.monotonic()
             )
             metrics.PARTITIONS_LED.set(len(self.held))
-            log.info("partition opened", topic=topic.name, partition=index, epoch=epoch,
+            log.info("partition opened", topic=topic, partition=index, epoch=epoch,
                      log_start=part.log_start, next_offset=part.next_offset,
                      recovered_chunks=recovered, ms=round((time.perf_counter() - t0) * 1000, 1))
             return part
 
     async def _recover_tail(self, part: Partition, body: dict[str, Any]) -> int:
         node, session, start = body["node"], body["session"], body.get("wal_from", 0)
-        keys = await retrying(lambda: self.store.list(formats.wal_prefix(node, session)))
+        keys = await retrying(lambda: self.store.list(layout.wal_prefix(node, session)))
         # The closed prefix: consecutive seqs after the checkpoint, up to the first gap.
         chain: list[str] = []
         expected = start + 1
         for key in keys:
-            seq = formats.seq_of(key)
+            seq = layout.seq_of(key)
             if seq <= start:
                 continue
             if seq != expected:
@@ -199,7 +204,7 @@ class PartitionManager:
         found = 0
         first_recovered = len(part.pieces)
         for key, (index, magic) in zip(chain, footers, strict=True):
-            if magic == formats.TOMBSTONE:
+            if magic == layout.TOMBSTONE:
                 break
             for entry in formats.wal_entries(index):
                 if (
@@ -262,7 +267,7 @@ class PartitionManager:
 
     async def _write_checkpoint(self, held: Held, *, clean: bool = False) -> None:
         part = held.partition
-        ck_key = formats.checkpoint_key(part.topic_id, part.index)
+        ck_key = layout.checkpoint_key(part.topic_id, part.index)
         body = self._body(part, clean=clean)
         try:
             held.etag = await retrying(lambda: self.store.put(ck_key, body, if_match=held.etag), attempts=10)
@@ -343,7 +348,7 @@ class PartitionManager:
             block[2] = max(block[2], c.max_ts)
             block[4] += c.size
             pos += c.size
-        key = formats.data_key(part.topic_id, part.index, chunks[0].base) + f"-{part.epoch}"
+        key = layout.data_key(part.topic_id, part.index, chunks[0].base) + f"-{part.epoch}"
         body = formats.encode_object(parts, index, formats.DATA_MAGIC)
         try:
             await retrying(lambda: self.store.put(key, body, if_none_match=True), attempts=10)

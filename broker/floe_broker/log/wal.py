@@ -29,6 +29,7 @@ import structlog
 
 from .. import metrics
 from ..errors import Fenced, PreconditionFailed
+from ..storage import layout
 from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .partition import Chunk, Partition
@@ -181,7 +182,7 @@ class WalWriter:
         return formats.encode_object(parts, index, formats.WAL_MAGIC)
 
     async def _write(self, flush: Flush) -> None:
-        key = formats.wal_key(self.node_id, self.session, flush.seq)
+        key = layout.wal_key(self.node_id, self.session, flush.seq)
         body = self._encode(flush)
         async with self._sem:
             t0 = time.perf_counter()
@@ -216,7 +217,7 @@ class WalWriter:
         except PreconditionFailed:
             # Ours from a lost answer, or a tombstone: look before deciding.
             got = await self.store.get(key)
-            if got.data == formats.TOMBSTONE or got.data != body:
+            if got.data == layout.TOMBSTONE or got.data != body:
                 raise Fenced(key) from None
 
     def _complete_in_order(self) -> None:

@@ -1,4 +1,4 @@
-"""Garbage collection of WAL objects no checkpoint needs any more (run by the controller).
+"""Garbage collection of WAL objects no checkpoint needs any more (scheduled by the controller).
 
 A WAL object ``wal/<node>/<session>/<seq>`` may be deleted when all hold:
 
@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from ..errors import NotFound
-from ..log import formats
+from ..storage import layout
 from ..storage.objectstore import ObjectStore, retrying
 
 log = structlog.get_logger(__name__)
@@ -46,14 +46,13 @@ class WalCollector:
     async def run_once(self, *, live_sessions: set[str], now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
         referenced, low_water = await self._scan_checkpoints()
-        keys = await retrying(lambda: self.store.list("wal/"))
+        keys = await retrying(lambda: self.store.list(layout.WAL_PREFIX))
         keep: dict[str, float] = {}
         doomed: list[str] = []
         for key in keys:
             if key in referenced or key in self.tombstones:
                 continue
-            _, node, session, _seq = key.split("/")
-            seq = formats.seq_of(key)
+            session, seq = layout.session_of(key), layout.seq_of(key)
             floor = low_water.get(session)
             if floor is None and session in live_sessions:
                 continue  # a live session without any checkpoint yet: all of it may be tail
@@ -71,7 +70,7 @@ class WalCollector:
                 info = await retrying(lambda k=key: self.store.head(k), attempts=5)  # type: ignore[misc]
             except NotFound:
                 continue
-            if info.size == len(formats.TOMBSTONE):
+            if info.size == len(layout.TOMBSTONE):
                 self.tombstones.add(key)
                 continue
             await retrying(lambda k=key: self.store.delete(k), attempts=5)  # type: ignore[misc]
@@ -82,7 +81,7 @@ class WalCollector:
         return deleted
 
     async def _scan_checkpoints(self) -> tuple[set[str], dict[str, int]]:
-        keys = await retrying(lambda: self.store.list("meta/partitions/"))
+        keys = await retrying(lambda: self.store.list(layout.CHECKPOINT_PREFIX))
         sem = asyncio.Semaphore(32)
 
         async def read(key: str) -> dict[str, Any] | None:

@@ -1,0 +1,192 @@
+"""This broker's membership of the cluster: joining, the lease, heartbeats, being fenced.
+
+Every broker runs the same two loops; which role it plays follows the lease:
+
+* the lease loop renews the controller lease while this broker holds it, on
+  its own task, because controller work (fencing, pushes to brokers that are
+  recovering partitions) may take longer than the lease lasts;
+* the heartbeat loop, as controller, supervises (fences brokers that missed
+  their heartbeats, schedules WAL garbage collection); as a member, it
+  heartbeats to the controller, takes the lease over when it expired, stops
+  the broker when the controller failed its session, and catches up on
+  metadata when the controller's version moved past ours.
+
+A broker that drained and is leaving on purpose sets :attr:`Membership.leaving`:
+from then on the controller forgetting its session is expected, not a fence.
+
+What "fenced" and "new metadata" mean for the broker (stop; reopen
+partitions) is left to the callbacks, so this module knows nothing of the
+log or of groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from floe_api.internal import HeartbeatRequest, RegisterRequest
+
+from ..errors import NotController, NotFound, RpcError, StartupError, StoreUnavailable
+from ..storage.layout import CLUSTER_KEY
+from ..storage.objectstore import ObjectStore
+from .client import LocalController, RemoteController
+from .controller import Controller, now_ms
+from .metadata import ClusterState
+
+log = structlog.get_logger(__name__)
+
+JOIN_TIMEOUT_S = 120.0
+
+
+class Membership:
+    def __init__(
+        self,
+        controller: Controller,
+        remote: RemoteController,
+        store: ObjectStore,
+        *,
+        registration: RegisterRequest,
+        heartbeat_interval_ms: int,
+        session_timeout_ms: int,
+        wal_gc_interval_ms: int,
+        on_fenced: Callable[[], None],
+        on_metadata: Callable[[ClusterState], Awaitable[None]],
+        collect_wal: Callable[[set[str]], Awaitable[object]],
+        join_timeout_s: float = JOIN_TIMEOUT_S,
+    ) -> None:
+        self.controller = controller
+        self.local = LocalController(controller)
+        self.remote = remote
+        self.store = store
+        self.registration = registration
+        self.session = registration.session
+        self.interval_s = heartbeat_interval_ms / 1000
+        self.session_timeout_ms = session_timeout_ms
+        self.gc_interval_s = wal_gc_interval_ms / 1000
+        self._next_gc = time.monotonic() + self.gc_interval_s
+        self._on_fenced = on_fenced
+        self._on_metadata = on_metadata
+        self._collect_wal = collect_wal
+        self.join_timeout_s = join_timeout_s
+        self.node_id = -1
+        self.leaving = False  # drained, now leaving the cluster: heartbeats may be refused
+        self.view = ClusterState()  # metadata as last pushed or read, when not the controller
+
+    # ---- what this broker knows ---------------------------------------------------
+
+    def state(self) -> ClusterState:
+        if self.controller.active and self.controller.state is not None:
+            return self.controller.state
+        return self.view
+
+    def controller_node(self) -> int:
+        """Node id of the current controller (-1 while it changes)."""
+        if self.controller.active:
+            return self.node_id
+        for n, b in self.state().brokers.items():
+            if b.session == self.remote.holder:
+                return n
+        return -1
+
+    def adopt(self, state: ClusterState) -> bool:
+        """Take pushed or read metadata as our view; the controller's own state always wins."""
+        if self.controller.active or state.version < self.view.version:
+            return False
+        self.view = state
+        return True
+
+    async def refresh_view(self) -> None:
+        """Read the metadata from the bucket and hand it on if it is newer than ours."""
+        try:
+            got = await self.store.get(CLUSTER_KEY)
+        except (NotFound, StoreUnavailable):
+            return
+        state = ClusterState.from_bytes(got.data)
+        if state.version > self.view.version:
+            await self._on_metadata(state)
+
+    # ---- joining --------------------------------------------------------------------
+
+    async def join(self) -> int:
+        """Become controller if the lease is free, else register with the one holding it."""
+        started = time.monotonic()
+        while True:
+            if await self.controller.try_acquire():
+                self.node_id = await self.local.register(self.registration)
+                return self.node_id
+            lease = await self.remote.lease()
+            if lease is not None and lease.expires_ms > now_ms():
+                try:
+                    node = await self.remote.register(self.registration, lease=lease)
+                    await self.refresh_view()
+                    self.node_id = node
+                    return node
+                except (RpcError, NotController) as exc:
+                    log.info("controller not reachable yet", controller=lease.http, error=str(exc))
+            if time.monotonic() - started > self.join_timeout_s:
+                raise StartupError(f"could not join the cluster: no controller answered for {self.join_timeout_s:g} s")
+            await asyncio.sleep(min(0.5, self.session_timeout_ms / 4000))
+
+    # ---- loops ------------------------------------------------------------------------
+
+    def _holds_lease(self) -> bool:
+        return self.controller.lease is not None and self.controller.lease.holder == self.session
+
+    async def lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                if self._holds_lease() and not await self.controller.renew():
+                    self.controller.lease = None  # someone else holds it now: become a member
+            except Exception as exc:
+                log.warning("lease renewal failed", error=repr(exc))
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                if not self._holds_lease():
+                    await self.member_round()
+                elif self.controller.active and not await self.controller_round():
+                    return
+            except Exception as exc:
+                log.warning("controller round failed", error=repr(exc))
+
+    async def controller_round(self) -> bool:
+        """Supervise the cluster; False once this broker's own session was failed."""
+        if not self.controller.heartbeat(self.node_id, self.session):
+            self.fenced("the controller no longer knows this session")
+            return False
+        await self.controller.check_liveness()
+        if time.monotonic() >= self._next_gc:
+            self._next_gc = time.monotonic() + self.gc_interval_s
+            await self._collect_wal({b.session for b in self.state().brokers.values()})
+        return True
+
+    async def member_round(self) -> None:
+        lease = await self.remote.lease()
+        if lease is None or lease.expires_ms <= now_ms():
+            if await self.controller.try_acquire():
+                log.info("took over as controller")
+                if not self.controller.heartbeat(self.node_id, self.session):
+                    self.fenced("this session was failed while the controller changed")
+            return
+        try:
+            reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
+                                                lease=lease, timeout_s=max(self.interval_s, 0.5))
+        except (RpcError, NotController):
+            return  # the controller may be changing; the lease tells us
+        if not reply.ok:
+            self.fenced("the controller failed this session (missed heartbeats)")
+            return
+        if reply.version > self.view.version:
+            await self.refresh_view()
+
+    def fenced(self, reason: str) -> None:
+        if self.leaving:
+            return  # we are leaving on purpose: the controller forgetting this session is expected
+        log.error("stopping: session fenced", reason=reason)
+        self._on_fenced()

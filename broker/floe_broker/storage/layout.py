@@ -1,0 +1,52 @@
+"""Where everything lives in the bucket: the one place that knows key names.
+
+The controller (fencing, leases, metadata), the log (WAL writer, recovery,
+checkpoints, compaction) and WAL garbage collection all address the same
+objects; keeping the key scheme here lets them agree without importing each
+other, and makes the bucket readable from this file alone::
+
+    meta/cluster                         cluster metadata (controller writes, CAS)
+    meta/controller                      the controller lease
+    meta/partitions/<topic-id>/<p>       a partition's checkpoint
+    wal/<node>/<session>/<seq>           a WAL object (or a tombstone)
+    data/<topic-id>/<p>/<base>-<epoch>   a compacted data object
+
+Sequence numbers and offsets are zero-padded so lexicographic listing is
+numeric order.
+"""
+
+from __future__ import annotations
+
+CLUSTER_KEY = "meta/cluster"
+LEASE_KEY = "meta/controller"
+CHECKPOINT_PREFIX = "meta/partitions/"
+WAL_PREFIX = "wal/"
+
+# Content of a tombstone: the controller creates it, create-only, at a fenced
+# session's next WAL key, so that session can never commit that seq (I3).
+TOMBSTONE = b"FLOE-TOMBSTONE"
+
+
+def wal_prefix(node: int, session: str) -> str:
+    return f"{WAL_PREFIX}{node}/{session}/"
+
+
+def wal_key(node: int, session: str, seq: int) -> str:
+    return f"{WAL_PREFIX}{node}/{session}/{seq:012d}"
+
+
+def seq_of(key: str) -> int:
+    return int(key.rsplit("/", 1)[1])
+
+
+def session_of(key: str) -> str:
+    """The writing session of a WAL key."""
+    return key.split("/")[2]
+
+
+def data_key(topic_id: str, partition: int, base: int) -> str:
+    return f"data/{topic_id}/{partition}/{base:020d}"
+
+
+def checkpoint_key(topic_id: str, partition: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{topic_id}/{partition}"

@@ -1,0 +1,126 @@
+"""Membership: joining, being fenced, and the leaving rule (a drained broker is not fenced)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from floe_api.internal import CreateTopic, RegisterRequest
+from floe_broker.cluster.controller import Controller, Lease, now_ms
+from floe_broker.cluster.membership import Membership
+from floe_broker.cluster.metadata import ClusterState
+from floe_broker.errors import StartupError
+from floe_broker.storage.layout import LEASE_KEY
+
+from .conftest import SESSION_TIMEOUT_MS, Cluster
+
+
+@dataclass
+class Seen:
+    fenced: int = 0
+    metadata: list[int] = field(default_factory=list)
+    collected: list[set[str]] = field(default_factory=list)
+
+
+def membership(cluster: Cluster, controller: Controller, seen: Seen, **kw: float) -> Membership:
+    session = controller.session
+    seen_metadata = seen.metadata
+
+    async def on_metadata(state: ClusterState) -> None:
+        m.adopt(state)
+        seen_metadata.append(state.version)
+
+    async def collect(live: set[str]) -> None:
+        seen.collected.append(live)
+
+    def on_fenced() -> None:
+        seen.fenced += 1
+
+    m = Membership(
+        controller, cluster.remote(session), cluster.store,
+        registration=RegisterRequest(session=session, host=f"{session}.test", port=9092, http=controller.http),
+        heartbeat_interval_ms=100, session_timeout_ms=SESSION_TIMEOUT_MS, wal_gc_interval_ms=0,
+        on_fenced=on_fenced, on_metadata=on_metadata, collect_wal=collect, **kw,  # type: ignore[arg-type]
+    )
+    return m
+
+
+async def test_a_member_joins_through_the_lease_holder_and_catches_up(cluster: Cluster) -> None:
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    await ctl.local.apply(CreateTopic(name="t", partitions=1))
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    node = await m.join()
+    assert node == m.node_id and node in ctl.state().brokers
+    assert seen.metadata == [ctl.state().version] and "t" in m.state().topics
+    assert m.controller_node() == -1  # the controller itself never registered a broker here
+
+
+async def test_a_member_the_controller_failed_is_fenced(cluster: Cluster) -> None:
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    await m.join()
+    await m.member_round()
+    assert seen.fenced == 0
+    await ctl.controller.fail_broker(m.node_id)
+    await m.member_round()
+    assert seen.fenced == 1
+
+
+async def test_a_leaving_member_whose_heartbeat_is_refused_is_not_fenced(cluster: Cluster) -> None:
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    await m.join()
+    m.leaving = True
+    await ctl.local.leave(m.node_id)
+    await m.member_round()
+    assert seen.fenced == 0
+
+
+@pytest.mark.parametrize("leaving", [False, True])
+async def test_a_controller_whose_own_session_is_gone_is_fenced_unless_leaving(
+    cluster: Cluster, leaving: bool
+) -> None:
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("ctl")).controller, seen)
+    node = await m.join()
+    assert m.controller.active and m.controller_node() == node
+    assert await m.controller_round()
+    m.leaving = leaving
+    await m.local.leave(node)
+    assert not await m.controller_round()
+    assert seen.fenced == (0 if leaving else 1)
+
+
+async def test_the_controller_schedules_wal_collection_with_the_live_sessions(cluster: Cluster) -> None:
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("ctl")).controller, seen)
+    await m.join()
+    await m.controller_round()
+    assert seen.collected == [{"ctl"}]
+
+
+async def test_a_member_takes_over_an_expired_lease(cluster: Cluster) -> None:
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    await m.join()
+    await ctl.controller.release()  # expires the lease at once
+    await m.member_round()
+    assert m.controller.active and m.controller_node() == m.node_id
+    assert seen.fenced == 0
+
+
+async def test_joining_gives_up_when_no_controller_answers(cluster: Cluster) -> None:
+    lease = Lease(holder="gone", http="127.0.0.1:9", epoch=1, expires_ms=now_ms() + 60_000)
+    await cluster.store.put(LEASE_KEY, lease.to_bytes())
+    m = membership(cluster, (await cluster.node("late")).controller, Seen(), join_timeout_s=0.3)
+    with pytest.raises(StartupError, match="no controller answered"):
+        await m.join()
