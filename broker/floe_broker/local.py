@@ -4,8 +4,8 @@ Starts N ``floe broker`` processes on one ``file://`` store under ``.floe/``,
 prints the bootstrap address and how to use it, and on Ctrl-C (or SIGTERM)
 drains every broker and waits for them to exit.
 
-With ``--autoscale`` the operator's local loop (``floe_operator.local``,
-imported lazily: the broker does not depend on the operator) also runs a local
+With ``--autoscale`` the local scaling loop (``floe_cli.local.autoscale``,
+imported lazily: the broker does not depend on it) also runs a local
 Prometheus, the balancer and an HPA-style autoscaler that starts and drains
 broker processes.
 """
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     up.add_argument("broker_args", nargs="*", help="extra flags passed to every broker (after --)")
     up.set_defaults(func=_up)
     try:
-        from floe_operator.local import flags
+        from floe_cli.local import flags
     except ImportError:  # the operator package is not installed: no --autoscale
         return
     flags.add_arguments(up)
@@ -70,9 +70,9 @@ def wait_ready(http: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] |
 
 def _up(ns: argparse.Namespace) -> int:
     if getattr(ns, "autoscale", False):
-        from floe_operator.local import autoscaler
+        from floe_cli.local import autoscale
 
-        return autoscaler.run(ns)
+        return autoscale.run(ns)
     state = Path(ns.dir).resolve()
     (state / "data").mkdir(parents=True, exist_ok=True)
     storage = ns.storage or f"file://{state / 'data'}"

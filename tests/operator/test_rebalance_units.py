@@ -381,3 +381,44 @@ async def test_the_kubernetes_loop_does_not_see_a_partition_whose_consumers_paus
     assert [(b.node_id, b.load) for b in status.brokers] == [(1, 200.0), (2, 200.0)]
     assert (status.state, status.skew_percent) == ("Balanced", 0.0)
     assert admin.posted == []  # raw in + out (290 against 110) would have moved t/1 back
+
+
+async def test_both_loops_ask_the_one_new_broker_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from floe_cli.local import autoscale, hpa
+    from floe_cli.local.fleet import EventLog
+    from floe_operator.planner import RebalancePolicy
+
+    asked: list[set[int]] = []
+    rule = rounds.new_brokers
+
+    def spy(*args: Any, **kwargs: Any) -> set[int]:
+        asked.append(rule(*args, **kwargs))
+        return asked[-1]
+
+    monkeypatch.setattr(rounds, "new_brokers", spy)
+    grown = view({1: False, 2: False}, {("t", 0): 1, ("t", 1): 1})  # broker 2 leads nothing: it is new
+
+    tick, k8s_admin = kubernetes_round(grown, {})
+    await tick()
+    assert asked == [{2}] and k8s_admin.posted == [[("t", 0, 2)]]
+
+    class Fleet:
+        brokers: list[Any] = []
+
+        def serving(self) -> list[Any]:
+            return [type("B", (), {"http": "b1"})()]
+
+    local_admin = FakeAdmin(grown)
+    loop = autoscale.Loop(
+        fleet=Fleet(),  # type: ignore[arg-type]
+        source=None,  # type: ignore[arg-type]
+        scaler=hpa.Autoscaler(min_replicas=1, max_replicas=3, target=1.0),
+        rounds=rounds.Rounds(RebalancePolicy(max_skew_percent=20, skew_intervals=3)),
+        events=EventLog(tmp_path / "events.jsonl"),
+        admin_for=lambda _http: local_admin,  # type: ignore[arg-type,return-value]
+        interval=1,
+        drain_timeout=1,
+        max_skew_percent=20,
+    )
+    await loop.rebalance(None)
+    assert asked == [{2}, {2}] and local_admin.posted == [[("t", 0, 2)]]
