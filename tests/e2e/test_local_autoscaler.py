@@ -17,7 +17,7 @@ from floe_cli.local import autoscale, flags, hpa
 from floe_cli.local.fleet import EventLog
 from floe_operator.balancing.load import LoadSnapshot, partition_load
 from floe_operator.balancing.rounds import Rounds
-from floe_operator.balancing.scrape import counter_rate
+from floe_operator.balancing.scrape import MetricsScraper, counter_rate
 from floe_operator.planner import RebalancePolicy
 
 
@@ -48,10 +48,10 @@ def test_policies_and_windows_from_flags() -> None:
 def test_without_prometheus_it_says_so_once_and_scrapes_directly(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     ns = parse("--prometheus", str(tmp_path / "no-such-prometheus"))
     source = autoscale.make_source(ns, tmp_path)
-    assert isinstance(source, autoscale.Scraper)
+    assert isinstance(source, MetricsScraper)
     err = capsys.readouterr().err
     assert err.count("prometheus not found") == 1 and "/metrics directly" in err
-    assert isinstance(autoscale.make_source(parse("--prometheus", "off"), tmp_path), autoscale.Scraper)
+    assert isinstance(autoscale.make_source(parse("--prometheus", "off"), tmp_path), MetricsScraper)
     assert "not found" not in capsys.readouterr().err
 
 
@@ -80,7 +80,7 @@ def test_load_sources_see_real_traffic(brokers, file_store, tmp_path: Path, kind
     create_topic(b.bootstrap, topic, 2)
     source: autoscale.Source = (
         LocalPrometheus(autoscale.PROMETHEUS, tmp_path, window=3, scrape_interval=0.5, port=0)
-        if kind == "prometheus" else autoscale.Scraper(3))
+        if kind == "prometheus" else MetricsScraper(3))
     stop = threading.Event()
 
     def traffic() -> None:

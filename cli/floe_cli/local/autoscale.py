@@ -67,13 +67,6 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class Scraper(MetricsScraper):
-    """:class:`MetricsScraper` as a :class:`Source` (it has nothing to close)."""
-
-    def close(self) -> None:
-        pass
-
-
 def make_source(ns: argparse.Namespace, state: Path) -> Source:
     choice = ns.prometheus
     binary = None if choice == "off" else (PROMETHEUS if choice == "auto" else choice)
@@ -82,7 +75,7 @@ def make_source(ns: argparse.Namespace, state: Path) -> Source:
               file=sys.stderr, flush=True)
         binary = None
     if binary is None:
-        return Scraper(ns.rate_window, ns.balance_window)
+        return MetricsScraper(ns.rate_window, ns.balance_window)
     try:
         return LocalPrometheus(shutil.which(binary) or binary, state, window=ns.rate_window,
                                balance_window=ns.balance_window, scrape_interval=ns.scrape_interval,
@@ -90,7 +83,7 @@ def make_source(ns: argparse.Namespace, state: Path) -> Source:
     except (OSError, RuntimeError) as exc:
         print(f"autoscaler: prometheus did not start ({exc}); reading the brokers' /metrics directly",
               file=sys.stderr, flush=True)
-        return Scraper(ns.rate_window, ns.balance_window)
+        return MetricsScraper(ns.rate_window, ns.balance_window)
 
 
 @dataclass

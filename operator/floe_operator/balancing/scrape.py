@@ -61,6 +61,9 @@ class MetricsScraper:
     def targets(self, https: list[str]) -> None:
         self._targets = list(https)
 
+    def close(self) -> None:
+        """Nothing to release (it holds no connection); here so it stands in for a Prometheus process."""
+
     def _sample(self) -> None:
         from prometheus_client.parser import text_string_to_metric_families
 
