@@ -258,10 +258,15 @@ async def test_admin_client_reads_the_view_and_posts_moves(aiohttp_free_port: in
     async def broken(_: web.Request) -> web.Response:
         return web.json_response({"error": "no controller"}, status=503)
 
+    async def ready(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ready", "node": 7})
+
     app = web.Application()
     app.router.add_get("/v1/cluster", cluster)
     app.router.add_post("/v1/reassignments", reassign)
     app.router.add_get("/broken/v1/cluster", broken)
+    app.router.add_get("/readyz", ready)
+    app.router.add_get("/broken/readyz", broken)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", aiohttp_free_port).start()
@@ -272,9 +277,13 @@ async def test_admin_client_reads_the_view_and_posts_moves(aiohttp_free_port: in
             result = await admin.reassign([("t", 0, 2)])
             assert posted == [{"moves": [{"topic": "t", "partition": 0, "to": 2}]}]
             assert result.seconds == 0.01 and result.failed == []
+            assert result.results == [schema.MoveResult(topic="t", partition=0, to=2, epoch=2)]
+            assert (await admin.readiness()).node == 7
         async with broker_client.BrokerAdmin(f"http://127.0.0.1:{aiohttp_free_port}/broken") as admin:
             with pytest.raises(broker_client.BrokerAdminError, match="503.*no controller"):
                 await admin.cluster()
+            with pytest.raises(broker_client.BrokerAdminError, match="503"):
+                await admin.readiness()
     finally:
         await runner.cleanup()
 
