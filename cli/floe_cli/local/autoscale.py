@@ -68,6 +68,7 @@ class Source(Protocol):
 
 
 def make_source(ns: argparse.Namespace, state: Path) -> Source:
+    """A local Prometheus if one can run here, else the direct scrape (said once on stderr)."""
     choice = ns.prometheus
     binary = None if choice == "off" else (PROMETHEUS if choice == "auto" else choice)
     if binary is not None and not (os.path.exists(binary) or shutil.which(binary)):
@@ -88,6 +89,8 @@ def make_source(ns: argparse.Namespace, state: Path) -> Source:
 
 @dataclass
 class Loop:
+    """One local cluster's scaling loop; :meth:`step` is one decision (tests drive it directly)."""
+
     fleet: Fleet
     source: Source
     scaler: hpa.Autoscaler
