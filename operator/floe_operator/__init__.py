@@ -1,7 +1,7 @@
 """The Floe Kubernetes operator: StreamCluster -> brokers, Services, HPA, PDB.
 
 Layers (imports go one way): ``main`` (kopf handlers) -> ``reconcile`` ->
-``manifests`` (pure builders), ``planner`` (pure balancer and policy),
-``prometheus`` (load), ``broker_client`` (admin API), ``kube`` (API client)
--> ``spec``, ``config``.
+``manifests`` (pure builders), ``balancing`` (the rebalance core shared with
+the local autoscaler: load readers, admin API client, rounds) -> ``planner``
+(pure balancer and policy), ``kube`` (API client) -> ``spec``, ``config``.
 """

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floe_operator.local import hpa
-from floe_operator.local.hpa import Autoscaler, Behavior, ScaleEvent, ScalingPolicy, ScalingRules
+from floe_cli.local import hpa
+from floe_cli.local.hpa import Autoscaler, Behavior, ScaleEvent, ScalingPolicy, ScalingRules
 
 
 def test_formula_is_ceil_of_current_times_ratio() -> None:

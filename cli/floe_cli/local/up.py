@@ -17,9 +17,8 @@ import argparse
 import signal
 import time
 from pathlib import Path
-from types import ModuleType
 
-from floe_cli.local import brokers, ports
+from floe_cli.local import brokers, flags, ports
 from floe_cli.local.brokers import say
 
 START_TIMEOUT_S = 60.0
@@ -39,30 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("broker_args", nargs="*", help="extra flags passed to every broker (after --)")
     up.set_defaults(func=run)
-    _autoscale_flags().add_arguments(up)
-
-
-def _autoscale_flags() -> ModuleType:
-    """The module whose ``add_arguments(up)`` adds the ``--autoscale`` flags (light: built into every parser)."""
-    try:
-        from floe_cli.local import flags  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:  # the autoscaler has not moved out of the operator yet
-        from floe_cli.local import operator_autoscale as flags
-    return flags
-
-
-def _autoscale_loop() -> ModuleType:
-    """The module whose ``run(ns)`` is ``floe local up --autoscale``; imported only when asked for."""
-    try:
-        from floe_cli.local import autoscale  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:  # the autoscaler has not moved out of the operator yet
-        from floe_cli.local import operator_autoscale as autoscale
-    return autoscale
+    flags.add_arguments(up)
 
 
 def run(ns: argparse.Namespace) -> int:
     if getattr(ns, "autoscale", False):
-        return int(_autoscale_loop().run(ns))
+        from floe_cli.local import autoscale  # the loop pulls in the operator's core: only when asked for
+
+        return int(autoscale.run(ns))
     if ns.brokers < 1:
         say("floe local up: --brokers must be at least 1", err=True)
         return 2

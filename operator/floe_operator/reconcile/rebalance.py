@@ -6,19 +6,23 @@
 
 1. reads the cluster from the brokers' admin API (``GET /v1/cluster``: brokers,
    draining flags, every partition's leader) through the bootstrap Service;
-2. reads per-partition bytes/s in + out from Prometheus (``prometheus``);
-3. asks :class:`floe_operator.planner.RebalancePolicy` whether to move
-   anything, and if so POSTs the moves (``/v1/reassignments``, forwarded to the
-   controller) in a background task, so the loop keeps measuring and keeps
-   pod-deletion costs current while a plan runs, and the policy sees
-   ``plan_running`` and plans nothing new until it ends;
+2. reads per-partition load from Prometheus;
+3. lets the rebalance core (:mod:`floe_operator.balancing`, shared with the
+   local autoscaler) decide whether to move anything, and if so POSTs the
+   moves (``/v1/reassignments``, forwarded to the controller) in a background
+   task, so the loop keeps measuring and keeps pod-deletion costs current
+   while a plan runs, and the core sees ``plan_running`` and plans nothing new
+   until it ends;
 4. keeps ``controller.kubernetes.io/pod-deletion-cost`` on the broker pods
    (least-loaded broker = lowest cost) so an HPA scale-in removes the brokers
    with the least to drain;
 5. writes ``status.rebalance`` and the ``Rebalancing`` condition.
 
-Everything that decides is pure and lives in :mod:`floe_operator.planner` or
-in the functions at the top of this module; the class below only does I/O.
+Everything that decides is pure and lives in :mod:`floe_operator.planner`,
+:mod:`floe_operator.balancing.rounds` or the functions at the top of this
+module; the class below only does I/O. What is Kubernetes' own here is how
+brokers leave: an HPA scale-in deletes pods, and the deletion costs make it
+delete the ones with the least to drain.
 
 When Prometheus does not answer, the loop still serves the two cases where a
 person is waiting (a new broker, a draining broker that leads partitions) by
@@ -33,18 +37,20 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import kopf
 
 from floe_api import public as schema
-from floe_operator import broker_client
 from floe_operator import config as config_
 from floe_operator import kube as kube_
-from floe_operator import prometheus as prometheus_
 from floe_operator import spec as spec_
+from floe_operator.balancing import admin as admin_
+from floe_operator.balancing import prometheus as prometheus_
+from floe_operator.balancing import rounds as rounds_
+from floe_operator.balancing.load import LoadSnapshot, LoadUnavailable
 from floe_operator.manifests import naming
-from floe_operator.planner import BrokerInfo, Move, PartitionInfo, RebalancePolicy, skew_percent
+from floe_operator.planner import Move, PartitionInfo, RebalancePolicy
 from floe_operator.planner.costs import deletion_costs
 from floe_operator.reconcile import status as status_
 
@@ -52,65 +58,11 @@ REBALANCING = "Rebalancing"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # skew_intervals for ``continuous: false``: skew alone never triggers a plan.
 NEVER = sys.maxsize
-Reason = Literal["ScaleOut", "Drain", "Skew"]
 
 
 # ---------------------------------------------------------------------------
 # Pure parts
 # ---------------------------------------------------------------------------
-
-
-def planner_input(
-    view: schema.ClusterView,
-    loads: Mapping[tuple[str, int], float] | None,
-    *,
-    seen: set[int] | None,
-    on_scale_out: bool,
-) -> tuple[list[BrokerInfo], list[PartitionInfo]]:
-    """The admin view and Prometheus' loads as the planner's input.
-
-    A broker is *new* if the previous round did not see it, or (so that an
-    operator restart does not miss a scale-out) if it leads nothing while
-    there are at least as many partitions as brokers to take them. ``loads``
-    None (Prometheus down) means every load is 0: the planner balances counts.
-    """
-    leads: dict[int, int] = {}
-    for p in view.partitions:
-        leads[p.leader] = leads.get(p.leader, 0) + 1
-    active = sum(1 for b in view.brokers if not b.draining)
-    brokers = [
-        BrokerInfo(
-            node_id=b.node_id,
-            draining=b.draining,
-            new=on_scale_out
-            and not b.draining
-            and (
-                (seen is not None and b.node_id not in seen)
-                or (leads.get(b.node_id, 0) == 0 and len(view.partitions) >= active)
-            ),
-        )
-        for b in view.brokers
-    ]
-    partitions = [
-        PartitionInfo(
-            topic=p.topic,
-            partition=p.partition,
-            leader=p.leader,
-            load=(loads or {}).get((p.topic, p.partition), 0.0),
-        )
-        for p in view.partitions
-    ]
-    return brokers, partitions
-
-
-def plan_reason(brokers: Sequence[BrokerInfo], partitions: Sequence[PartitionInfo]) -> Reason:
-    """Why the policy planned: a drain beats a scale-out beats skew."""
-    draining = {b.node_id for b in brokers if b.draining}
-    if any(p.leader in draining for p in partitions):
-        return "Drain"
-    if any(b.new for b in brokers):
-        return "ScaleOut"
-    return "Skew"
 
 
 def host_of(address: str) -> str:
@@ -178,7 +130,7 @@ def broker_loads(
     return result
 
 
-def planned(moves: Sequence[Move], *, reason: Reason, at: str) -> spec_.RebalancePlan:
+def planned(moves: Sequence[Move], *, reason: rounds_.Reason, at: str) -> spec_.RebalancePlan:
     return spec_.RebalancePlan(
         reason=reason,
         started_at=at,
@@ -197,7 +149,7 @@ def finished(
     *,
     at: str,
     seconds: float,
-    result: broker_client.ReassignResult | None,
+    result: schema.ReassignReply | None,
     error: str | None = None,
 ) -> spec_.RebalancePlan:
     """The plan once the controller answered (``result``) or the request failed (``error``)."""
@@ -232,12 +184,13 @@ def condition_for(state: spec_.RebalanceStatus) -> tuple[bool, str, str]:
 # The loop (I/O)
 # ---------------------------------------------------------------------------
 
-AdminFactory = Callable[[str], broker_client.BrokerAdmin]
-PrometheusFactory = Callable[[str], prometheus_.PrometheusReader]
+AdminFactory = Callable[[str], admin_.BrokerAdmin]
+# Called as factory(url, rate_window=..., selector=...), like PrometheusReader.
+PrometheusFactory = Callable[..., prometheus_.PrometheusReader]
 
 
 class Rebalancer:
-    """The loop's memory for one StreamCluster: policy counter, brokers seen, the running plan."""
+    """The loop's memory for one StreamCluster: the core's rounds (policy, brokers seen), the running plan."""
 
     def __init__(
         self,
@@ -257,13 +210,12 @@ class Rebalancer:
         self.kube = kube
         self.config = config
         self.logger = logger
-        self.admin_factory = admin_factory or broker_client.BrokerAdmin
+        self.admin_factory = admin_factory or admin_.BrokerAdmin
         self.prometheus_factory = prometheus_factory or prometheus_.PrometheusReader
-        self.policy: RebalancePolicy | None = None
+        self.rounds: rounds_.Rounds | None = None
         self.policy_key: tuple[float, int] | None = None
-        self.admin: broker_client.BrokerAdmin | None = None
+        self.admin: admin_.BrokerAdmin | None = None
         self.prometheus: prometheus_.PrometheusReader | None = None
-        self.seen: set[int] | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_plan: spec_.RebalancePlan | None = None
         self.plans = 0
@@ -271,7 +223,7 @@ class Rebalancer:
         self.status: spec_.RebalanceStatus | None = None
         self.wake = asyncio.Event()  # a plan ended: measure again now
         self.lock = asyncio.Lock()  # one status write at a time
-        self.retired: list[broker_client.BrokerAdmin] = []  # clients of an old admin URL, to close
+        self.retired: list[admin_.BrokerAdmin] = []  # clients of an old admin URL, to close
 
     async def _close_retired(self) -> None:
         while self.retired:
@@ -286,7 +238,9 @@ class Rebalancer:
         if self.admin is not None:
             await self.admin.close()
 
-    def _clients(self, cluster: spec_.StreamCluster) -> tuple[broker_client.BrokerAdmin, prometheus_.PrometheusReader]:
+    def _clients(
+        self, cluster: spec_.StreamCluster
+    ) -> tuple[admin_.BrokerAdmin, prometheus_.PrometheusReader, rounds_.Rounds]:
         rb = cluster.spec.rebalance
         url = self.config.admin_url(
             service=naming.bootstrap_service(cluster),
@@ -298,25 +252,31 @@ class Rebalancer:
                 self.retired.append(self.admin)  # a running plan may still use it
             self.admin = self.admin_factory(url)
         assert rb.prometheus_url is not None  # the spec refuses enabled without it
-        if self.prometheus is None or self.prometheus.url != rb.prometheus_url:
-            self.prometheus = self.prometheus_factory(rb.prometheus_url)
+        wanted = (rb.prometheus_url, rb.window, rb.metrics_selector)
+        reader = self.prometheus
+        if reader is None or (reader.url, reader.rate_window, reader.selector) != wanted:
+            reader = self.prometheus = self.prometheus_factory(
+                rb.prometheus_url, rate_window=rb.window, selector=rb.metrics_selector
+            )
         key = (float(rb.max_skew_percent), rb.skew_intervals if rb.continuous else NEVER)
-        if self.policy is None or key != self.policy_key:
-            self.policy = RebalancePolicy(max_skew_percent=key[0], skew_intervals=key[1])
-            self.policy_key = key
-        return self.admin, self.prometheus
+        if self.rounds is None:
+            self.rounds = rounds_.Rounds(RebalancePolicy(max_skew_percent=key[0], skew_intervals=key[1]))
+        elif key != self.policy_key:
+            self.rounds.policy = RebalancePolicy(max_skew_percent=key[0], skew_intervals=key[1])
+        self.policy_key = key
+        self.rounds.on_scale_out = rb.on_scale_out
+        return self.admin, reader, self.rounds
 
     async def tick(self, cluster: spec_.StreamCluster) -> spec_.RebalanceStatus:
         """One round: measure, maybe start a plan, keep deletion costs, report."""
         rb = cluster.spec.rebalance
-        admin, prometheus = self._clients(cluster)
-        assert self.policy is not None
+        admin, prometheus, rounds = self._clients(cluster)
         at = status_.now()
         if not self.restored:
             await self._restore()
         try:
             view = await admin.cluster()
-        except broker_client.BrokerAdminError as exc:
+        except admin_.BrokerAdminError as exc:
             return await self._report(
                 spec_.RebalanceStatus(
                     state="BrokersUnavailable",
@@ -327,23 +287,20 @@ class Rebalancer:
                     brokers=self.status.brokers if self.status else [],
                 )
             )
-        snapshot: prometheus_.LoadSnapshot | None = None
+        snapshot: LoadSnapshot | None = None
         metrics_error = ""
         try:
-            snapshot = await prometheus.load(window=rb.window, selector=rb.metrics_selector)
-        except prometheus_.PrometheusUnavailable as exc:
+            snapshot = await prometheus.load()
+        except LoadUnavailable as exc:
             metrics_error = f"{exc}; balancing partition counts for new and draining brokers until it answers"
-        brokers, partitions = planner_input(
-            view, snapshot.partitions if snapshot else None, seen=self.seen, on_scale_out=rb.on_scale_out
-        )
-        self.seen = {b.node_id for b in view.brokers}
         running = self.task is not None and not self.task.done()
         if not running:
             await self._close_retired()
-        skew = skew_percent(brokers, partitions) if snapshot is not None else None
-        moves = self.policy.decide(brokers, partitions, plan_running=running)
-        if moves:
-            self._start(admin, moves, reason=plan_reason(brokers, partitions), at=at)
+        decided = rounds.decide(view, snapshot.partitions if snapshot else None, plan_running=running)
+        brokers, partitions = decided.brokers, decided.partitions
+        skew = decided.skew if snapshot is not None else None
+        if decided.moves:
+            self._start(admin, decided.moves, reason=decided.reason, at=at)
 
         pods = await self.kube.list_objects("v1", "Pod", cluster.namespace, labels=naming.selector_labels(cluster))
         pod_of = pods_by_node(view, pods)
@@ -363,7 +320,7 @@ class Rebalancer:
             state = "Skewed"
             message = (
                 f"load skew {skew:.1f}% is above {rb.max_skew_percent}% "
-                f"({self.policy.skewed_intervals}/{rb.skew_intervals} intervals)"
+                f"({rounds.policy.skewed_intervals}/{rb.skew_intervals} intervals)"
             )
             if not rb.continuous:
                 message += "; continuous is off, so only scale-out and drains move partitions"
@@ -378,7 +335,7 @@ class Rebalancer:
                 message=message,
                 observed_at=at,
                 skew_percent=None if skew is None else round(skew, 2),
-                skewed_intervals=self.policy.skewed_intervals,
+                skewed_intervals=rounds.policy.skewed_intervals,
                 plans=self.plans,
                 brokers=broker_loads(
                     view,
@@ -391,7 +348,7 @@ class Rebalancer:
             )
         )
 
-    def _start(self, admin: broker_client.BrokerAdmin, moves: list[Move], *, reason: Reason, at: str) -> None:
+    def _start(self, admin: admin_.BrokerAdmin, moves: list[Move], *, reason: rounds_.Reason, at: str) -> None:
         self.plans += 1
         self.last_plan = planned(moves, reason=reason, at=at)
         self.logger.info(
@@ -401,12 +358,12 @@ class Rebalancer:
         )
         self.task = asyncio.get_running_loop().create_task(self._execute(admin, moves, self.last_plan))
 
-    async def _execute(self, admin: broker_client.BrokerAdmin, moves: list[Move], plan: spec_.RebalancePlan) -> None:
+    async def _execute(self, admin: admin_.BrokerAdmin, moves: list[Move], plan: spec_.RebalancePlan) -> None:
         started = time.monotonic()
         try:
-            result = await admin.reassign([(m.topic, m.partition, m.target) for m in moves])
+            result = await rounds_.apply(admin, moves)
             done = finished(plan, at=status_.now(), seconds=time.monotonic() - started, result=result)
-        except broker_client.BrokerAdminError as exc:
+        except admin_.BrokerAdminError as exc:
             done = finished(plan, at=status_.now(), seconds=time.monotonic() - started, result=None, error=str(exc))
         self.last_plan = done
         log = self.logger.info if done.result == "Succeeded" else self.logger.warning

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from floe_operator.local import hpa
+from floe_cli.local import hpa
 
 
 def parse_policy(text: str) -> hpa.ScalingPolicy:

@@ -18,7 +18,7 @@ a cluster will do. This module holds only the maths of
    ``select_policy`` ``Max`` takes the policy that allows the largest change;
 4. ``min_replicas``/``max_replicas``.
 
-The loop in :mod:`floe_operator.local.autoscaler` feeds it measurements and
+The loop in :mod:`floe_cli.local.autoscale` feeds it measurements and
 applies its answers; :class:`Autoscaler` keeps the histories the real
 controller keeps per HPA object.
 """
