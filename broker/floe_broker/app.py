@@ -39,6 +39,7 @@ from .groups.state import Limits
 from .log.cache import BlockCache
 from .log.manager import PartitionManager, Settings
 from .log.partition import Partition
+from .log.service import LogService
 from .log.wal import WalWriter
 from .server.listener import KafkaListener
 from .storage.objectstore import ObjectStore
@@ -69,6 +70,7 @@ class Broker:
         self.cache = BlockCache(store, block_size=config.block_size, capacity_bytes=config.block_cache_bytes)
         self.wal: WalWriter = None  # type: ignore[assignment]
         self.partitions: PartitionManager = None  # type: ignore[assignment]
+        self.log: LogService = None  # type: ignore[assignment]
         self.listener: KafkaListener | None = None
         self.http_server: Any = None
         self.ready = False
@@ -138,7 +140,7 @@ class Broker:
         part = await self.leader_partition(OFFSETS_TOPIC, index)
         if part is None or self.partitions is None:
             return None
-        return PartitionJournal(part, self.wal, self.partitions, self.cache)
+        return PartitionJournal(part, self.log)
 
     def _local_high_watermark(self, topic: str, index: int) -> int | None:
         part = self.partitions.get(topic, index) if self.partitions is not None else None
@@ -278,6 +280,7 @@ class Broker:
             ),
             topic_config=self.topic_config,
         )
+        self.log = LogService(self.wal, self.partitions, self.cache)
         await self.controller.place_orphans()
         await self._sync(self.state())
         self.listener = KafkaListener(
