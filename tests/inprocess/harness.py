@@ -4,11 +4,15 @@
 partition manager, log service, group coordinator), except that its Kafka
 listener does not bind a socket: tests hand encoded requests to a
 :class:`~floe_broker.dispatch.Dispatcher` over the same broker instead.
+With ``listen=True`` it does listen (on a free local port, which it also
+advertises), for the few tests that need a real client library on the other
+end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from unittest import mock
 
@@ -16,6 +20,7 @@ from floe_broker.app import Broker
 from floe_broker.config import BrokerConfig
 from floe_broker.server.listener import KafkaListener
 from floe_broker.storage.memory import MemoryStore
+from tests.infra.broker import free_port
 
 CONFIG = BrokerConfig(
     storage="memory://", cluster="inprocess", listen=("127.0.0.1", 0), http=("127.0.0.1", 0),
@@ -29,11 +34,15 @@ async def _no_socket(self: KafkaListener) -> None:
 
 
 @contextlib.asynccontextmanager
-async def started_broker(config: BrokerConfig = CONFIG) -> AsyncIterator[Broker]:
-    with mock.patch.object(KafkaListener, "start", _no_socket):
-        broker = Broker(config, MemoryStore())
+async def started_broker(config: BrokerConfig = CONFIG, *, listen: bool = False) -> AsyncIterator[Broker]:
+    if listen:
+        config = dataclasses.replace(config, listen=("127.0.0.1", free_port()))
+    broker = Broker(config, MemoryStore())
+    with contextlib.ExitStack() as patches:
+        if not listen:
+            patches.enter_context(mock.patch.object(KafkaListener, "start", _no_socket))
         await broker.start()
-        try:
-            yield broker
-        finally:
-            await broker.stop()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
