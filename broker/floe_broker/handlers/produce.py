@@ -2,11 +2,13 @@
 
 All partitions of one request are appended without an ``await`` in between,
 so they join the same WAL flush; the response waits for that flush (I2).
-The handler's own work is Kafka's: resolving topics, validating batches,
-metrics, and building the response (with KIP-951 leader hints).
 acks=0 gets no response at all. If the flush is not durable within the
 request's timeout the partitions get REQUEST_TIMED_OUT (retriable): the
 producer is never told "ok" for data that is not in the bucket.
+
+The append itself (backpressure, idempotent sequences, durability) is the log
+service's; this handler's work is Kafka's: resolving topics, validating
+batches, metrics, and the response (with KIP-951 leader hints).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     topic_cls = nested(cls, "TopicProduceResponse")
     part_cls = nested(cls, "PartitionProduceResponse")
 
-    # (topic_entry, name, [(index, error, base_offset, partition, chunk)])
+    # (topic_entry, name, [[index, error, base_offset, partition]])
     results: list[tuple[Any, str | None, list[list[Any]]]] = []
     pending: list[tuple[str, int, bytes, list[records.BatchInfo], list[Any]]] = []
     total = 0
