@@ -7,7 +7,11 @@ table, the handlers, the log service and the WAL together, in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from kio.records.readers import read_batch
@@ -55,6 +59,16 @@ async def list_offset(d: Dispatcher, topic: str, partition: int, timestamp: int)
             {"partition_index": partition, "current_leader_epoch": -1, "timestamp": timestamp}]}]))
     p = resp.topics[0].partitions[0]
     return p.error_code, p.offset
+
+
+async def until(send: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> Any:
+    """Repeat a request until its answer satisfies ``done`` (as a client retries), for up to 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            answer = await send()
+            if done(answer):
+                return answer
+            await asyncio.sleep(0.01)
 
 
 def values(records: bytes) -> list[bytes | None]:
@@ -147,3 +161,33 @@ async def test_unsupported_versions(dispatcher: Dispatcher) -> None:
     produce_v99 = produce_v99[:2] + (99).to_bytes(2, "big") + produce_v99[4:]
     with pytest.raises(FrameError):  # the connection closes: there is no response format to answer in
         await dispatcher(produce_v99, "127.0.0.1:1")
+
+
+async def test_group_join_sync_commit_fetch_through_the_offsets_journal(dispatcher: Dispatcher) -> None:
+    """A one-member group: its commit goes through the group journal and the log service, like a produce."""
+    await create_topic(dispatcher, "events")
+    join = request(11, 5, group_id="g", session_timeout=datetime.timedelta(seconds=10),
+                   rebalance_timeout=datetime.timedelta(seconds=10), member_id="", protocol_type="consumer",
+                   protocols=[{"name": "range", "metadata": b""}])
+    found = await call(dispatcher, 10, 4, request(10, 4, key_type=0, coordinator_keys=["g"]))
+    assert found.coordinators[0].error_code == ErrorCode.none  # creates __consumer_offsets
+    first = await until(lambda: call(dispatcher, 11, 5, join),
+                        lambda r: r.error_code not in (ErrorCode.not_coordinator,
+                                                       ErrorCode.coordinator_load_in_progress))
+    assert first.error_code == ErrorCode.member_id_required and first.member_id
+    joined = await call(dispatcher, 11, 5, dataclasses.replace(join, member_id=first.member_id))
+    assert joined.error_code == ErrorCode.none and joined.leader == first.member_id
+    synced = await call(dispatcher, 14, 3, request(
+        14, 3, group_id="g", generation_id=joined.generation_id, member_id=first.member_id,
+        assignments=[{"member_id": first.member_id, "assignment": b"\x00\x01"}]))
+    assert synced.error_code == ErrorCode.none and synced.assignment == b"\x00\x01"
+    committed = await call(dispatcher, 8, 8, request(
+        8, 8, group_id="g", generation_id_or_member_epoch=joined.generation_id, member_id=first.member_id,
+        topics=[{"name": "events", "partitions": [{"partition_index": 0, "committed_offset": 42,
+                                                   "committed_leader_epoch": -1}]}]))
+    assert committed.topics[0].partitions[0].error_code == ErrorCode.none
+    fetched = await call(dispatcher, 9, 8, request(9, 8, groups=[
+        {"group_id": "g", "topics": [{"name": "events", "partition_indexes": [0]}]}]))
+    (group,) = fetched.groups
+    assert group.error_code == ErrorCode.none
+    assert [(p.partition_index, p.committed_offset) for p in group.topics[0].partitions] == [(0, 42)]
