@@ -21,6 +21,7 @@ from floe_broker.errors import Fenced, OffsetOutOfRange, PreconditionFailed, Sto
 from floe_broker.log import formats
 from floe_broker.log.cache import BlockCache
 from floe_broker.log.manager import PartitionManager, Settings
+from floe_broker.log.service import LogService
 from floe_broker.log.wal import WalWriter
 from floe_broker.protocol import records
 from floe_broker.storage import layout
@@ -43,7 +44,7 @@ SETTINGS = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1 << 30, co
 
 
 class Node:
-    """A broker session's data plane: WAL + partition manager."""
+    """A broker session's data plane: WAL + partition manager, written through the log service."""
 
     def __init__(self, store, node_id: int, session: str, settings: Settings = SETTINGS) -> None:  # type: ignore[no-untyped-def]
         self.fenced = False
@@ -53,18 +54,19 @@ class Node:
         self.cache = BlockCache(store, block_size=settings.block_size, capacity_bytes=1 << 20)
         self.pm = PartitionManager(store, self.wal, self.cache, node_id=node_id, session=session,
                                    settings=settings, topic_config=lambda t, k: None)
+        self.log = LogService(self.wal, self.pm, self.cache)
 
     def _on_fenced(self) -> None:
         self.fenced = True
 
     async def produce(self, part, data: bytes) -> int:  # type: ignore[no-untyped-def]
-        chunk = part.append(data, records.scan_batches(data, max_batch_bytes=1 << 20))
-        flush = self.wal.add(part, chunk)
-        await self.wal.durable(flush)
-        return chunk.base
+        return (await self.produce_batch(part, data)).base
+
+    async def produce_batch(self, part, data: bytes):  # type: ignore[no-untyped-def]
+        return await self.log.append_durably(part, data, records.scan_batches(data, max_batch_bytes=1 << 20))
 
     async def read_all(self, part):  # type: ignore[no-untyped-def]
-        views = await part.read(part.log_start, 1 << 30, self.cache.read, self.cache.read_suffix)
+        views = await self.log.read(part, part.log_start, 1 << 30)
         return [records.iter_headers(v)[0].base_offset for v in views]
 
 
@@ -148,13 +150,12 @@ async def test_consumers_never_see_beyond_the_high_watermark() -> None:
         return await real_put(key, data, **kw)
 
     store.put = slow_put  # type: ignore[method-assign]
-    chunk = part.append(batch(), records.scan_batches(batch(), max_batch_bytes=1 << 20))
-    flush = a.wal.add(part, chunk)
+    appended = a.log.append(part, batch(), records.scan_batches(batch(), max_batch_bytes=1 << 20))
     await asyncio.sleep(0.05)
     assert part.high_watermark == 0
     assert await a.read_all(part) == []
     gate.set()
-    await a.wal.durable(flush)
+    await a.log.wait_durable([appended])
     assert part.high_watermark == 1
 
 
@@ -215,7 +216,7 @@ async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
     await a.pm.maintenance()  # compacts into a data object, then drops it as expired
     assert part.log_start == 10 and part.next_offset == 10
     with pytest.raises(OffsetOutOfRange):
-        await part.read(0, 100, a.cache.read, a.cache.read_suffix)
+        await a.log.read(part, 0, 100)
     assert not [k for k in await store.list("data/")], "expired data object should be deleted"
     await a.pm.close("t", 0)
     b = Node(store, 2, "s2", settings)
@@ -239,7 +240,7 @@ async def test_compacted_data_reads_back_through_the_block_cache() -> None:
     await a.pm.close("t", 0)
     part_b = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
     assert await b.read_all(part_b) == list(range(30))
-    views = await part_b.read(17, 1, b.cache.read, b.cache.read_suffix)
+    views = await b.log.read(part_b, 17, 1)
     assert records.iter_headers(views[0])[0].base_offset == 17
 
 
@@ -311,50 +312,77 @@ async def test_wal_gc_deletes_only_what_no_one_needs() -> None:
 
 
 async def test_idempotent_state_survives_a_crash_and_rejects_gaps_and_stale_epochs() -> None:
-    from floe_broker.log.partition import Duplicate, SequenceError
+    from floe_broker.errors import SequenceError
 
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "a")
     part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for i in range(4):
-        data = batch(n_records=2, pid=77, epoch=0, seq=i * 2)
-        bl = records.scan_batches(data, max_batch_bytes=1 << 20)
-        assert part.check_sequence(77, 0, i * 2, i * 2 + 1) is None
-        chunk = part.append(data, bl)
-        part.record_producer(77, 0, i * 2, i * 2 + 1, chunk.base, chunk.last)
-        await a.wal.durable(a.wal.add(part, chunk))
+        appended = await a.produce_batch(part, batch(n_records=2, pid=77, epoch=0, seq=i * 2))
+        assert not appended.duplicate and appended.base == i * 2
     # crash before any checkpoint carried the producer state; the successor rebuilds it from the WAL
     await a.wal.stop()
     await fence_session(store, 1, "a")
     b = Node(store, 2, "b")
     pb = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
-    assert pb.check_sequence(77, 0, 6, 7) == Duplicate(6, 7), "a retry of the last batch is recognised"
-    assert pb.check_sequence(77, 0, 8, 9) is None, "the next batch is accepted"
+    retry = await b.produce_batch(pb, batch(n_records=2, pid=77, epoch=0, seq=6))
+    assert retry.duplicate and (retry.base, retry.last) == (6, 7), "a retry of the last batch is recognised"
+    assert pb.next_offset == 8, "and not appended again"
+    following = await b.produce_batch(pb, batch(n_records=2, pid=77, epoch=0, seq=8))
+    assert not following.duplicate and following.base == 8, "the next batch is accepted"
     with pytest.raises(SequenceError) as gap:
-        pb.check_sequence(77, 0, 12, 13)
+        await b.produce_batch(pb, batch(n_records=2, pid=77, epoch=0, seq=12))
     assert gap.value.code == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
-    pb.record_producer(77, 1, 0, 0, 8, 8)  # the producer bumped its epoch
+    await b.produce_batch(pb, batch(pid=77, epoch=1, seq=0))  # the producer bumped its epoch
     with pytest.raises(SequenceError) as stale:
-        pb.check_sequence(77, 0, 10, 11)
+        await b.produce_batch(pb, batch(n_records=2, pid=77, epoch=0, seq=10))
     assert stale.value.code == 47  # INVALID_PRODUCER_EPOCH: a fenced epoch
+    assert pb.next_offset == 11 and pb.high_watermark == 11, "rejected batches were not appended"
 
 
 async def test_idempotent_state_moves_with_the_partition() -> None:
     """A clean move (release + checkpoint) carries producer state to the next leader."""
-    from floe_broker.log.partition import Duplicate
-
     store = MemoryStore()
     _, topic = topic_state()
     a = Node(store, 1, "a")
     part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     for i in range(3):
-        data = batch(pid=5, epoch=2, seq=i)
-        chunk = part.append(data, records.scan_batches(data, max_batch_bytes=1 << 20))
-        part.record_producer(5, 2, i, i, chunk.base, chunk.last)
-        await a.wal.durable(a.wal.add(part, chunk))
+        await a.produce(part, batch(pid=5, epoch=2, seq=i))
     await a.pm.close("t", 0, graceful=True)
     b = Node(store, 2, "b")
     pb = await b.pm.open(topic.name, topic.topic_id, 0, epoch=2)
-    assert pb.check_sequence(5, 2, 2, 2) == Duplicate(2, 2)
-    assert pb.check_sequence(5, 2, 3, 3) is None
+    retry = await b.produce_batch(pb, batch(pid=5, epoch=2, seq=2))
+    assert retry.duplicate and (retry.base, retry.last) == (2, 2)
+    following = await b.produce_batch(pb, batch(pid=5, epoch=2, seq=3))
+    assert not following.duplicate and following.base == 3
+
+
+async def test_a_retried_batch_is_answered_only_once_its_original_is_durable() -> None:
+    """I2 for idempotent retries: the duplicate answer carries the original offsets, and waits for them."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "s")
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
+    await a.produce(part, batch())  # offset 0, durable
+    gate = asyncio.Event()
+    real_put = store.put
+
+    async def slow_put(key, data, **kw):  # type: ignore[no-untyped-def]
+        if key.startswith("wal/"):
+            await gate.wait()
+        return await real_put(key, data, **kw)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    data = batch(n_records=3, pid=9, epoch=0, seq=0)
+    infos = records.scan_batches(data, max_batch_bytes=1 << 20)
+    original = a.log.append(part, data, infos)
+    retry = a.log.append(part, data, infos)
+    assert retry.duplicate and (retry.base, retry.last) == (original.base, original.last) == (1, 3)
+    assert part.next_offset == 4, "the retry is not appended again"
+    waiting = asyncio.ensure_future(a.log.wait_durable([retry]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the retry must not be answered before its original is durable"
+    gate.set()
+    await asyncio.wait_for(waiting, 5)
+    assert part.high_watermark == 4

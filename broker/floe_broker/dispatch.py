@@ -8,6 +8,12 @@ Error handling follows the protocol: an ApiVersions request at a version we
 do not know gets a v0 response with UNSUPPORTED_VERSION (so the client can
 retry lower); any other undecodable request closes the connection with one
 log line (``FrameError``), and never affects other connections.
+
+Once a request is decoded it is always answered. An exception escaping its
+handler becomes an error response for that request alone, built from the
+request (``protocol.error_response``): the exception's own code for a
+``KafkaError``, UNKNOWN_SERVER_ERROR for anything else (with one log line).
+The connection stays up for the next request.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
+from .protocol.error_response import error_response
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[BrokerContext, int, Any], Awaitable[Any]]
+PRODUCE = 0
 
 API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
@@ -97,8 +105,37 @@ class Dispatcher:
         t0 = time.perf_counter()
         _, _, handler = self.table[request.api_key]
         CLIENT.set((request.client_id or "", "/" + peer.rpartition(":")[0]))
-        body = await handler(self.ctx, request.api_version, request.body)
+        response: codec.Frame | None
+        try:
+            body = await handler(self.ctx, request.api_version, request.body)
+            response = None if body is None else codec.encode_response(
+                request.api_key, request.api_version, request.correlation_id, body)
+        except Exception as exc:
+            response = self._failed(request, api, peer, exc)
         metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
-        if body is None:
-            return None
+        return response
+
+    @staticmethod
+    def _failed(request: codec.Request, api: str, peer: str, exc: Exception) -> codec.Frame | None:
+        """The error response for a request whose handler raised, or None if acks=0 wants none."""
+        if isinstance(exc, errors.KafkaError):
+            code, message = ErrorCode(exc.code), exc.message
+            log.info("request failed", api=api, version=request.api_version, client=request.client_id,
+                     peer=peer, error_code=code.name, error=message)
+        else:
+            code, message = ErrorCode.unknown_server_error, "unexpected server error"
+            log.error("request failed; answering UNKNOWN_SERVER_ERROR", api=api, version=request.api_version,
+                      client=request.client_id, peer=peer, error=repr(exc), at=_origin(exc))
+        metrics.REQUEST_ERRORS.labels(api, code.name).inc()
+        if request.api_key == PRODUCE and request.body.acks == 0:
+            return None  # acks=0 never gets a response; the client learns from its next metadata
+        body = error_response(request.api_key, request.api_version, request.body, code, message)
         return codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
+
+
+def _origin(exc: BaseException) -> str:
+    """file:line where the exception was raised (the log line stays one line)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"

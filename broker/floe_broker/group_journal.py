@@ -1,9 +1,9 @@
 """The group coordinator's journal: an ``__consumer_offsets`` partition written like any other.
 
 Records are built as ordinary (uncompressed, non-idempotent) record batches
-and go through the same append + WAL group commit as produced data, so a
-commit is acknowledged exactly when a produce would be: once its WAL object
-is durable (I2). Replaying reads the partition from its log start, through
+and go through the log service like produced data (same append, same WAL
+group commit), so a commit is acknowledged exactly when a produce would be:
+once its WAL object is durable (I2). Replaying reads the partition from its log start, through
 the memory tail and the block cache, the same way a fetch does.
 
 This module joins ``groups`` and ``log``, which know nothing of each other.
@@ -23,10 +23,8 @@ from kio.records.writers import write_new_batch
 from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
 
 from .errors import Fenced, JournalClosed, NotLeader, OffsetOutOfRange
-from .log.cache import BlockCache
-from .log.manager import PartitionManager
 from .log.partition import Partition
-from .log.wal import Flush, WalWriter
+from .log.service import Appended, LogService
 from .protocol import records
 
 log = structlog.get_logger(__name__)
@@ -48,45 +46,41 @@ def encode_batch(entries: list[tuple[bytes, bytes | None]]) -> bytes:
 
 
 class PartitionJournal:
-    def __init__(self, part: Partition, wal: WalWriter, partitions: PartitionManager, cache: BlockCache) -> None:
+    def __init__(self, part: Partition, log_service: LogService) -> None:
         self.identity: Any = part
         self.part = part
-        self.wal = wal
-        self.partitions = partitions
-        self.cache = cache
+        self.log = log_service
 
     @property
     def open(self) -> bool:
-        return self.part.accepting and self.partitions.get(self.part.topic, self.part.index) is self.part
+        return self.log.is_current(self.part)
 
     async def reserve(self, nbytes: int) -> None:
-        await self.wal.reserve(nbytes)
+        await self.log.reserve(nbytes)
 
     def append(self, entries: list[tuple[bytes, bytes | None]]) -> tuple[int, Awaitable[None]]:
         data = b"".join(encode_batch(entries[i : i + BATCH_RECORDS]) for i in range(0, len(entries), BATCH_RECORDS))
         batches = records.scan_batches(data, max_batch_bytes=len(data))
         try:
-            chunk = self.part.append(data, batches)
-            flush = self.wal.add(self.part, chunk)
+            appended = self.log.append(self.part, data, batches)
         except (NotLeader, Fenced) as exc:
             raise JournalClosed(str(exc)) from None
-        self.partitions.track(chunk)
-        return chunk.base, self._durable(flush)
+        return appended.base, self._durable(appended)
 
-    async def _durable(self, flush: Flush) -> None:
+    async def _durable(self, appended: Appended) -> None:
         try:
-            await self.wal.durable(flush)
+            await self.log.wait_durable([appended])
         except Fenced as exc:
             raise JournalClosed(str(exc)) from None
 
     def trim_before(self, offset: int) -> None:
-        self.partitions.trim_before(self.part.topic, self.part.index, offset)
+        self.log.trim_before(self.part, offset)
 
     async def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
         offset = self.part.log_start
         while offset < self.part.high_watermark:
             try:
-                views = await self.part.read(offset, READ_BYTES, self.cache.read, self.cache.read_suffix)
+                views = await self.log.read(self.part, offset, READ_BYTES)
             except OffsetOutOfRange:
                 offset = self.part.log_start  # retention moved the start while we read
                 continue

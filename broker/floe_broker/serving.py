@@ -22,6 +22,7 @@ from .leadership import Leadership
 from .log.cache import BlockCache
 from .log.manager import PartitionManager
 from .log.partition import Partition
+from .log.service import LogService
 from .log.wal import WalWriter
 from .topics import Topics
 
@@ -39,8 +40,8 @@ class Serving:
         self.producer_ids = ProducerIds(controller)
         # Set by the broker once it joined and started its WAL (handlers run only after that).
         self.node_id = -1
-        self.wal: WalWriter = None  # type: ignore[assignment]
-        self.partitions: PartitionManager = None  # type: ignore[assignment]
+        self.partitions: PartitionManager | None = None
+        self.log: LogService = None  # type: ignore[assignment]
         self.groups = GroupCoordinator(
             self.group_journal,
             self.offsets_partitions,
@@ -54,16 +55,17 @@ class Serving:
         )
 
     def serve(self, node_id: int, wal: WalWriter, partitions: PartitionManager) -> None:
-        self.node_id, self.wal, self.partitions = node_id, wal, partitions
+        self.node_id, self.partitions = node_id, partitions
+        self.log = LogService(wal, partitions, self.cache)
         self.leadership.partitions = partitions
 
     # ---- the group coordinator's view of the log ---------------------------------------
 
     async def group_journal(self, index: int) -> PartitionJournal | None:
         part = await self.leader_partition(OFFSETS_TOPIC, index)
-        if part is None or self.partitions is None:
+        if part is None or self.log is None:
             return None
-        return PartitionJournal(part, self.wal, self.partitions, self.cache)
+        return PartitionJournal(part, self.log)
 
     def offsets_partitions(self) -> int:
         info = self.state().topics.get(OFFSETS_TOPIC)

@@ -13,10 +13,8 @@ from typing import Any, Protocol
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
 from ..groups.coordinator import GroupCoordinator
-from ..log.cache import BlockCache
-from ..log.manager import PartitionManager
 from ..log.partition import Partition
-from ..log.wal import WalWriter
+from ..log.service import LogService
 
 # (client id, client host) of the request being handled, set by the dispatcher
 CLIENT: ContextVar[tuple[str, str]] = ContextVar("floe_client", default=("", ""))
@@ -27,9 +25,7 @@ class BrokerContext(Protocol):
     groups: GroupCoordinator
     node_id: int
     cluster_id: str
-    partitions: PartitionManager
-    wal: WalWriter
-    cache: BlockCache
+    log: LogService  # appends and reads; handlers never touch the WAL, partition manager or cache
 
     def state(self) -> ClusterState: ...
 

@@ -67,9 +67,8 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                 code = ErrorCode.none
                 data: RecordsViews | None = None
                 try:
-                    views = await part.read(
-                        fp.fetch_offset, budget, ctx.cache.read, ctx.cache.read_suffix,
-                        strict_max=total > 0,
+                    views = await ctx.log.read(
+                        part, fp.fetch_offset, budget, strict_max=total > 0,
                     ) if budget > 0 or total == 0 else []
                     if views:
                         data = RecordsViews(views)
@@ -130,7 +129,7 @@ async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
                 if found is not None:
                     offset, ts = found
             elif lp.timestamp >= 0:
-                hit = await part.offset_for_timestamp(lp.timestamp, ctx.cache.read, ctx.cache.read_suffix)
+                hit = await ctx.log.offset_for_timestamp(part, lp.timestamp)
                 if hit is not None:
                     offset, ts = hit
             parts_out.append(mk(part_cls, partition_index=lp.partition_index, error_code=ErrorCode.none,

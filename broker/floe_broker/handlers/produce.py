@@ -1,10 +1,14 @@
-"""Produce: validate batches, assign offsets, group-commit, answer once durable.
+"""Produce: validate batches, append them through the log service, answer once durable.
 
 All partitions of one request are appended without an ``await`` in between,
 so they join the same WAL flush; the response waits for that flush (I2).
 acks=0 gets no response at all. If the flush is not durable within the
 request's timeout the partitions get REQUEST_TIMED_OUT (retriable): the
 producer is never told "ok" for data that is not in the bucket.
+
+The append itself (backpressure, idempotent sequences, durability) is the log
+service's; this handler's work is Kafka's: resolving topics, validating
+batches, metrics, and the response (with KIP-951 leader hints).
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from kio.schema.errors import ErrorCode
 
 from .. import errors, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
-from ..log.partition import SEQ_MOD, Duplicate, Partition
-from ..log.wal import Flush
-from ..ordering import CURRENT_TURN
+from ..log.partition import Partition
+from ..log.service import Appended
 from ..protocol import records
 from ..protocol.build import has_field, mk, nested, response_class
 from .context import BrokerContext
@@ -34,7 +37,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     topic_cls = nested(cls, "TopicProduceResponse")
     part_cls = nested(cls, "PartitionProduceResponse")
 
-    # (topic_entry, name, [(index, error, base_offset, partition, chunk)])
+    # (topic_entry, name, [[index, error, base_offset, partition]])
     results: list[tuple[Any, str | None, list[list[Any]]]] = []
     pending: list[tuple[str, int, bytes, list[records.BatchInfo], list[Any]]] = []
     total = 0
@@ -87,72 +90,41 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     for name, index, data, batches, row in pending:
         part = await ctx.leader_partition(name, index)
         targets.append((part, data, batches, row))
-    turn = CURRENT_TURN.get()
-    if turn is not None:
-        await turn.wait()  # appends follow request order on this connection
-    await ctx.wal.reserve(total)
-    flush: Flush | None = None
-    duplicates: list[tuple[Partition, int]] = []
-    for part, data, batches, row in targets:
-        if part is None or not part.accepting:
-            row[1] = ErrorCode.not_leader_or_follower
-            continue
-        first = batches[0]
-        idempotent = first.producer_id >= 0
-        if idempotent:
-            last_b = batches[-1]
-            last_seq = (last_b.base_sequence + last_b.record_count - 1) % SEQ_MOD
+    appended: list[Appended] = []
+    async with ctx.log.appending(total) as appender:
+        for part, data, batches, row in targets:
+            if part is None:
+                row[1] = ErrorCode.not_leader_or_follower
+                continue
             try:
-                dup = part.check_sequence(first.producer_id, first.producer_epoch, first.base_sequence, last_seq)
+                done = appender.append(part, data, batches)
+            except (NotLeader, Fenced):
+                row[1] = ErrorCode.not_leader_or_follower
+                continue
             except SequenceError as exc:
                 log.info("rejecting produce: sequence", topic=part.topic, partition=part.index, reason=str(exc))
                 row[1] = ErrorCode(exc.code)
                 continue
-            if isinstance(dup, Duplicate):
-                row[2], row[3] = dup.base, part
-                duplicates.append((part, dup.last))
-                continue
-        try:
-            chunk = part.append(data, batches)
-            flush = ctx.wal.add(part, chunk)
-        except (NotLeader, Fenced):
-            row[1] = ErrorCode.not_leader_or_follower
-            continue
-        if idempotent:
-            part.record_producer(first.producer_id, first.producer_epoch, first.base_sequence, last_seq,
-                                 chunk.base, chunk.last)
-        ctx.partitions.track(chunk)
-        row[2] = chunk.base
-        row[3] = part
-        metrics.BYTES_IN.inc(chunk.size)
-        metrics.RECORDS_IN.inc(chunk.last - chunk.base + 1)
-        if ctx.config.per_partition_metrics:
-            metrics.PARTITION_BYTES_IN.labels(part.topic, str(part.index)).inc(chunk.size)
-            metrics.PARTITION_RECORDS_IN.labels(part.topic, str(part.index)).inc(chunk.last - chunk.base + 1)
-
-    if turn is not None:
-        turn.release()  # the next request may append while we wait for durability
+            appended.append(done)
+            row[2], row[3] = done.base, part
+            if not done.duplicate:
+                _count_in(ctx, done)
+    # The turn is released: the next request may append while we wait for durability.
     if req.acks == 0:
         return None
 
     timeout = max(req.timeout.total_seconds(), 1.0)
-    if flush is not None:
+    if appended:
         try:
-            await asyncio.wait_for(ctx.wal.durable(flush), timeout)
+            await asyncio.wait_for(ctx.log.wait_durable(appended), timeout)
         except TimeoutError:
             _fail_all(results, ErrorCode.request_timed_out)
         except Fenced:
             _fail_all(results, ErrorCode.not_leader_or_follower)
         if ctx.config.per_partition_metrics:
-            for part, _, _, _ in targets:
-                if part is not None:
-                    metrics.HIGH_WATERMARK.labels(part.topic, str(part.index)).set(part.high_watermark)
-    for part, last in duplicates:
-        # A retry is answered with the original offsets, but only once they are durable (I2).
-        try:
-            await asyncio.wait_for(_durable_up_to(part, last), timeout)
-        except TimeoutError:
-            _fail_all(results, ErrorCode.request_timed_out)
+            for done in appended:
+                metrics.HIGH_WATERMARK.labels(done.partition.topic, str(done.partition.index)).set(
+                    done.partition.high_watermark)
 
     moving = [(name, index) for _, name, rows in results for index, error, _, _ in rows
               if error == ErrorCode.not_leader_or_follower and name is not None]
@@ -196,11 +168,13 @@ def _leader_hint(ctx: BrokerContext, cls: Any, state: Any, name: str | None, ind
     return mk(nested(cls, "LeaderIdAndEpoch"), leader_id=p.leader, leader_epoch=p.epoch)
 
 
-async def _durable_up_to(part: Partition, last: int) -> None:
-    while part.high_watermark <= last:
-        if not part.accepting:
-            raise TimeoutError("partition closed")
-        await part.waiter()
+def _count_in(ctx: BrokerContext, done: Appended) -> None:
+    metrics.BYTES_IN.inc(done.size)
+    metrics.RECORDS_IN.inc(done.records)
+    if ctx.config.per_partition_metrics:
+        part = done.partition
+        metrics.PARTITION_BYTES_IN.labels(part.topic, str(part.index)).inc(done.size)
+        metrics.PARTITION_RECORDS_IN.labels(part.topic, str(part.index)).inc(done.records)
 
 
 def _fail_all(results: list[tuple[Any, str | None, list[list[Any]]]], code: ErrorCode) -> None:

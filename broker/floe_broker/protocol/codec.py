@@ -78,6 +78,8 @@ def decode_request(frame: bytes, supported: dict[int, tuple[int, int]]) -> Reque
     return Request(api_key, api_version, correlation_id, header.client_id, body)
 
 
+# An encoded frame (size prefix included) as parts for ``transport.writelines``:
+# record bytes are spliced in by reference, never joined.
 Frame = list[bytes | bytearray | memoryview]
 
 

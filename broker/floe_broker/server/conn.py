@@ -22,12 +22,12 @@ import structlog
 
 from .. import errors, metrics
 from ..ordering import CURRENT_TURN, Turn
+from ..protocol.codec import Frame
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
 
 # dispatch(frame, peer) -> encoded response frame, or None (acks=0)
-Frame = list[bytes | bytearray | memoryview]
 Dispatch = Callable[[bytes, str], Coroutine[Any, Any, Frame | None]]
 
 

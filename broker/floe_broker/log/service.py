@@ -1,0 +1,170 @@
+"""The log service: append batches to a partition, await durability, read them back.
+
+This is the one write path of the broker. Produce, the group coordinator's
+journal (``__consumer_offsets``) and, later, transaction markers all go
+through :meth:`LogService.append`, so the rules live in one place:
+
+* backpressure: callers :meth:`reserve` WAL buffer room first, once for
+  everything they are about to append;
+* :meth:`append` never awaits, so a caller appending to several partitions in
+  a row puts them all in the same WAL flush (one PUT, one wait);
+* idempotent producers: a batch whose sequence was already appended is not
+  appended again but answered with its original offsets, and only once those
+  are durable (I2); out-of-order or stale-epoch batches raise SequenceError;
+* recent data stays in memory (within the memory budget) for fetches;
+* an answer is given only once the data is durable: :meth:`wait_durable`
+  raises Fenced when the session was fenced, and its caller bounds it with a
+  timeout.
+
+Batches are opaque bytes plus the :class:`~floe_broker.protocol.records.BatchInfo`
+list the caller got from ``records.scan_batches``: nothing here looks at
+individual records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from ..errors import NotLeader
+from ..ordering import CURRENT_TURN
+from ..protocol.records import BatchInfo
+from .cache import BlockCache
+from .manager import PartitionManager
+from .partition import SEQ_MOD, Duplicate, Partition
+from .wal import Flush, WalWriter
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Appended:
+    """Where appended batches landed: offsets ``base..last`` of ``partition``.
+
+    ``size`` is the number of bytes added to the log; 0 for a retried batch
+    answered from the idempotent producer state (``duplicate``), which adds
+    nothing.
+    """
+
+    partition: Partition
+    base: int
+    last: int
+    size: int
+    flush: Flush | None  # the WAL flush carrying the bytes; None for a duplicate
+
+    @property
+    def duplicate(self) -> bool:
+        return self.flush is None
+
+    @property
+    def records(self) -> int:
+        return self.last - self.base + 1
+
+
+class LogService:
+    def __init__(self, wal: WalWriter, partitions: PartitionManager, cache: BlockCache) -> None:
+        self.wal = wal
+        self.partitions = partitions
+        self.cache = cache
+
+    # ---- write path ---------------------------------------------------------------------
+
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until the WAL buffer has room for ``nbytes`` (backpressure)."""
+        await self.wal.reserve(nbytes)
+
+    @contextlib.asynccontextmanager
+    async def appending(self, nbytes: int) -> AsyncIterator[LogService]:
+        """Wait for this connection's turn and for WAL room, then let the caller append.
+
+        Requests pipelined on one connection take effect in order
+        (``ordering``): the turn is held while the caller appends and released
+        on exit, before anyone waits for durability, so the next request can
+        join the same flush.
+        """
+        turn = CURRENT_TURN.get()
+        if turn is not None:
+            await turn.wait()
+        try:
+            await self.reserve(nbytes)
+            yield self
+        finally:
+            if turn is not None:
+                turn.release()
+
+    def append(self, part: Partition, data: bytes | bytearray | memoryview, batches: list[BatchInfo]) -> Appended:
+        """Append validated batches now (offsets assigned, no await).
+
+        Raises NotLeader when the partition is moving or closed, Fenced when
+        this session was fenced, SequenceError for an idempotent producer's
+        out-of-order or stale batch. The batches of one call come from one
+        producer (as in one Kafka partition entry of a produce request).
+        """
+        if not part.accepting:
+            raise NotLeader(f"{part.topic}-{part.index} is moving")
+        first, last_batch = batches[0], batches[-1]
+        idempotent = first.producer_id >= 0
+        if idempotent:
+            last_seq = (last_batch.base_sequence + last_batch.record_count - 1) % SEQ_MOD
+            dup = part.check_sequence(first.producer_id, first.producer_epoch, first.base_sequence, last_seq)
+            if isinstance(dup, Duplicate):
+                return Appended(part, dup.base, dup.last, 0, None)
+        chunk = part.append(data, batches)
+        flush = self.wal.add(part, chunk)
+        if idempotent:
+            part.record_producer(first.producer_id, first.producer_epoch, first.base_sequence, last_seq,
+                                 chunk.base, chunk.last)
+        self.partitions.track(chunk)
+        return Appended(part, chunk.base, chunk.last, chunk.size, flush)
+
+    async def wait_durable(self, appended: Sequence[Appended]) -> None:
+        """Return once everything in ``appended`` is durable.
+
+        Raises Fenced if the session was fenced before that, and TimeoutError
+        if a retried batch's partition closed before its original offsets
+        became durable. Callers bound the wait with ``asyncio.wait_for``.
+        """
+        flushes = [a.flush for a in appended if a.flush is not None]
+        if flushes:
+            # Flushes complete in sequence order: the last one implies the others.
+            await self.wal.durable(max(flushes, key=lambda f: f.seq))
+        for a in appended:
+            if a.duplicate:
+                await _durable_up_to(a.partition, a.last)
+
+    async def append_durably(self, part: Partition, data: bytes | bytearray | memoryview,
+                             batches: list[BatchInfo]) -> Appended:
+        """Reserve, append and wait for durability: one partition, no deadline."""
+        await self.reserve(len(data))
+        appended = self.append(part, data, batches)
+        await self.wait_durable([appended])
+        return appended
+
+    # ---- partitions ---------------------------------------------------------------------
+
+    def is_current(self, part: Partition) -> bool:
+        """True while ``part`` is the open, accepting instance of its partition here."""
+        return part.accepting and self.partitions.get(part.topic, part.index) is part
+
+    def trim_before(self, part: Partition, offset: int) -> None:
+        """Move the log start forward; the next checkpoint makes it durable."""
+        self.partitions.trim_before(part.topic, part.index, offset)
+
+    # ---- read path ----------------------------------------------------------------------
+
+    async def read(self, part: Partition, offset: int, max_bytes: int, *,
+                   strict_max: bool = False) -> list[memoryview]:
+        """Whole batches from ``offset`` below the high watermark, through the memory tail
+        and the block cache (see :meth:`Partition.read` for the byte-limit rules)."""
+        return await part.read(offset, max_bytes, self.cache.read, self.cache.read_suffix, strict_max=strict_max)
+
+    async def offset_for_timestamp(self, part: Partition, ts: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after ``ts``, below the high watermark."""
+        return await part.offset_for_timestamp(ts, self.cache.read, self.cache.read_suffix)
+
+
+async def _durable_up_to(part: Partition, last: int) -> None:
+    while part.high_watermark <= last:
+        if not part.accepting:
+            raise TimeoutError("partition closed")
+        await part.waiter()
+
