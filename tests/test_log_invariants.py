@@ -1,4 +1,4 @@
-"""Each DESIGN.md data-plane invariant, attacked directly (in-process, memory store).
+"""Each data-plane invariant of docs/architecture.md#invariants, attacked directly (in-process, memory store).
 
 I1 single writer, I2 ack = durable, I3 fencing, I4 no offset reuse,
 I5 read committed by storage. These run the real WAL writer, partition

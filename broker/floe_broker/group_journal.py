@@ -3,8 +3,9 @@
 Records are built as ordinary (uncompressed, non-idempotent) record batches
 and go through the log service like produced data (same append, same WAL
 group commit), so a commit is acknowledged exactly when a produce would be:
-once its WAL object is durable (I2). Replaying reads the partition from its log start, through
-the memory tail and the block cache, the same way a fetch does.
+once its WAL object is durable (I2, docs/architecture.md#i2-ack--durable).
+Replaying reads the partition from its log start, through the memory tail
+and the block cache, the same way a fetch does.
 
 This module joins ``groups`` and ``log``, which know nothing of each other.
 """

@@ -11,7 +11,7 @@ restarts registers again and gets a new id, so an id is never reused while
 its old process could still be alive.
 
 Failover: a broker that has not heartbeated within the session timeout has
-its session fenced (I3) by :func:`fence_session`, then its partitions get a
+its session fenced (I3, docs/architecture.md#i3-fencing) by :func:`fence_session`, then its partitions get a
 new leader at epoch+1. The new leader recovers the tail from the fenced
 session's WAL (see ``log.manager``).
 """
@@ -351,7 +351,7 @@ class Controller:
     # ---- reassignment and drain -----------------------------------------------------
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
-        """Metadata-only moves (DESIGN.md "Moving a partition"); returns per-move results.
+        """Metadata-only moves (docs/architecture.md#moving-a-partition); returns per-move results.
 
         1. every old leader releases its partition (in parallel): no more
            produce, pending data durable, clean checkpoint;

@@ -1,6 +1,6 @@
 """Fetch (long-poll, byte limits) and ListOffsets.
 
-Fetch returns whole batches below the high watermark (I5). It honours
+Fetch returns whole batches below the high watermark (I5, docs/architecture.md#i5-read-committed). It honours
 ``partition_max_bytes`` per partition and ``max_bytes`` overall, but always
 returns the first batch even when it is larger (Kafka's rule, so a consumer
 cannot get stuck behind one big batch). With less than ``min_bytes`` ready it

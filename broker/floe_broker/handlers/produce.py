@@ -1,7 +1,7 @@
 """Produce: validate batches, append them through the log service, answer once durable.
 
 All partitions of one request are appended without an ``await`` in between,
-so they join the same WAL flush; the response waits for that flush (I2).
+so they join the same WAL flush; the response waits for that flush (I2, docs/architecture.md#i2-ack--durable).
 acks=0 gets no response at all. If the flush is not durable within the
 request's timeout the partitions get REQUEST_TIMED_OUT (retriable): the
 producer is never told "ok" for data that is not in the bucket.

@@ -16,7 +16,7 @@ suffix GET and then only the byte ranges it needs. A data-object entry is
 ``[base, last, max_ts, pos, size]`` at roughly block granularity.
 
 A tombstone is a tiny object whose content is ``storage.layout.TOMBSTONE``;
-the controller creates it at a session's next WAL key to fence that session (I3).
+the controller creates it at a session's next WAL key to fence that session (I3, docs/architecture.md#i3-fencing).
 """
 
 from __future__ import annotations

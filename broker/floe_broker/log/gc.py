@@ -8,7 +8,7 @@ A WAL object ``wal/<node>/<session>/<seq>`` may be deleted when all hold:
   session: anything above may be the un-checkpointed tail a successor must
   recover. A live session with no checkpoint yet keeps everything;
 * it is not a tombstone: deleting one would let a paused zombie fill that key
-  and acknowledge again (I3), so tombstones stay (they are 14 bytes);
+  and acknowledge again (I3, docs/architecture.md#i3-fencing), so tombstones stay (they are 14 bytes);
 * it has been a candidate for at least the grace period, so fetches that
   located it just before compaction can still read it.
 

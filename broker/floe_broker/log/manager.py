@@ -1,6 +1,6 @@
 """The partitions this broker leads: open (with recovery), checkpoint, compact, retain, close.
 
-Opening partition P at epoch E (I1):
+Opening partition P at epoch E (I1, docs/architecture.md#i1-single-writer):
   1. read its checkpoint ``meta/partitions/<topic-id>/<p>``; a higher epoch
      there means someone else owns it: refuse;
   2. unless the previous leader closed it cleanly, recover the tail: read the

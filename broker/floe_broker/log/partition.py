@@ -8,7 +8,7 @@ fine-grained index sits in the object's footer and is loaded on first read.
 
 Offsets are assigned at append time (``next_offset``). The high watermark
 only moves when the WAL object holding a chunk, and every earlier WAL object
-of this session, is durable (I2); consumers never see beyond it (I5).
+of this session, is durable (I2, docs/architecture.md#i2-ack--durable); consumers never see beyond it (I5).
 ``log_start`` only grows (retention) and ``next_offset`` never goes back, even
 when every byte has expired (I4).
 """

@@ -10,7 +10,7 @@ through :meth:`LogService.append`, so the rules live in one place:
   a row puts them all in the same WAL flush (one PUT, one wait);
 * idempotent producers: a batch whose sequence was already appended is not
   appended again but answered with its original offsets, and only once those
-  are durable (I2); out-of-order or stale-epoch batches raise SequenceError;
+  are durable (I2, docs/architecture.md#i2-ack--durable); out-of-order or stale-epoch batches raise SequenceError;
 * recent data stays in memory (within the memory budget) for fetches;
 * an answer is given only once the data is durable: :meth:`wait_durable`
   raises Fenced when the session was fenced, and its caller bounds it with a

@@ -8,7 +8,7 @@ are pending, and PUT create-only at ``wal/<node>/<session>/<seq>``.
 
 Several PUTs may be in flight (pipelining hides object-store latency), but
 acknowledgement is strictly in sequence order: a flush completes only when
-its own PUT and every earlier PUT of the session succeeded (I2). Retryable
+its own PUT and every earlier PUT of the session succeeded (I2, docs/architecture.md#i2-ack--durable). Retryable
 errors are retried forever with backoff (the producer times out; it never
 gets a false ack). A 412 means the key exists: either our own earlier
 attempt whose answer was lost (content is ours) or a fencing tombstone, in

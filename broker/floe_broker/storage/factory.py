@@ -1,7 +1,7 @@
 """Turn a ``--storage`` URL into a ready :class:`ObjectStore` rooted at the cluster.
 
 Every store handed to the rest of the broker is rooted at
-``<prefix>/<cluster>/`` (DESIGN.md, "Bucket layout"), so callers use keys like
+``<prefix>/<cluster>/`` (docs/architecture.md#bucket-layout), so callers use keys like
 ``meta/cluster`` or ``wal/3/abc/00000001`` and several clusters can share one
 bucket. Rooting is done by the backends themselves (the file store's root
 directory, the S3 store's key prefix) rather than by an extra wrapper layer,

@@ -1,7 +1,7 @@
 """Request/byte/latency accounting around any :class:`ObjectStore`.
 
 Why a wrapper: object-store requests are what a Floe cluster pays for (PUT
-count is the cost model of the WAL's group commit, DESIGN.md "Write path"),
+count is the cost model of the WAL's group commit, docs/architecture.md#write-path),
 so every request is counted in one place, independent of the backend, both
 into the Prometheus metrics declared in :mod:`floe_broker.metrics` and into
 plain counters (:meth:`InstrumentedStore.stats`) that tests and benchmarks can

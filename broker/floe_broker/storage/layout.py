@@ -23,7 +23,7 @@ CHECKPOINT_PREFIX = "meta/partitions/"
 WAL_PREFIX = "wal/"
 
 # Content of a tombstone: the controller creates it, create-only, at a fenced
-# session's next WAL key, so that session can never commit that seq (I3).
+# session's next WAL key, so that session can never commit that seq (I3, docs/architecture.md#i3-fencing).
 TOMBSTONE = b"FLOE-TOMBSTONE"
 
 

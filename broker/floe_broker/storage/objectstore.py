@@ -1,7 +1,7 @@
 """The one small async interface every Floe object store implements.
 
 Floe keeps all of its state in an S3-compatible bucket and relies on exactly
-the semantics S3, MinIO and Ceph RGW offer (DESIGN.md, "Bucket layout"):
+the semantics S3, MinIO and Ceph RGW offer (docs/architecture.md#bucket-layout):
 
 * ``put(key, data)`` — unconditional overwrite (rarely used: GC markers).
 * ``put(key, data, if_none_match=True)`` — create-only. Raises

@@ -3,8 +3,8 @@
 boto3 is synchronous, so every call (including reading the response body)
 runs in a bounded thread pool; the event loop never blocks on the network.
 
-Conditional writes are the whole point of this module (DESIGN.md, "Bucket
-layout"): create-only is ``PutObject`` with ``If-None-Match: *``, CAS is
+Conditional writes are the whole point of this module (docs/architecture.md#bucket-layout):
+create-only is ``PutObject`` with ``If-None-Match: *``, CAS is
 ``PutObject`` with ``If-Match: <etag>``.
 
 **ETags are unquoted.** S3 returns ETags in quotes (``"9b2c…"``); our API
