@@ -1,0 +1,1 @@
+"""Who a Kafka client is (authentication) and what it may do (authorization)."""
