@@ -70,7 +70,9 @@ def test_without_the_token_drain_and_reassign_are_refused_and_nothing_happens(se
     before = leader(first, topic)
     other = 2 if before == 1 else 1
 
-    for headers in ({}, bearer("wrong-token"), {"Authorization": TOKEN}):
+    # no token, a wrong one, no scheme, and the cluster secret (which is not the admin token)
+    for headers in ({}, bearer("wrong-token"), {"Authorization": TOKEN}, {"X-Floe-Cluster-Secret": SECRET},
+                    bearer(SECRET)):
         status, body = call(first, "POST", REASSIGN_PATH,
                             {"moves": [{"topic": topic, "partition": 0, "to": other}]}, headers)
         assert status == 401 and "FLOE_ADMIN_TOKEN" in body["error"]
