@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+# The secrets themselves may come from these variables; there are no flags for them, so
+# they never show up in a process list.
+CLUSTER_SECRET_ENV = "FLOE_CLUSTER_SECRET"
+ADMIN_TOKEN_ENV = "FLOE_ADMIN_TOKEN"
 
 
 def _bool(value: str | bool) -> bool:
@@ -81,6 +86,9 @@ class BrokerConfig:
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
     offsets_snapshot_records: int = 10_000
+    # admin API security: paths to files, never the secrets themselves (see load_secrets)
+    cluster_secret_file: str | None = None
+    admin_token_file: str | None = None
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -102,6 +110,10 @@ _HELP = {
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "cluster_secret_file": "file holding the secret every /internal/v1 call between brokers carries "
+                           f"(or the secret itself in {CLUSTER_SECRET_ENV})",
+    "admin_token_file": "file holding the bearer token /v1/... admin calls must carry "
+                        f"(or the token itself in {ADMIN_TOKEN_ENV})",
 }
 
 
@@ -139,3 +151,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_namespace(ns: argparse.Namespace) -> BrokerConfig:
     values = {f.name: getattr(ns, f.name) for f in fields(BrokerConfig)}
     return BrokerConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The admin API's two secrets; None means that side is unauthenticated. Never logged."""
+
+    cluster_secret: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+
+
+def _read_secret(path: str | None, env: str, what: str) -> str | None:
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+        if not value:
+            raise ValueError(f"the {what} file {path} is empty")
+        return value
+    return os.environ.get(env, "").strip() or None
+
+
+def load_secrets(config: BrokerConfig) -> Secrets:
+    """The cluster secret and admin token: from their files if given, else from the variables.
+
+    Read once at start-up; a file given but unreadable or empty is a start-up
+    failure (ValueError, worded for the console), not a silently open broker.
+    """
+    return Secrets(
+        cluster_secret=_read_secret(config.cluster_secret_file, CLUSTER_SECRET_ENV, "cluster secret"),
+        admin_token=_read_secret(config.admin_token_file, ADMIN_TOKEN_ENV, "admin token"),
+    )
