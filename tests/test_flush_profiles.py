@@ -23,7 +23,7 @@ from floe_broker import config
 from floe_broker.config import BrokerConfig
 from tests.conftest import s3_spec
 from tests.infra.broker import BrokerProcess
-from tests.test_clients import create_topic
+from tests.test_clients import consume_exactly, create_topic
 
 MIB = 1024 * 1024
 
@@ -132,7 +132,7 @@ def _broker_config(b: BrokerProcess, name: str) -> str:
 
 def test_s3_default_bounds_wal_puts_by_the_interval_and_acks_within_it(brokers, moto_s3) -> None:  # type: ignore[no-untyped-def]
     """At a trickle to ten partitions, WAL PUTs stay at about one per 250 ms, and acks come in time."""
-    b = brokers(s3_spec(moto_s3, f"fp{uuid.uuid4().hex[:8]}"))
+    b = brokers(s3_spec(moto_s3, f"fp{uuid.uuid4().hex[:8]}", flush_profile=None))
     assert _broker_config(b, "log.flush.interval.ms") == "250"
     topic = f"fp-{uuid.uuid4().hex[:8]}"
     create_topic(b.bootstrap, topic, 10)
@@ -183,7 +183,7 @@ def test_s3_default_bounds_wal_puts_by_the_interval_and_acks_within_it(brokers, 
 
 
 def test_latency_profile_on_s3_flushes_within_milliseconds(brokers, moto_s3) -> None:  # type: ignore[no-untyped-def]
-    b = brokers(s3_spec(moto_s3, f"fp{uuid.uuid4().hex[:8]}"), "--flush-profile", "latency")
+    b = brokers(s3_spec(moto_s3, f"fp{uuid.uuid4().hex[:8]}", flush_profile=None), "--flush-profile", "latency")
     assert _broker_config(b, "log.flush.interval.ms") == "10"
     topic = f"fp-{uuid.uuid4().hex[:8]}"
     create_topic(b.bootstrap, topic, 1)
@@ -244,3 +244,40 @@ def test_at_a_high_rate_flushes_are_cut_by_size(brokers, file_store) -> None:  #
     # in full; by size it is acked as fast as it arrives.
     assert by_interval <= 2, by_interval
     assert acked[len(acked) // 2] - t0 < 5.0
+
+
+def test_cost_profile_gives_no_false_acks_while_the_store_is_down(brokers, moto_s3) -> None:  # type: ignore[no-untyped-def]
+    """I2 with long flushes: a flush whose PUT fails is never acknowledged, and acks resume after."""
+    from tests.infra.s3_fault_proxy import S3FaultProxy
+
+    with S3FaultProxy(moto_s3.endpoint) as proxy:
+        b = brokers(s3_spec(moto_s3, f"fp{uuid.uuid4().hex[:8]}", endpoint=proxy.endpoint, flush_profile=None))
+        topic = f"fp-{uuid.uuid4().hex[:8]}"
+        create_topic(b.bootstrap, topic, 2)
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0,
+                      "message.timeout.ms": 60000})
+        acked: list[tuple[int, int, bytes, float]] = []
+
+        def delivered(err, msg):  # type: ignore[no-untyped-def]
+            if err is None:
+                acked.append((msg.partition(), msg.offset(), msg.value(), time.monotonic()))
+
+        for i in range(20):
+            p.produce(topic, f"before-{i}".encode(), partition=i % 2, on_delivery=delivered)
+        assert p.flush(30) == 0
+        proxy.fail(status=503)
+        outage = time.monotonic()
+        for i in range(20):
+            p.produce(topic, f"during-{i}".encode(), partition=i % 2, on_delivery=delivered)
+        # The outage lasts several flush intervals: a duration, not a synchronisation.
+        deadline = outage + 2.0
+        while time.monotonic() < deadline:
+            p.poll(0.1)
+        assert not [a for a in acked if a[2].startswith(b"during")], "acknowledged while the store was down"
+        proxy.heal()
+        assert p.flush(60) == 0
+        assert sum(1 for a in acked if a[2].startswith(b"during")) == 20
+        for partition in (0, 1):
+            ledger = {o: v for part, o, v, _ in acked if part == partition}
+            got = {m.offset(): m.value() for m in consume_exactly(b.bootstrap, topic, partition, 0, len(ledger))}
+            assert got == ledger
