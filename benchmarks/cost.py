@@ -123,7 +123,11 @@ def summarize(before: Samples, after: Samples, seconds: float) -> dict[str, Any]
     flushes = {labels["reason"]: round(n / seconds, 2)
                for labels, n in delta(after, before, "floe_wal_flushes_total") if n}
     total = sum(monthly.values())
+    written = {labels["kind"]: round(n / seconds / 1e6, 3)
+               for labels, n in delta(after, before, "floe_objectstore_written_bytes_total") if n}
     return {
+        # WAL bytes written per second against the produce rate: did the broker keep up?
+        "written_MBps": written,
         "requests_per_s": rates,
         "requests_per_s_by_op": {op: round(n / seconds, 2) for op, n in sorted(by_op.items())},
         "wal_put_per_s": round(per_kind.get("wal", {}).get("PUT", 0.0) / seconds, 2),
@@ -285,6 +289,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 **summarize(before, after, seconds),
                 "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
                            f"{platform.python_version()}",
+                # Latency figures mean little when the machine is oversubscribed: say how busy it was.
+                "load_avg_1m_end": round(os.getloadavg()[0], 1),
             }
             return result
         finally:
@@ -300,8 +306,8 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"{r['store']} · profile {r['profile']} · {r['brokers']} broker(s) · {r['partitions']} partitions · "
         f"{r['produced_MBps']} MB/s produced · {r['consumers']} consumer(s) · {r['window_s']} s window",
-        f"produce p50 / p99: {r['produce_p50_ms']} / {r['produce_p99_ms']} ms; WAL flushes/s by reason: "
-        f"{r['wal_flushes_per_s']}",
+        f"produce p50 / p99: {r['produce_p50_ms']} / {r['produce_p99_ms']} ms (load average {r['load_avg_1m_end']}); "
+        f"WAL flushes/s by reason: {r['wal_flushes_per_s']}",
         "",
         "| kind | PUT/s | GET/s | LIST/s | DELETE/s | HEAD/s | object bytes p50 / p99 |",
         "|---|---|---|---|---|---|---|",
