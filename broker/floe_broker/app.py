@@ -140,7 +140,8 @@ class Broker:
         settings = Settings(checkpoint_interval_ms=cfg.checkpoint_interval_ms,
                             compact_after_bytes=cfg.compact_after_bytes, compact_after_ms=cfg.compact_after_ms,
                             retention_ms=cfg.retention_ms, retention_bytes=cfg.retention_bytes,
-                            memory_cache_bytes=cfg.memory_cache_bytes, block_size=cfg.block_size)
+                            memory_cache_bytes=cfg.memory_cache_bytes, block_size=cfg.block_size,
+                            consolidation_target_bytes=cfg.consolidation_target_bytes)
         partitions = PartitionManager(self.store, self.wal, self.cache, node_id=node_id, session=self.session,
                                       settings=settings, topic_config=self.serving.topic_config)
         self.serving.serve(node_id, self.wal, partitions)

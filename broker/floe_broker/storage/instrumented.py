@@ -9,6 +9,10 @@ read without scraping.
 
 ``kind`` is the first component of the key relative to the cluster root —
 ``wal``, ``data``, ``meta`` — or ``other``; it keeps the label set bounded.
+Partition checkpoints and checkpoint batches (``meta/partitions/``,
+``meta/checkpoints/``) are counted as ``checkpoint``, apart from the cluster
+metadata and the lease, because they are the request stream that grows with
+partitions when batching does not hold.
 Only real failures count as errors (``StoreUnavailable``,
 ``StoreMisconfigured``, unexpected exceptions): ``NotFound`` and
 ``PreconditionFailed`` are answers, counted separately in :meth:`stats` as
@@ -32,13 +36,17 @@ __all__ = ["InstrumentedStore", "key_kind", "KINDS"]
 
 T = TypeVar("T")
 
-KINDS = ("wal", "data", "meta")
+KINDS = ("wal", "data", "meta", "checkpoint")
+_CHECKPOINT_PREFIXES = ("meta/partitions/", "meta/checkpoints/")
 
 
 def key_kind(key: str) -> str:
-    """``wal/3/abc/00000001`` → ``wal``; anything outside the layout → ``other``."""
+    """``wal/3/abc/00000001`` → ``wal``; ``meta/checkpoints/...`` → ``checkpoint``;
+    anything outside the layout → ``other``."""
+    if key.startswith(_CHECKPOINT_PREFIXES):
+        return "checkpoint"
     head = key.split("/", 1)[0]
-    return head if head in KINDS else "other"
+    return head if head in KINDS and head != "checkpoint" else "other"
 
 
 class InstrumentedStore:
