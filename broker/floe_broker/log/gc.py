@@ -7,9 +7,10 @@ The reference view. For every per-partition checkpoint
 * clean (closed or moved): its own segments and WAL ranges are referenced;
 * not clean, naming session S at epoch E: a successor would take the newest
   valid batch of S carrying the partition at E (``log.checkpoints``), or the
-  checkpoint itself when there is none, so the references of every batch of
-  S in the kept window carrying it at E count (or the checkpoint's when none
-  does), and S's WAL from the lowest ``wal_from`` among them must stay: that
+  one before it when that one is corrupt or not listed yet, or the
+  checkpoint itself when there is none; so the references of the newest two
+  valid batches of S carrying it at E count (or the checkpoint's when none
+  does), and S's WAL from the lower ``wal_from`` of the two must stay: that
   is the tail a successor may need.
 
 Batch entries of a partition whose checkpoint names another session or epoch
@@ -173,7 +174,9 @@ class WalCollector:
                 continue
             view.needed_sessions.add(session)
             k = entry_key(body["topic_id"], body["_partition"], int(body.get("epoch", -1)))
-            carried = [(b, b.entries[k]) for b in batches.get(session, []) if k in b.entries]
+            # A successor takes the newest batch carrying it, or the one before when
+            # that one is corrupt or not listed yet: both keep what they name.
+            carried = [(b, b.entries[k]) for b in batches.get(session, []) if k in b.entries][:2]
             if carried:
                 for batch, state in carried:
                     view.add_state(state)
@@ -218,7 +221,7 @@ class WalCollector:
                     continue
                 if batch is not None:
                     valid.append(batch)
-            out[session] = valid
+            out[session] = sorted(valid, key=lambda b: b.seq, reverse=True)
             if valid:
                 view.data_seq[session] = max(b.data_seq for b in valid)
         return out

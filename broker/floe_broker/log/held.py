@@ -20,6 +20,9 @@ class Held:
     last_consolidation: float
     dirty: bool = False
     batch_seq: int = 0  # the last checkpoint batch that carried this partition (0: none yet)
+    # Carry it once more after a batch that changed its segments or log start, so the
+    # batch before that one (which a successor falls back to) stops holding old references.
+    carry_again: bool = False
 
     @property
     def changed(self) -> bool:

@@ -319,16 +319,17 @@ class PartitionManager:
 
     async def _write_batch(self, helds: list[Held]) -> None:
         """One checkpoint batch: every partition that changed, or is due for a refresh."""
-        carried = [h for h in helds if h.changed or self.batches.due(h.batch_seq)]
+        carried = [h for h in helds if h.changed or h.carry_again or self.batches.due(h.batch_seq)]
         if not carried:
             return
-        marks = [(h, h.partition.high_watermark, len(h.partition.pieces)) for h in carried]
+        marks = [(h, h.partition.high_watermark, len(h.partition.pieces), h.dirty) for h in carried]
         seq = await self.batches.write(
             [h.partition for h in carried], wal_from=self.wal.completed_seq,
             data_seq=self.consolidator.swapped_seq,
         )
-        for held, hw, pieces in marks:
+        for held, hw, pieces, structural in marks:
             held.batch_seq = seq
+            held.carry_again = structural
             if held.partition.high_watermark == hw and len(held.partition.pieces) == pieces:
                 held.mark_checkpointed(hw, pieces)
 
