@@ -37,6 +37,7 @@ import functools
 import json
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,25 +190,38 @@ class BatchReader:
 
     async def session_batches(self, node: int, session: str) -> list[Batch]:
         """The session's valid batches, newest first."""
+        return [b async for b in self._newest_first(node, session)]
+
+    async def _newest_first(self, node: int, session: str) -> AsyncIterator[Batch]:
         prefix = layout.batch_prefix(node, session)
-        for fresh in (False, True):
-            keys = await self._listing(prefix, fresh=fresh)
-            out: list[Batch] = []
+        keys = await self._listing(prefix)
+        i = len(keys) - 1
+        relisted = False
+        while i >= 0:
             try:
-                for key in reversed(keys):
-                    batch = await self.load(key)
-                    if batch is not None:
-                        out.append(batch)
+                batch = await self.load(keys[i])
             except NotFound:
-                continue  # pruned since the listing: list again
-            return out
-        return out
+                if relisted:
+                    i -= 1  # pruned meanwhile; an older one may still serve
+                    continue
+                # Pruned since the listing: list again and go on below this key.
+                relisted = True
+                below = keys[i]
+                keys = [k for k in await self._listing(prefix, fresh=True) if k < below]
+                i = len(keys) - 1
+                continue
+            if batch is not None:
+                yield batch
+            i -= 1
 
     async def find(self, node: int, session: str, topic_id: str, partition: int,
                    epoch: int) -> tuple[Batch, dict[str, Any]] | None:
-        """The newest valid batch of ``session`` carrying the partition at ``epoch``, and its entry."""
+        """The newest valid batch of ``session`` carrying the partition at ``epoch``, and its entry.
+
+        Reads only as far back as it must: usually the newest batch alone.
+        """
         k = entry_key(topic_id, partition, epoch)
-        for batch in await self.session_batches(node, session):
+        async for batch in self._newest_first(node, session):
             state = batch.entries.get(k)
             if state is not None:
                 return batch, state
