@@ -82,7 +82,7 @@ class Broker:
             wal_gc_interval_ms=config.wal_gc_interval_ms,
             on_fenced=self._on_fenced,
             on_metadata=self.apply_metadata,
-            collect_wal=lambda live: self.wal_gc.run_once(live_sessions=live),
+            collect_wal=lambda live: self.wal_gc.run_once(live_sessions=live, leaders=self._leaders()),
         )
         self.leadership = Leadership(state=self.membership.state, node_id=lambda: self.membership.node_id,
                                      draining=lambda: self.draining, controller=self.controller_client)
@@ -110,6 +110,11 @@ class Broker:
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None:
         await self.leadership.release_partition(topic, index, epoch)
+
+    def _leaders(self) -> dict[tuple[str, int], tuple[int, str]]:
+        """Every partition's leader epoch and session, for the collector to skip unchanged checkpoints."""
+        return {(t.topic_id, i): (p.epoch, p.session)
+                for t in self.state().topics.values() for i, p in enumerate(t.partitions)}
 
     async def apply_metadata(self, state: ClusterState) -> None:
         """New metadata from the controller (push) or the bucket (catch-up)."""

@@ -328,3 +328,33 @@ def test_checkpoint_keys_are_counted_apart_from_cluster_metadata() -> None:
     assert key_kind(layout.checkpoint_key(TID, 0)) == "checkpoint"
     assert key_kind("meta/cluster") == "meta"
     assert key_kind(layout.consolidated_key(1, "s", 1)) == "data"
+
+
+async def test_the_collector_rereads_only_checkpoints_that_may_have_changed() -> None:
+    store = MemoryStore()
+    a = Node(store, 1, "a", CONSOLIDATE)
+    parts = [await a.pm.open("t", TID, i, epoch=1) for i in range(20)]
+    for p in parts:
+        await a.produce(p, batch())
+    await a.pm.maintenance()
+    leaders = {(TID, i): (1, "a") for i in range(20)}
+    gc = WalCollector(store, grace_s=10)
+    await gc.run_once(live_sessions={"a"}, leaders=leaders, now=0)
+    assert gc.checkpoint_reads == 20
+    await gc.run_once(live_sessions={"a"}, leaders=leaders, now=1)
+    assert gc.checkpoint_reads == 20, "nothing moved: no checkpoint is read again"
+    # Partition 3 moves to b: a closes it cleanly, b opens it at epoch 2.
+    await a.pm.close("t", 3)
+    b = Node(store, 2, "b", CONSOLIDATE)
+    moved = await b.pm.open("t", TID, 3, epoch=2)
+    await b.produce(moved, batch())
+    await b.pm.maintenance()
+    leaders[(TID, 3)] = (2, "b")
+    await gc.run_once(live_sessions={"a", "b"}, leaders=leaders, now=2)
+    assert gc.checkpoint_reads == 21, "the moved partition's checkpoint is read again"
+    # a dies (a lone broker's clean drain would look the same): its checkpoints are read again.
+    await gc.run_once(live_sessions={"b"}, leaders=leaders, now=3)
+    assert gc.checkpoint_reads == 21 + 19
+    await gc.run_once(live_sessions={"b"}, leaders=leaders, now=100)
+    assert await b.read_all(moved) == [0, 1], "what the moved partition references survived"
+    assert set(await store.list("data/")) >= {row[0] for row in moved.checkpoint_body()["segments"]}

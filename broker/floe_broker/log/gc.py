@@ -37,6 +37,16 @@ Checkpoint batches of a session that is not live and that no unclean
 checkpoint names are deleted after the grace period; live writers prune
 their own.
 
+Re-reading every per-partition checkpoint each pass would cost one GET per
+partition per pass, so a checkpoint is re-read only when it may have
+changed: it is new, the cluster metadata names another leader epoch or
+session for its partition than the cached copy (every open follows such a
+change, and so does every close but a lone broker's drain), its session is
+no longer live and it was not clean (that drain), or every
+``FULL_PASS_EVERY`` passes anyway. A close the metadata has not yet caught up
+with is seen one pass later, which the grace period (longer than a pass)
+covers.
+
 Checkpoints are read one by one, not as a snapshot, but every state a
 checkpoint passes through protects the same objects (by ``wal_from`` or by
 listing them), the window of batches only moves forward, and the grace
@@ -50,6 +60,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +72,11 @@ from ..storage.objectstore import ObjectStore, retrying
 from .checkpoints import Batch, BatchReader, entry_key
 
 log = structlog.get_logger(__name__)
+
+FULL_PASS_EVERY = 20  # passes between re-reads of every checkpoint, changed or not
+
+# (topic id, partition) -> (leader epoch, leader session), from the cluster metadata
+Leaders = Mapping[tuple[str, int], tuple[int, str]]
 
 
 @dataclass
@@ -90,15 +106,23 @@ class WalCollector:
     deleted_total: int = 0
     data_deleted_total: int = 0
     batches_deleted_total: int = 0
+    checkpoint_reads: int = 0
     reader: BatchReader = field(init=False)
+    _checkpoints_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _passes: int = 0
 
     def __post_init__(self) -> None:
         self.reader = BatchReader(self.store, list_ttl_s=0.0, capacity=4096)
 
-    async def run_once(self, *, live_sessions: set[str], now: float | None = None) -> int:
-        """One pass; returns the number of WAL and data objects deleted."""
+    async def run_once(self, *, live_sessions: set[str], now: float | None = None,
+                       leaders: Leaders | None = None) -> int:
+        """One pass; returns the number of WAL and data objects deleted.
+
+        ``leaders`` (from the cluster metadata) lets unchanged checkpoints be
+        skipped; without it every checkpoint is read.
+        """
         now = time.monotonic() if now is None else now
-        view = await self.reference_view()
+        view = await self.reference_view(live_sessions=live_sessions, leaders=leaders)
         wal_keys = await retrying(lambda: self.store.list(layout.WAL_PREFIX))
         data_keys = await retrying(lambda: self.store.list(layout.DATA_PREFIX))
         keep: dict[str, float] = {}
@@ -163,11 +187,12 @@ class WalCollector:
                      batches=len(doomed_batches), pending=len(self.candidates))
         return deleted + data_deleted
 
-    async def reference_view(self) -> ReferenceView:
+    async def reference_view(self, *, live_sessions: set[str] | None = None,
+                             leaders: Leaders | None = None) -> ReferenceView:
         """What every partition's successor could need, from checkpoints and batches."""
         view = ReferenceView()
         batches = await self._batches(view)
-        for body in await self._checkpoints():
+        for body in await self._checkpoints(live_sessions, leaders):
             session = body.get("session")
             if body.get("clean") or not session:
                 view.add_state(body)
@@ -186,23 +211,44 @@ class WalCollector:
                 view.lower(session, int(body.get("wal_from", 0)))
         return view
 
-    async def _checkpoints(self) -> list[dict[str, Any]]:
+    def _unchanged(self, key: str, body: dict[str, Any], live: set[str] | None,
+                   leaders: Leaders | None) -> bool:
+        """Can the cached copy of this checkpoint still be what is stored?"""
+        if leaders is None or live is None:
+            return False
+        session = body.get("session")
+        if leaders.get((body["topic_id"], body["_partition"])) != (body.get("epoch"), session):
+            return False
+        return bool(body.get("clean")) or session in live
+
+    async def _checkpoints(self, live: set[str] | None, leaders: Leaders | None) -> list[dict[str, Any]]:
         keys = await retrying(lambda: self.store.list(layout.CHECKPOINT_PREFIX))
         sem = asyncio.Semaphore(32)
+        self._passes += 1
+        full = self._passes % FULL_PASS_EVERY == 1
+        seen = self._checkpoints_seen
 
         async def read(key: str) -> dict[str, Any] | None:
+            cached = seen.get(key)
+            if cached is not None and not full and self._unchanged(key, cached, live, leaders):
+                return cached
             async with sem:
+                self.checkpoint_reads += 1
                 try:
                     got = await retrying(lambda: self.store.get(key))
                 except NotFound:
+                    seen.pop(key, None)
                     return None
                 body: dict[str, Any] = json.loads(got.data)
                 # The key says which partition this is (older checkpoints do not).
                 topic_id, index = key.removeprefix(layout.CHECKPOINT_PREFIX).split("/")
                 body["topic_id"], body["_partition"] = topic_id, int(index)
+                seen[key] = body
                 return body
 
         out = [b for b in await asyncio.gather(*(read(k) for k in keys)) if b is not None]
+        for gone in set(seen) - set(keys):
+            del seen[gone]
         return out
 
     async def _batches(self, view: ReferenceView) -> dict[str, list[Batch]]:
