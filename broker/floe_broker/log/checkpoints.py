@@ -53,6 +53,7 @@ log = structlog.get_logger(__name__)
 
 REFRESH = 4  # re-write an unchanged partition after this many batches without it
 KEEP = 2 * REFRESH  # batches kept per session: every led partition appears at least twice
+ENCODE_SLICE = 256  # partitions encoded between two turns of the event loop
 
 
 def entry_key(topic_id: str, partition: int, epoch: int) -> tuple[str, int, int]:
@@ -102,17 +103,22 @@ class BatchWriter:
         is not in a batch that landed. A batch whose outcome is unknown may
         still land later; it holds true (older) state, so that is harmless.
         """
-        entries = [
-            {"t": p.topic_id, "p": p.index, "e": p.epoch, "s": p.checkpoint_body()} for p in parts
-        ]
+        # Thousands of partitions' state is megabytes of JSON: encode it a slice at a
+        # time so the event loop (produce, fetch) keeps its turns meanwhile.
+        fragments: list[bytes] = []
+        for i, p in enumerate(parts):
+            entry = {"t": p.topic_id, "p": p.index, "e": p.epoch, "s": p.checkpoint_body()}
+            fragments.append(json.dumps(entry, separators=(",", ":")).encode())
+            if i % ENCODE_SLICE == ENCODE_SLICE - 1:
+                await asyncio.sleep(0)
+        entries = b",".join(fragments)
         while True:
             seq = self.next_seq
-            doc = {
+            head = json.dumps({
                 "v": 1, "node": self.node_id, "session": self.session, "seq": seq,
                 "wal_from": wal_from, "data_seq": data_seq, "written_ms": int(time.time() * 1000),
-                "partitions": entries,
-            }
-            body = formats.encode_batch(json.dumps(doc, separators=(",", ":")).encode())
+            }, separators=(",", ":")).encode()
+            body = formats.encode_batch(head[:-1] + b',"partitions":[' + entries + b"]}")
             key = layout.batch_key(self.node_id, self.session, seq)
             try:
                 await retrying(functools.partial(self.store.put, key, body, if_none_match=True), attempts=10)

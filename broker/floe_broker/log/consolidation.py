@@ -22,6 +22,7 @@ collector deletes one only when no checkpoint references any range in it.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from .held import Held
 from .partition import Chunk, Segment
 
 log = structlog.get_logger(__name__)
+
+COPY_SLICE = 4 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -163,7 +166,17 @@ class Consolidator:
                 pos += c.size
             index.append([part.topic_id, part.index, part.epoch, run.chunks[0].base, run.chunks[-1].last,
                           max(c.max_ts for c in run.chunks), start, pos - start, blocks])
-        body = formats.encode_object(parts, index, formats.CONSOLIDATED_MAGIC)
+        # Tens of MiB: copy a few MiB at a time so the event loop keeps its turns.
+        buf = bytearray()
+        copied = 0
+        for data in parts:
+            buf += data
+            copied += len(data)
+            if copied >= COPY_SLICE:
+                copied = 0
+                await asyncio.sleep(0)
+        buf += formats.object_tail(index, formats.CONSOLIDATED_MAGIC)
+        body = buf
         seq = self.next_seq
         self.next_seq += 1
         key = layout.consolidated_key(self.node_id, self.session, seq)

@@ -70,6 +70,12 @@ def encode_object(parts: Sequence[bytes | bytearray | memoryview], index: list[A
     return b"".join([*parts, raw_index, _FOOTER.pack(len(raw_index), magic)])
 
 
+def object_tail(index: list[Any], magic: bytes) -> bytes:
+    """The index and footer that follow an object's batches (see :func:`encode_object`)."""
+    raw_index = json.dumps(index, separators=(",", ":")).encode()
+    return raw_index + _FOOTER.pack(len(raw_index), magic)
+
+
 def parse_footer(tail: bytes, object_size: int | None = None) -> tuple[int, bytes]:
     """Return (index length, magic) from the last FOOTER_SIZE bytes."""
     if tail == TOMBSTONE or tail.endswith(TOMBSTONE):
