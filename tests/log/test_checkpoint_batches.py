@@ -98,8 +98,15 @@ async def test_zombie_batches_after_a_fence_are_never_trusted() -> None:
                "partitions": [{"t": TID, "p": 0, "e": epoch, "s": state}]}
         await store.put(layout.batch_key(1, "zombie", seq), formats.encode_batch(json.dumps(doc).encode()),
                         if_none_match=True)
-    view = await WalCollector(store, grace_s=0).reference_view()
+    # ... and a consolidated object no checkpoint will ever name.
+    orphan = layout.consolidated_key(1, "zombie", 99)
+    await store.put(orphan, formats.encode_object([batch()], [], formats.CONSOLIDATED_MAGIC), if_none_match=True)
+    gc = WalCollector(store, grace_s=0)
+    view = await gc.reference_view()
     assert layout.wal_key(1, "zombie", 999) not in view.referenced, "a zombie batch keeps nothing alive"
+    await b.pm.maintenance()
+    await gc.run_once(live_sessions={"b"})
+    assert orphan not in await store.list("data/"), "the zombie's object is collected"
     await crash(b, 2, "b", store)
     c = Node(store, 3, "c")
     pc = await c.pm.open("t", TID, 0, epoch=3)
