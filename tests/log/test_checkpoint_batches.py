@@ -10,6 +10,7 @@ two partitions stays until neither references it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -365,3 +366,20 @@ async def test_the_collector_rereads_only_checkpoints_that_may_have_changed() ->
     await gc.run_once(live_sessions={"b"}, leaders=leaders, now=100)
     assert await b.read_all(moved) == [0, 1], "what the moved partition references survived"
     assert set(await store.list("data/")) >= {row[0] for row in moved.checkpoint_body()["segments"]}
+
+
+async def test_the_partitions_of_a_failed_session_share_one_batch_read() -> None:
+    store = InstrumentedStore(MemoryStore())
+    a = Node(store, 1, "a")
+    parts = [await a.pm.open("t", TID, i, epoch=1) for i in range(50)]
+    for p in parts:
+        await a.produce(p, batch())
+    await a.pm.maintenance()
+    await crash(a, 1, "a", store)
+    b = Node(store, 2, "b")
+    store.reset_stats()
+    opened = await asyncio.gather(*(b.pm.open("t", TID, i, epoch=2) for i in range(50)))
+    assert [p.next_offset for p in opened] == [1] * 50  # type: ignore[union-attr]
+    reqs = store.stats()["requests"]
+    assert reqs["get"]["checkpoint"] == 50 + 1, "each partition's checkpoint, and the batch once"
+    assert reqs["list"]["checkpoint"] == 1

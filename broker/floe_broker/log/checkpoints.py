@@ -194,6 +194,15 @@ class BatchReader:
             self._docs.popitem(last=False)
         return batch
 
+    def retain(self, keys: set[str]) -> None:
+        """Forget decoded batches not in ``keys`` (pruned or collected): they are megabytes each."""
+        for key in [k for k in self._docs if k not in keys]:
+            del self._docs[key]
+
+    def clear(self) -> None:
+        self._docs.clear()
+        self._lists.clear()
+
     async def session_batches(self, node: int, session: str) -> list[Batch]:
         """The session's valid batches, newest first."""
         return [b async for b in self._newest_first(node, session)]

@@ -257,6 +257,7 @@ class WalCollector:
         for key in keys:
             by_session[layout.owner_session(key)].append(key)
         view.batch_keys = dict(by_session)
+        self.reader.retain(set(keys))
         out: dict[str, list[Batch]] = {}
         for session, skeys in by_session.items():
             valid: list[Batch] = []

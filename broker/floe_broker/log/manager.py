@@ -51,6 +51,8 @@ from .wal import WalWriter
 
 log = structlog.get_logger(__name__)
 
+FORGET_BATCHES_AFTER_S = 5.0
+
 
 @dataclass
 class Settings:
@@ -85,7 +87,8 @@ class PartitionManager:
         self.topic_config = topic_config  # callable (topic, key) -> str|None
         self.held: dict[tuple[str, int], Held] = {}
         self.batches = BatchWriter(store, node_id=node_id, session=session)
-        self.batch_reader = BatchReader(store)
+        self.batch_reader = BatchReader(store, capacity=16)
+        self._forget_batches: asyncio.TimerHandle | None = None
         self.consolidator = Consolidator(
             store, cache, node_id=node_id, session=session,
             target_bytes=settings.consolidation_target_bytes, after_bytes=settings.compact_after_bytes,
@@ -140,10 +143,26 @@ class PartitionManager:
             return held.partition
         task = self._opening.get(key)
         if task is None:
+            if self._forget_batches is not None:
+                self._forget_batches.cancel()
+                self._forget_batches = None
             task = asyncio.create_task(self._open(topic, topic_id, index, epoch))
             self._opening[key] = task
-            task.add_done_callback(lambda _t: self._opening.pop(key, None))
+            task.add_done_callback(lambda _t: self._opened(key))
         return await asyncio.shield(task)
+
+    def _opened(self, key: tuple[str, int]) -> None:
+        self._opening.pop(key, None)
+        if not self._opening and self._forget_batches is None:
+            # Decoded batches serve opens in progress (a failed session's partitions
+            # come in groups): forget them once opening has been quiet for a while.
+            self._forget_batches = asyncio.get_running_loop().call_later(
+                FORGET_BATCHES_AFTER_S, self._forget_decoded_batches)
+
+    def _forget_decoded_batches(self) -> None:
+        self._forget_batches = None
+        if not self._opening:
+            self.batch_reader.clear()
 
     async def _open(self, topic: str, topic_id: str, index: int, epoch: int) -> Partition | None:
         ck_key = layout.checkpoint_key(topic_id, index)
