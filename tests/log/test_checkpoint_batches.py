@@ -334,7 +334,7 @@ async def test_a_dead_sessions_batches_go_once_no_checkpoint_names_it() -> None:
 def test_checkpoint_keys_are_counted_apart_from_cluster_metadata() -> None:
     assert key_kind(layout.batch_key(1, "s", 3)) == "checkpoint"
     assert key_kind(layout.checkpoint_key(TID, 0)) == "checkpoint"
-    assert key_kind("meta/cluster") == "meta"
+    assert key_kind(layout.CLUSTER_KEY) == "cluster"
     assert key_kind(layout.consolidated_key(1, "s", 1)) == "data"
 
 
