@@ -81,6 +81,18 @@ class BrokerConfig:
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
     offsets_snapshot_records: int = 10_000
+    # listeners, TLS and SASL (security/listeners.py, security/tls.py, security/sasl.py)
+    listeners: str | None = None
+    advertised_listeners: str | None = None
+    listener_security_protocol_map: str | None = None
+    ssl_dir: str | None = None
+    ssl_client_auth: str = "none"
+    ssl_principal_mapping_rules: str = "DEFAULT"
+    ssl_reload_interval_ms: int = 5_000
+    ssl_handshake_timeout_ms: int = 10_000
+    sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512"
+    connections_max_reauth_ms: int = 0
+    sasl_bootstrap_users_file: str | None = None
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -102,6 +114,18 @@ _HELP = {
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "listeners": "Kafka listeners NAME://HOST:PORT,... (default: one PLAINTEXT listener on --listen)",
+    "advertised_listeners": "NAME://HOST:PORT,... clients of each listener are given (default: its bind address)",
+    "listener_security_protocol_map": "NAME:PROTOCOL,... for listeners not named after their protocol "
+                                      "(PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)",
+    "ssl_dir": "directory with tls.crt, tls.key and ca.crt (a Kubernetes TLS Secret); re-read when they change",
+    "ssl_client_auth": "client certificates on TLS listeners: required, requested or none",
+    "ssl_principal_mapping_rules": "Kafka's ssl.principal.mapping.rules: RULE:pattern/replacement/[LU],...,DEFAULT",
+    "ssl_reload_interval_ms": "how often the TLS files are checked for changes",
+    "sasl_enabled_mechanisms": "SASL mechanisms offered: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN",
+    "connections_max_reauth_ms": "SASL sessions last this long, then the client must re-authenticate (0: forever)",
+    "sasl_bootstrap_users_file": "file of USER:PASSWORD lines; users not yet known get SCRAM credentials "
+                                 "(hashed here; the file itself never reaches the bucket)",
 }
 
 
