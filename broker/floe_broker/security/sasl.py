@@ -123,6 +123,22 @@ class ScramExchange:
         c = self._users().get(self._asked, self.mechanism)
         return None if c is None else (c.salt, c.stored_key, c.server_key, c.iterations)
 
+    def _accept_repeated_client_nonce(self, client_final: str) -> None:
+        """Accept what Kafka accepts: a final nonce that *ends with* the server's combined nonce.
+
+        librdkafka before 2.x (kcat on Debian 12) sends the client nonce twice in
+        client-final; Kafka's server checks ``endsWith``, so those clients work
+        with Kafka. The server's part is still echoed, and the proof covers the
+        message exactly as sent, so nothing is weakened.
+        """
+        expected = str(self._server.nonce)
+        for attr in client_final.split(","):
+            if attr.startswith("r="):
+                got = attr[2:]
+                if got != expected and got.endswith(expected):
+                    self._server.nonce = type(self._server.nonce)(got)
+                return
+
     async def step(self, token: bytes) -> bytes:
         try:
             message = token.decode()
@@ -135,6 +151,7 @@ class ScramExchange:
                 return str(self._server.get_server_first()).encode()
             if self._step == 1:
                 self._step = 2
+                self._accept_repeated_client_nonce(message)
                 self._server.set_client_final(message)
                 final = str(self._server.get_server_final()).encode()
                 self.done, self.user = True, self._asked

@@ -57,3 +57,9 @@ class AuthSession:
 
 # The session of the connection whose request is being handled; None outside a connection (in-process tests).
 SESSION: ContextVar[AuthSession | None] = ContextVar("floe_auth_session", default=None)
+
+
+def current_listener() -> str | None:
+    """The listener of the request being handled: brokers are advertised to a client on its own listener."""
+    session = SESSION.get()
+    return session.listener if session is not None else None

@@ -1,14 +1,16 @@
 """Accept loop and graceful shutdown (uvicorn's order: stop accepting, close, wait).
 
-One :class:`KafkaListener` per configured Kafka listener. On a TLS listener
-the handshake runs first (``StreamWriter.start_tls`` with the listener's
-current context, so a reloaded certificate applies to the next connection);
-a failed or stalled handshake (plaintext bytes, a truncated ClientHello, a
-client certificate the CA did not sign) closes the connection with one log
-line. Reading is paused from the moment the connection is accepted until TLS
-takes over, so no byte of the ClientHello can land in the plaintext reader.
-Every connection gets an ``AuthSession`` naming its listener, so Metadata
-answers with that listener's addresses and the dispatcher knows the principal.
+One :class:`KafkaListener` per configured Kafka listener. A TLS listener
+accepts sockets itself and runs each handshake with
+``loop.connect_accepted_socket(ssl=...)`` on the context current at that
+moment, so a reloaded certificate applies to the next connection and the
+handshake's failure is ours to log: a failed or stalled handshake (plaintext
+bytes, a truncated ClientHello, a client certificate the CA did not sign)
+closes the connection with one log line, and nothing else notices. (Upgrading
+an accepted plaintext stream with ``start_tls`` would race: uvloop may read
+the ClientHello into the plaintext buffer first.) Every connection gets an
+``AuthSession`` naming its listener, so Metadata answers with that listener's
+addresses and the dispatcher knows the principal.
 """
 
 from __future__ import annotations
@@ -28,14 +30,7 @@ from ..security.tls import TlsContexts
 from .conn import Connection, Dispatch
 
 log = structlog.get_logger(__name__)
-
-
-class _PausedUntilTls(asyncio.StreamReaderProtocol):
-    """Stops reading as soon as the connection exists; ``start_tls`` resumes it under TLS."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        transport.pause_reading()  # type: ignore[attr-defined]
+_LIMIT = 1024 * 1024
 
 
 class KafkaListener:
@@ -71,17 +66,63 @@ class KafkaListener:
         self.handshake_timeout_s = handshake_timeout_s
         self.connections: set[asyncio.Task[None]] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._socket: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        proto = _PausedUntilTls if self.tls is not None else asyncio.StreamReaderProtocol
-
-        def factory() -> asyncio.StreamReaderProtocol:
-            return proto(asyncio.StreamReader(limit=1024 * 1024), self._accept)
-
-        self._server = await loop.create_server(factory, self.host, self.port, reuse_address=True)
-        sock = self._server.sockets[0]
+        if self.tls is None:
+            self._server = await asyncio.start_server(
+                self._accept, self.host, self.port, reuse_address=True, limit=_LIMIT)
+            self.port = self._server.sockets[0].getsockname()[1]
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self.port), family=family, backlog=1024)
+        sock.setblocking(False)
+        self._socket = sock
         self.port = sock.getsockname()[1]
+        self._accepting = asyncio.create_task(self._accept_tls(), name=f"accept-{self.name}")
+
+    async def _accept_tls(self) -> None:
+        assert self._socket is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._socket)
+            except OSError as exc:  # out of file descriptors, or the like: keep the listener alive
+                log.warning("accept failed", listener=self.name, error=str(exc))
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._serve_tls(conn))
+            self.connections.add(task)
+            task.add_done_callback(self.connections.discard)
+
+    async def _serve_tls(self, conn: socket.socket) -> None:
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        peer = "{}:{}".format(*conn.getpeername()[:2]) if conn.family != socket.AF_UNIX else "?"
+        reader = asyncio.StreamReader(limit=_LIMIT)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self.tls.context, ssl_handshake_timeout=self.handshake_timeout_s)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except (ssl.SSLError, OSError, TimeoutError, EOFError) as exc:
+            log.info("closing connection: TLS handshake failed", listener=self.name, peer=peer,
+                     reason=f"{type(exc).__name__}: {exc}"[:200])
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        principal = self._tls_principal(writer, peer)
+        if principal is None:
+            transport.abort()
+            return
+        try:
+            await self._serve(reader, writer, principal)
+        except asyncio.CancelledError:
+            writer.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -91,40 +132,21 @@ class KafkaListener:
         assert task is not None
         self.connections.add(task)
         try:
-            principal = ANONYMOUS
-            if self.tls is not None:
-                tls_principal = await self._handshake(writer)
-                if tls_principal is None:
-                    return
-                principal = tls_principal
-            session = AuthSession.open(self.name, self.protocol, sasl=self.sasl, mechanisms=self.mechanisms,
-                                       principal=principal)
-            conn = Connection(
-                reader,
-                writer,
-                self.dispatch,
-                max_request_bytes=self.max_request_bytes,
-                max_inflight=self.max_inflight,
-                idle_timeout=self.idle_timeout,
-                session=session,
-            )
-            await conn.serve()
+            await self._serve(reader, writer, ANONYMOUS)
         except asyncio.CancelledError:
             writer.close()  # shutdown: a cancelled accept callback would be logged as an error
         finally:
             self.connections.discard(task)
 
-    async def _handshake(self, writer: asyncio.StreamWriter) -> Principal | None:
-        """TLS on this connection, and the principal its client certificate maps to; None: closed."""
-        assert self.tls is not None
-        peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", 0))[:2])
-        try:
-            await writer.start_tls(self.tls.context, ssl_handshake_timeout=self.handshake_timeout_s)
-        except (ssl.SSLError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            log.info("closing connection: TLS handshake failed", listener=self.name, peer=peer,
-                     reason=f"{type(exc).__name__}: {exc}"[:200])
-            _abort(writer)
-            return None
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, principal: Principal) -> None:
+        session = AuthSession.open(self.name, self.protocol, sasl=self.sasl, mechanisms=self.mechanisms,
+                                   principal=principal)
+        conn = Connection(reader, writer, self.dispatch, max_request_bytes=self.max_request_bytes,
+                          max_inflight=self.max_inflight, idle_timeout=self.idle_timeout, session=session)
+        await conn.serve()
+
+    def _tls_principal(self, writer: asyncio.StreamWriter, peer: str) -> Principal | None:
+        """The principal the client certificate maps to (ANONYMOUS without one); None: refused."""
         cert: Any = writer.get_extra_info("peercert")
         if not cert or "subject" not in cert:
             return ANONYMOUS
@@ -134,19 +156,17 @@ class KafkaListener:
         except MappingError as exc:
             log.warning("closing connection: client certificate maps to no principal", listener=self.name,
                         peer=peer, reason=str(exc))
-            _abort(writer)
             return None
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:
             self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._socket is not None:
+            self._socket.close()
         for task in list(self.connections):
             task.cancel()
         if self.connections:
             await asyncio.wait(list(self.connections), timeout=grace)
 
-
-def _abort(writer: asyncio.StreamWriter) -> None:
-    transport: Any = writer.transport
-    if transport is not None:
-        transport.abort()
