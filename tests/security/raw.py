@@ -8,6 +8,7 @@ and see exactly what comes back: a response with an error code, or a close.
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import struct
@@ -100,7 +101,6 @@ class RawClient:
             server_first = first.auth_bytes.decode()
             nonce = dict(kv.split("=", 1) for kv in server_first.split(","))["r"]
             size = 64 if mechanism.endswith("512") else 32
-            import base64
             final = f"c=biws,r={nonce},p={base64.b64encode(bytes(size)).decode()}"
             return self.authenticate(final.encode())
         client.set_server_first(first.auth_bytes.decode())

@@ -1,0 +1,86 @@
+"""KIP-368: with ``connections.max.reauth.ms`` a SASL session ends; the client re-authenticates or is disconnected.
+
+librdkafka re-authenticates on its own, so a producer keeps producing across
+several session lifetimes; a raw client that does not is disconnected at
+the end of its session, and one that re-authenticates as someone else is
+refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+
+from tests.infra.broker import wait_until
+from tests.security.clients import confluent_conf
+from tests.security.conftest import SecureBroker, start_secure_broker
+from tests.security.raw import METADATA, RawClient
+
+LIFETIME_MS = 2000
+
+
+@pytest.fixture(scope="module")
+def reauth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    tmp = tmp_path_factory.mktemp("reauth")
+    b = start_secure_broker(tmp, f"file://{tmp / 'bucket'}", "--connections-max-reauth-ms", str(LIFETIME_MS))
+    try:
+        yield b
+    finally:
+        b.proc.stop()
+
+
+def metadata(c: RawClient) -> object:
+    return c.call(METADATA, 12, topics=None, allow_auto_topic_creation=False,
+                  include_topic_authorized_operations=False)
+
+
+def test_the_session_lifetime_is_announced(reauth_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        r = c.login_scram("SCRAM-SHA-256", "alice", "alice-pw")
+        assert r.error_code == 0
+        assert r.session_lifetime == datetime.timedelta(milliseconds=LIFETIME_MS)
+
+
+def test_a_session_that_is_not_renewed_is_closed(reauth_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        assert c.login_plain("alice", "alice-pw").error_code == 0
+        assert metadata(c) is not None
+        t0 = time.monotonic()
+        assert c.is_closed(timeout=LIFETIME_MS / 1000 + 8)
+        assert time.monotonic() - t0 < LIFETIME_MS / 1000 + 5
+    wait_until(lambda: "SASL session expired" in reauth_broker.proc.log_text(), 10, message="the close is logged")
+
+
+def test_a_renewed_session_keeps_its_connection(reauth_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        assert c.login_scram("SCRAM-SHA-512", "alice", "alice-pw").error_code == 0
+        deadline = time.monotonic() + 3 * LIFETIME_MS / 1000
+        while time.monotonic() < deadline:
+            time.sleep(LIFETIME_MS / 2000)
+            assert c.login_scram("SCRAM-SHA-512", "alice", "alice-pw").error_code == 0
+            assert metadata(c) is not None
+
+
+def test_re_authenticating_as_someone_else_is_refused(reauth_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        assert c.login_plain("alice", "alice-pw").error_code == 0
+        assert c.login_plain("bob", "bob-pw").error_code == 58
+        assert c.is_closed()
+
+
+def test_librdkafka_re_authenticates_and_keeps_producing(reauth_broker: SecureBroker) -> None:
+    producer = Producer({**confluent_conf(reauth_broker, "sasl_ssl_scram512"), "linger.ms": 1})
+    outcomes: list[object] = []
+    end = time.monotonic() + 3 * LIFETIME_MS / 1000
+    i = 0
+    while time.monotonic() < end:
+        producer.produce("reauth", f"v{i}".encode(), on_delivery=lambda err, msg: outcomes.append(err))
+        producer.poll(0.05)
+        i += 1
+    assert producer.flush(30) == 0
+    assert outcomes and all(err is None for err in outcomes), [e for e in outcomes if e][:3]
+    assert "re-authenticated" in reauth_broker.proc.log_text()
