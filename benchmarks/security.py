@@ -59,7 +59,7 @@ def produce(conf: dict[str, Any], topic: str, total: int) -> tuple[float, list[f
         sent = time.perf_counter()
         while True:
             try:
-                p.produce(topic, payload, on_delivery=lambda e, m, s=sent: report(e, m, s))
+                p.produce(topic, payload, on_delivery=_reporter(report, sent))
                 break
             except BufferError:
                 p.poll(0.01)
@@ -67,6 +67,10 @@ def produce(conf: dict[str, Any], topic: str, total: int) -> tuple[float, list[f
     p.flush(120)
     elapsed = time.perf_counter() - t0
     return total * RECORD / elapsed / 1e6, latencies
+
+
+def _reporter(report: Any, sent: float) -> Any:
+    return lambda err, msg: report(err, msg, sent)
 
 
 def consume(conf: dict[str, Any], topic: str, total: int) -> float:
@@ -87,7 +91,7 @@ def consume(conf: dict[str, Any], topic: str, total: int) -> float:
     return got * RECORD / max(elapsed, 1e-9) / 1e6
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 100 else float("nan")
 
 
@@ -95,6 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=100, help="MB produced per listener")
     parser.add_argument("--flush-ms", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds, alternating the listener order (later runs share the broker with "
+                             "earlier runs' background work); figures are per-listener means")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="floe-bench-sec-"))
     ca = CertificateAuthority(tmp / "ca")
@@ -110,21 +117,24 @@ def main() -> None:
     broker.kafka_port = ports["PLAINTEXT"]
     broker.start()
     total = args.mb * 1_000_000 // RECORD
-    results = []
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
     try:
-        for listener, port in ports.items():
-            conf = client_conf(listener, port, ca.ca_path)
-            topic = f"bench-{listener.lower()}"
-            admin = AdminClient(conf)
-            admin.create_topics([NewTopic(topic, 8, replication_factor=1)])[topic].result(30)
-            produce_mb, lat = produce(conf, topic, total)
-            consume_mb = consume(conf, topic, total)
-            results.append({"listener": listener, "produce_mb_s": round(produce_mb, 1),
-                            "consume_mb_s": round(consume_mb, 1), "produce_p50_ms": round(pct(lat, 50), 1),
-                            "produce_p99_ms": round(pct(lat, 99), 1)})
-            print(results[-1], flush=True)
+        for round_ in range(args.rounds):
+            order = list(ports) if round_ % 2 == 0 else list(reversed(ports))
+            for listener in order:
+                conf = client_conf(listener, ports[listener], ca.ca_path)
+                topic = f"bench-{listener.lower()}-{round_}"
+                admin = AdminClient(conf)
+                admin.create_topics([NewTopic(topic, 8, replication_factor=1)])[topic].result(30)
+                produce_mb, lat = produce(conf, topic, total)
+                consume_mb = consume(conf, topic, total)
+                runs[listener].append({"produce_mb_s": produce_mb, "consume_mb_s": consume_mb,
+                                       "produce_p50_ms": pct(lat, 50), "produce_p99_ms": pct(lat, 99)})
+                print(listener, round_, {k: round(v, 1) for k, v in runs[listener][-1].items()}, flush=True)
     finally:
         broker.stop()
+    results = [{"listener": name, **{k: round(statistics.mean(r[k] for r in rs), 1) for k in rs[0]}}
+               for name, rs in runs.items()]
     print("\n| listener | produce MB/s | consume MB/s | produce p50 / p99 |\n|---|---|---|---|")
     for r in results:
         print(f"| {r['listener']} | {r['produce_mb_s']} | {r['consume_mb_s']} | "

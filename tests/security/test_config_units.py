@@ -97,3 +97,19 @@ def test_the_metadata_change_upserts_deletes_and_seeds_only_the_absent() -> None
     assert users.mechanisms("new") == {"SCRAM-SHA-256": 4096, "SCRAM-SHA-512": 4096}
     apply_op(s, AlterScramCredentials(deletions=[ScramDeletion(user="u", mechanism="SCRAM-SHA-512")]))
     assert ScramUsers(s.scram).users() == ["new"]
+
+
+def test_every_security_setting_is_also_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from floe_broker import config
+
+    monkeypatch.setenv("FLOE_LISTENERS", "SASL_SSL://:9093")
+    monkeypatch.setenv("FLOE_SSL_CLIENT_AUTH", "required")
+    monkeypatch.setenv("FLOE_CONNECTIONS_MAX_REAUTH_MS", "60000")
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    cfg = config.from_namespace(parser.parse_args(["--storage", "file:///x", "--ssl-client-auth", "requested"]))
+    assert cfg.listeners == "SASL_SSL://:9093"
+    assert cfg.ssl_client_auth == "requested", "a flag wins over the variable"
+    assert cfg.connections_max_reauth_ms == 60000
