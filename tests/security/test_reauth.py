@@ -84,3 +84,19 @@ def test_librdkafka_re_authenticates_and_keeps_producing(reauth_broker: SecureBr
     assert producer.flush(30) == 0
     assert outcomes and all(err is None for err in outcomes), [e for e in outcomes if e][:3]
     assert "re-authenticated" in reauth_broker.proc.log_text()
+
+
+def test_re_authenticating_with_another_mechanism_is_refused(reauth_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        assert c.login_scram("SCRAM-SHA-256", "alice", "alice-pw").error_code == 0
+        assert c.handshake("PLAIN").error_code == 34
+        assert c.is_closed()
+
+
+def test_a_v0_login_has_no_session_lifetime(reauth_broker: SecureBroker) -> None:
+    """SaslAuthenticate v0 cannot carry a lifetime, so (as in Kafka) such a session does not expire."""
+    with RawClient("127.0.0.1", reauth_broker.ports["SASL_PLAINTEXT"]) as c:
+        assert c.handshake("PLAIN").error_code == 0
+        assert c.authenticate(b"\0alice\0alice-pw", version=0).error_code == 0
+        assert not c.is_closed(timeout=LIFETIME_MS / 1000 + 1)
+        assert metadata(c) is not None

@@ -57,6 +57,9 @@ async def sasl_handshake(ctx: BrokerContext, version: int, req: Any) -> Any:
     if req.mechanism not in mechanisms:
         _refuse(session, UNSUPPORTED_SASL_MECHANISM, f"mechanism {req.mechanism[:64]!r} is not enabled")
         return mk(cls, error_code=ErrorCode(UNSUPPORTED_SASL_MECHANISM), mechanisms=mechanisms)
+    if session.authenticated and req.mechanism != session.mechanism:
+        _refuse(session, ILLEGAL_SASL_STATE, "re-authentication with another mechanism")
+        return mk(cls, error_code=ErrorCode(ILLEGAL_SASL_STATE), mechanisms=mechanisms)
     session.reauthenticating = session.authenticated
     session.exchange = new_exchange(req.mechanism, lambda: ScramUsers(ctx.state().scram))
     return mk(cls, error_code=ErrorCode.none, mechanisms=mechanisms)
@@ -78,7 +81,7 @@ async def sasl_authenticate(ctx: BrokerContext, version: int, req: Any) -> Any:
                 raise invalid_credentials(exchange.mechanism, "re-authentication as another principal")
             again = session.reauthenticating
             lifetime_ms = ctx.config.connections_max_reauth_ms if version >= 1 else 0
-            session.complete(principal, lifetime_ms)
+            session.complete(principal, exchange.mechanism, lifetime_ms)
             log.info("re-authenticated" if again else "authenticated", principal=str(principal),
                      mechanism=exchange.mechanism, listener=session.listener, peer=CLIENT.get()[1])
     except SaslFailure as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .principal import ANONYMOUS, Principal
 from .sasl import Exchange
@@ -36,7 +36,7 @@ class AuthSession:
     reauthenticating: bool = False
     expires_at: float | None = None  # time.monotonic(); None: never
     close_after_response: bool = False
-    authenticate_versions: set[int] = field(default_factory=set)
+    mechanism: str | None = None  # of the last successful login; a re-authentication must use it again
 
     @classmethod
     def open(cls, listener: str, protocol: str, *, sasl: bool, mechanisms: tuple[str, ...] = (),
@@ -50,8 +50,9 @@ class AuthSession:
         return (self.expires_at is not None and not self.reauthenticating
                 and (time.monotonic() if now is None else now) >= self.expires_at)
 
-    def complete(self, principal: Principal, lifetime_ms: int) -> None:
+    def complete(self, principal: Principal, mechanism: str, lifetime_ms: int) -> None:
         self.principal, self.authenticated, self.exchange, self.reauthenticating = principal, True, None, False
+        self.mechanism = mechanism
         self.expires_at = time.monotonic() + lifetime_ms / 1000 if lifetime_ms > 0 else None
 
 

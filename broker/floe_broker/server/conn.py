@@ -96,7 +96,9 @@ class Connection:
         session = self.session
         if session is None or session.expires_at is None:
             return self.idle_timeout
-        left = session.expires_at - time.monotonic()
+        # a little past the end: the loop's timers may fire a millisecond early, and the close
+        # must see the session as expired
+        left = session.expires_at - time.monotonic() + 0.05
         return max(0.0, min(self.idle_timeout, left)) if not session.reauthenticating else self.idle_timeout
 
     async def _read_loop(self) -> None:
