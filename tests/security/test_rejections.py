@@ -213,3 +213,10 @@ def test_a_thousand_failed_logins_in_a_row_leave_the_broker_and_other_connection
     still_serves(secure_broker)
     with RawClient("127.0.0.1", secure_broker.ports["SASL_PLAINTEXT"]) as c:
         assert c.login_scram("SCRAM-SHA-512", "alice", "alice-pw").error_code == 0
+
+
+def test_sasl_on_a_listener_without_sasl_is_an_illegal_state(secure_broker: SecureBroker) -> None:
+    with RawClient("127.0.0.1", secure_broker.ports["PLAINTEXT"]) as c:
+        assert c.handshake("PLAIN").error_code == ILLEGAL_STATE
+        assert c.is_closed()
+    still_serves(secure_broker)
