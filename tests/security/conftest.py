@@ -63,7 +63,7 @@ def start_secure_broker(tmp: Path, storage: str, *extra: str, cluster: str = "se
         *listener_flags(ports), "--ssl-dir", str(ssl_dir), "--ssl-client-auth", "requested",
         "--ssl-principal-mapping-rules", "RULE:^CN=([a-zA-Z0-9.-]*),.*$/$1/L,DEFAULT",
         "--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
-        "--sasl-bootstrap-users-file", str(users_file), "--ssl-handshake-timeout-ms", "1500",
+        "--sasl-bootstrap-users-file", str(users_file), "--ssl-handshake-timeout-ms", "4000",
         "--ssl-reload-interval-ms", "200", "--session-timeout-ms", "3000", "--fsync", "false",
         "--flush-interval-ms", "2", *extra,
     ]

@@ -171,7 +171,7 @@ def test_a_truncated_client_hello_is_closed_at_the_handshake_timeout(secure_brok
             assert s.recv(1) == b""
         except ConnectionResetError:
             pass
-        assert time.monotonic() - t0 < 10, "closed by the handshake timeout (1.5 s here), not left open"
+        assert time.monotonic() - t0 < 10, "closed by the handshake timeout (4 s here), not left open"
     still_serves(secure_broker)
 
 
