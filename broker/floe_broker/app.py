@@ -140,6 +140,8 @@ class Broker:
     async def start(self) -> None:
         if self._config_error is not None:
             raise self._config_error
+        # TLS files, mechanisms and rules are checked before joining, so a bad setting never registers
+        self.endpoints = build_endpoints(self.config, Dispatcher(self.serving), self.listener_specs)
         try:
             await self.store.check()
         except StoreMisconfigured as exc:
@@ -163,7 +165,6 @@ class Broker:
         await self.leadership.sync(self.state())
         if cfg.sasl_bootstrap_users_file:
             await self._seed_users(cfg.sasl_bootstrap_users_file)
-        self.endpoints = build_endpoints(cfg, Dispatcher(self.serving), self.listener_specs)
         self.listener = self.endpoints.listeners[0]
         await self.endpoints.start()
         if self.endpoints.tls is not None:
