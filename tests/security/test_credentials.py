@@ -141,3 +141,15 @@ def test_a_restart_with_the_bootstrap_file_keeps_a_changed_password(pair: tuple[
         assert login(third, "bob", "bob-pw") == AUTH_FAILED
     finally:
         third.proc.stop()
+
+
+@pytest.mark.parametrize("listener", ["SASL_SSL", "SASL_PLAINTEXT", "PLAINTEXT"])
+def test_every_broker_is_advertised_on_the_listener_the_client_used(pair: tuple[SecureBroker, SecureBroker],
+                                                                     listener: str) -> None:
+    first, second = pair
+    conf = {**confluent_conf(first, "sasl_ssl_scram512"), "bootstrap.servers": first.bootstrap(listener),
+            "security.protocol": listener}
+    if "SASL" not in listener:
+        conf = {k: v for k, v in conf.items() if not k.startswith("sasl.")}
+    got = sorted(b.port for b in AdminClient(conf).list_topics(timeout=20).brokers.values())
+    assert got == sorted(b.ports[listener] for b in pair)
