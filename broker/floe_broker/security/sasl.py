@@ -12,12 +12,21 @@ thread, a few at a time, so a flood of logins cannot stall the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from collections.abc import Callable
 from typing import Protocol
 
 from scramp import ScramException, ScramMechanism
 
-from .scram_store import MECHANISM_NUMBERS, ScramUsers, verify_password
+from .scram_store import (
+    DEFAULT_ITERATIONS,
+    MECHANISM_NUMBERS,
+    ScramCredential,
+    ScramUsers,
+    from_password,
+    verify_password,
+)
 
 PLAIN = "PLAIN"
 MECHANISMS = (PLAIN, *MECHANISM_NUMBERS)
@@ -88,16 +97,27 @@ class PlainExchange:
         if authzid and authzid != user:
             raise invalid_credentials(PLAIN, "authorization id differs from the user")
         credential = self._users().any_of(user)
-        if credential is None:
-            raise invalid_credentials(PLAIN, f"unknown user {user!r}")
         if PlainExchange._slots is None:
             PlainExchange._slots = asyncio.Semaphore(_PLAIN_CHECKS_AT_ONCE)
         async with PlainExchange._slots:
-            ok = await asyncio.to_thread(verify_password, credential, password)
+            # an unknown user costs the same derivation, so timing does not tell who exists
+            ok = await asyncio.to_thread(_check, credential, password)
+        if credential is None:
+            raise invalid_credentials(PLAIN, f"unknown user {user!r}")
         if not ok:
             raise invalid_credentials(PLAIN, f"wrong password for user {user!r}")
         self.done, self.user = True, user
         return b""
+
+
+def _check(credential: ScramCredential | None, password: str) -> bool:
+    """Runs in a thread: the decoy, too, is derived off the event loop."""
+    return verify_password(credential or _decoy(), password)
+
+
+@functools.cache
+def _decoy() -> ScramCredential:
+    return from_password("SCRAM-SHA-512", os.urandom(16).hex(), DEFAULT_ITERATIONS)
 
 
 def _unescape(saslname: str) -> str:
