@@ -100,3 +100,46 @@ def test_a_v0_login_has_no_session_lifetime(reauth_broker: SecureBroker) -> None
         assert c.authenticate(b"\0alice\0alice-pw", version=0).error_code == 0
         assert not c.is_closed(timeout=LIFETIME_MS / 1000 + 1)
         assert metadata(c) is not None
+
+
+
+def test_kafka_python_re_authenticates_and_keeps_producing(reauth_broker: SecureBroker) -> None:
+    from kafka import KafkaProducer
+
+    from tests.security.clients import kafka_python_conf
+
+    renewed = reauth_broker.proc.log_text().count("re-authenticated")
+    producer = KafkaProducer(**kafka_python_conf(reauth_broker, "sasl_plaintext_plain"), acks="all")
+    try:
+        producer.send("kp-reauth", b"before").get(30)
+        wait_until(lambda: reauth_broker.proc.log_text().count("re-authenticated") > renewed,
+                   LIFETIME_MS / 1000 + 10, message="kafka-python re-authenticates")
+        producer.send("kp-reauth", b"after").get(30)
+    finally:
+        producer.close()
+
+
+def test_aiokafka_without_re_authentication_reconnects_when_its_session_ends(reauth_broker: SecureBroker) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from tests.security.clients import aiokafka_conf
+
+    def expired() -> int:
+        return reauth_broker.proc.log_text().count("SASL session expired")
+
+    async def run() -> None:
+        before = expired()
+        producer = AIOKafkaProducer(**aiokafka_conf(reauth_broker, "sasl_plaintext_plain"), acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait("ak-reauth", b"before")
+            # the broker closes the session it never renewed (polled in a thread: the check blocks)
+            await asyncio.to_thread(wait_until, lambda: expired() > before, LIFETIME_MS / 1000 + 10,
+                                    message="the broker closes the expired session")
+            await producer.send_and_wait("ak-reauth", b"after")
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
