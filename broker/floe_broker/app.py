@@ -180,7 +180,8 @@ class Broker:
         self.ready = True
         metrics.BROKER_STATE.labels("ready").set(1)
         log.info("broker ready", node=node_id, session=self.session,
-                 kafka={x.name: f"{x.host}:{x.port}" for x in self.endpoints.listeners}, http=self.http_address)
+                 kafka=f"{self.listener_specs[0].advertised_host}:{self.listener.port}",
+                 listeners={x.name: f"{x.host}:{x.port}" for x in self.endpoints.listeners}, http=self.http_address)
 
     async def _seed_users(self, path: str) -> None:
         """Give the users of the bootstrap file SCRAM credentials, unless they exist already."""
