@@ -37,6 +37,8 @@ class RegisterRequest(BaseModel):
     host: str
     port: int
     http: str
+    # listener name -> advertised (host, port); the primary listener is host:port too
+    listeners: dict[str, tuple[str, int]] = Field(default_factory=dict)
 
 
 class RegisterReply(BaseModel):
@@ -111,7 +113,41 @@ class Reclaim(BaseModel):
     epoch: int
 
 
-MetadataOp = Annotated[CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim, Field(discriminator="op")]
+class ScramKeys(BaseModel):
+    """One SCRAM credential as stored: base64 salt, StoredKey and ServerKey, and the iteration count."""
+
+    salt: str
+    iterations: int
+    stored_key: str
+    server_key: str
+
+
+class ScramUpsertion(BaseModel):
+    """Set ``user``'s credential for ``mechanism``; ``if_absent`` keeps an existing one (seeding)."""
+
+    user: str
+    mechanism: str
+    keys: ScramKeys
+    if_absent: bool = False
+
+
+class ScramDeletion(BaseModel):
+    user: str
+    mechanism: str
+
+
+class AlterScramCredentials(BaseModel):
+    """AlterUserScramCredentials, or seeding the first users: keys only, never a password."""
+
+    op: Literal["alter_scram_credentials"] = "alter_scram_credentials"
+    upsertions: list[ScramUpsertion] = Field(default_factory=list)
+    deletions: list[ScramDeletion] = Field(default_factory=list)
+
+
+MetadataOp = Annotated[
+    CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials,
+    Field(discriminator="op"),
+]
 
 
 class OpRequest(BaseModel):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -45,6 +46,8 @@ from .log.cache import BlockCache
 from .log.gc import WalCollector
 from .log.manager import PartitionManager, Settings
 from .log.wal import WalWriter
+from .security.bootstrap_users import BootstrapUsersError, read_users, seed_change
+from .server.endpoints import Endpoints, build_endpoints, listener_specs
 from .server.listener import KafkaListener
 from .serving import Serving
 from .storage.objectstore import ObjectStore
@@ -58,14 +61,22 @@ class Broker:
         self.secrets = secrets or Secrets()
         self.store = store
         self.session = new_session()
-        self.http_address = f"{config.advertised[0]}:{config.http[1]}"
+        self._config_error: StartupError | None = None
+        try:
+            self.listener_specs = listener_specs(config)
+        except StartupError as exc:  # reported by start(), where start-up failures are handled
+            self._config_error, self.listener_specs = exc, listener_specs(replace(config, listeners=None,
+                                                                                  advertised_listeners=None))
+        primary = self.listener_specs[0]
+        self.http_address = f"{primary.advertised_host}:{config.http[1]}"
         self.ready = False
         self.draining = False
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._group_collector: GroupOffsetsCollector | None = None
-        self.listener: KafkaListener | None = None
+        self.listener: KafkaListener | None = None  # the primary (first) Kafka listener
+        self.endpoints = Endpoints()
         self.wal: WalWriter | None = None
         self.rpc = Rpc(cluster_secret=self.secrets.cluster_secret)
         self.controller = Controller(store, session=self.session, http=self.http_address,
@@ -76,8 +87,10 @@ class Broker:
         self.wal_gc = WalCollector(store, grace_s=config.wal_gc_grace_ms / 1000)
         self.membership = Membership(
             self.controller, remote, store,
-            registration=RegisterRequest(session=self.session, host=config.advertised[0],
-                                         port=config.advertised[1], http=self.http_address),
+            registration=RegisterRequest(
+                session=self.session, host=primary.advertised_host, port=primary.advertised_port,
+                http=self.http_address,
+                listeners={s.name: (s.advertised_host, s.advertised_port) for s in self.listener_specs}),
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             session_timeout_ms=config.session_timeout_ms,
             wal_gc_interval_ms=config.wal_gc_interval_ms,
@@ -131,6 +144,10 @@ class Broker:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._config_error is not None:
+            raise self._config_error
+        # TLS files, mechanisms and rules are checked before joining, so a bad setting never registers
+        self.endpoints = build_endpoints(self.config, Dispatcher(self.serving), self.listener_specs)
         try:
             await self.store.check()
         except StoreMisconfigured as exc:
@@ -153,13 +170,12 @@ class Broker:
         self.serving.serve(node_id, self.wal, partitions)
         await self.controller.place_orphans()
         await self.leadership.sync(self.state())
-        self.listener = KafkaListener(Dispatcher(self.serving), host=cfg.listen[0], port=cfg.listen[1],
-                                      max_request_bytes=cfg.socket_request_max_bytes,
-                                      max_inflight=cfg.max_inflight_requests, idle_timeout=cfg.idle_timeout_s)
-        try:
-            await self.listener.start()
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {cfg.listen}: {exc}") from exc
+        if cfg.sasl_bootstrap_users_file:
+            await self._seed_users(cfg.sasl_bootstrap_users_file)
+        self.listener = self.endpoints.listeners[0]
+        await self.endpoints.start()
+        if self.endpoints.tls is not None:
+            self._spawn(self.endpoints.tls.watch(), "tls-reload")
         self._spawn(self.membership.lease_loop(), "lease")
         self._spawn(self.membership.heartbeat_loop(), "controller-loop")
         self._spawn(self.leadership.reclaim_loop(cfg.heartbeat_interval_ms / 1000), "reclaim")
@@ -171,7 +187,24 @@ class Broker:
         self.ready = True
         metrics.BROKER_STATE.labels("ready").set(1)
         log.info("broker ready", node=node_id, session=self.session,
-                 kafka=f"{cfg.advertised[0]}:{self.listener.port}", http=self.http_address)
+                 kafka=f"{self.listener_specs[0].advertised_host}:{self.listener.port}",
+                 listeners={x.name: f"{x.host}:{x.port}" for x in self.endpoints.listeners}, http=self.http_address)
+
+    async def _seed_users(self, path: str) -> None:
+        """Give the users of the bootstrap file SCRAM credentials, unless they exist already."""
+        try:
+            users = read_users(path)
+        except BootstrapUsersError as exc:
+            raise StartupError(str(exc)) from exc
+        missing = {u: p for u, p in users.items() if u not in self.state().scram}
+        if not missing:
+            return
+        change = await asyncio.to_thread(seed_change, missing)
+        try:
+            await self.controller_client.apply(change)
+        except Exception as exc:
+            raise StartupError(f"cannot store the bootstrap users: {exc}") from exc
+        log.info("bootstrap users seeded", users=sorted(missing))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -222,8 +255,7 @@ class Broker:
         if self._group_collector is not None:
             REGISTRY.unregister(self._group_collector)
             self._group_collector = None
-        if self.listener is not None:
-            await self.listener.stop()
+        await self.endpoints.stop()
         for task in list(self._tasks):
             task.cancel()
         if self.wal is not None:

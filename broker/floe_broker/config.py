@@ -146,6 +146,19 @@ class BrokerConfig:
     cluster_secret_file: str | None = None
     admin_token_file: str | None = None
 
+    # listeners, TLS and SASL (security/listeners.py, security/tls.py, security/sasl.py)
+    listeners: str | None = None
+    advertised_listeners: str | None = None
+    listener_security_protocol_map: str | None = None
+    ssl_dir: str | None = None
+    ssl_client_auth: str = "none"
+    ssl_principal_mapping_rules: str = "DEFAULT"
+    ssl_reload_interval_ms: int = 5_000
+    ssl_handshake_timeout_ms: int = 10_000
+    sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512"
+    connections_max_reauth_ms: int = 0
+    sasl_bootstrap_users_file: str | None = None
+
     def __post_init__(self) -> None:
         """Resolve the flush profile: the store picks it unless named; a setting given one by one wins."""
         name = flush_profile_name(self.flush_profile)
@@ -196,6 +209,18 @@ _HELP = {
                            f"(or the secret itself in {CLUSTER_SECRET_ENV})",
     "admin_token_file": "file holding the bearer token /v1/... admin calls must carry "
                         f"(or the token itself in {ADMIN_TOKEN_ENV})",
+    "listeners": "Kafka listeners NAME://HOST:PORT,... (default: one PLAINTEXT listener on --listen)",
+    "advertised_listeners": "NAME://HOST:PORT,... clients of each listener are given (default: its bind address)",
+    "listener_security_protocol_map": "NAME:PROTOCOL,... for listeners not named after their protocol "
+                                      "(PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)",
+    "ssl_dir": "directory with tls.crt, tls.key and ca.crt (a Kubernetes TLS Secret); re-read when they change",
+    "ssl_client_auth": "client certificates on TLS listeners: required, requested or none",
+    "ssl_principal_mapping_rules": "Kafka's ssl.principal.mapping.rules: RULE:pattern/replacement/[LU],...,DEFAULT",
+    "ssl_reload_interval_ms": "how often the TLS files are checked for changes",
+    "sasl_enabled_mechanisms": "SASL mechanisms offered: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN",
+    "connections_max_reauth_ms": "SASL sessions last this long, then the client must re-authenticate (0: forever)",
+    "sasl_bootstrap_users_file": "file of USER:PASSWORD lines; users not yet known get SCRAM credentials "
+                                 "(hashed here; the file itself never reaches the bucket)",
 }
 
 

@@ -26,11 +26,13 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
-from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign
+from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign, sasl, scram_users
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
+from .security.principal import PRINCIPAL
+from .security.session import SESSION
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +46,8 @@ API_NAMES = {
     46: "list_partition_reassignments", 22: "init_producer_id",
     10: "find_coordinator", 11: "join_group", 12: "heartbeat", 13: "leave_group", 14: "sync_group",
     8: "offset_commit", 9: "offset_fetch", 15: "describe_groups", 16: "list_groups", 42: "delete_groups",
-    47: "offset_delete",
+    47: "offset_delete", 17: "sasl_handshake", 36: "sasl_authenticate",
+    50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
 }
 
 
@@ -77,6 +80,10 @@ class Dispatcher:
             16: (0, 5, groups.list_groups),
             42: (0, 2, groups.delete_groups),
             47: (0, 0, groups.offset_delete),
+            17: (0, 1, sasl.sasl_handshake),
+            36: (0, 2, sasl.sasl_authenticate),
+            50: (0, 0, scram_users.describe_user_scram_credentials),
+            51: (0, 0, scram_users.alter_user_scram_credentials),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
@@ -101,6 +108,14 @@ class Dispatcher:
                 return codec.encode_response(18, 0, exc.correlation_id, body)
             raise errors.FrameError(str(exc)) from None
         api = API_NAMES.get(request.api_key, str(request.api_key))
+        session = SESSION.get()
+        if session is not None:
+            # On a SASL listener only the authentication APIs come before authentication (Kafka closes too).
+            if not session.may_serve(request.api_key):
+                raise errors.FrameError(f"{api} before SASL authentication on listener {session.listener}")
+            if session.expired():
+                raise errors.FrameError(f"SASL session expired (connections.max.reauth.ms) on {session.listener}")
+            PRINCIPAL.set(session.principal)
         metrics.REQUESTS.labels(api).inc()
         t0 = time.perf_counter()
         _, _, handler = self.table[request.api_key]

@@ -8,6 +8,7 @@ coordinator its journal: an ``__consumer_offsets`` partition this broker leads.
 
 from __future__ import annotations
 
+from floe_api.internal import AlterScramCredentials
 from floe_api.public import MoveResult
 
 from .cluster.client import ControllerClient
@@ -117,3 +118,6 @@ class Serving:
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False
     ) -> None:
         await self.topics.alter_configs(name, changes, validate_only=validate_only)
+
+    async def alter_scram_credentials(self, change: AlterScramCredentials) -> None:
+        await self.controller.apply(change)

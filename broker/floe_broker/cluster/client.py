@@ -72,7 +72,7 @@ class LocalController:
         return self.controller
 
     async def register(self, req: api.RegisterRequest) -> int:
-        return await self._active().register(req.session, req.host, req.port, req.http)
+        return await self._active().register(req.session, req.host, req.port, req.http, req.listeners)
 
     async def heartbeat(self, req: api.HeartbeatRequest) -> api.HeartbeatReply:
         ctl = self._active()

@@ -259,7 +259,8 @@ class Controller:
 
     # ---- membership --------------------------------------------------------------
 
-    async def register(self, session: str, host: str, port: int, http: str) -> int:
+    async def register(self, session: str, host: str, port: int, http: str,
+                       listeners: dict[str, tuple[str, int]] | None = None) -> int:
         node_box: list[int] = []
 
         def change(s: ClusterState) -> None:
@@ -269,7 +270,8 @@ class Controller:
                     return
             node = s.next_node_id
             s.next_node_id += 1
-            s.brokers[node] = BrokerInfo(node, session, host, port, http, now_ms())
+            s.brokers[node] = BrokerInfo(node, session, host, port, http, now_ms(),
+                                         listeners={k: list(v) for k, v in (listeners or {}).items()})
             # Seen now, before the commit's await: a liveness check running meanwhile must not
             # take the newcomer for a broker that missed its heartbeats.
             self._last_seen[node] = now_ms()

@@ -13,7 +13,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from floe_api.internal import AddPartitions, AlterConfigs, CreateTopic, DeleteTopic, MetadataOp, Reclaim
+from floe_api.internal import (
+    AddPartitions,
+    AlterConfigs,
+    AlterScramCredentials,
+    CreateTopic,
+    DeleteTopic,
+    MetadataOp,
+    Reclaim,
+)
 
 
 @dataclass
@@ -25,6 +33,8 @@ class BrokerInfo:
     http: str
     registered_ms: int
     draining: bool = False
+    # listener name -> [advertised host, port]; empty for a broker with only its primary address
+    listeners: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,7 +44,15 @@ class BrokerInfo:
             "http": self.http,
             "registered_ms": self.registered_ms,
             "draining": self.draining,
+            "listeners": self.listeners,
         }
+
+    def endpoint(self, listener: str | None) -> tuple[str, int] | None:
+        """The address clients of ``listener`` use; None if this broker has no such listener."""
+        if listener is None or not self.listeners:
+            return self.host, self.port
+        found = self.listeners.get(listener)
+        return (str(found[0]), int(found[1])) if found is not None else None
 
 
 @dataclass
@@ -64,6 +82,8 @@ class ClusterState:
     fenced: dict[str, int] = field(default_factory=dict)
     # sessions whose (now unreferenced) WAL objects may be collected: session -> node
     retired: dict[str, list[Any]] = field(default_factory=dict)
+    # SCRAM credentials: user -> mechanism -> {salt, iterations, stored_key, server_key} (base64; no passwords)
+    scram: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     # ---- serialisation -----------------------------------------------------
 
@@ -84,6 +104,7 @@ class ClusterState:
             },
             "fenced": self.fenced,
             "retired": self.retired,
+            "scram": self.scram,
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -107,6 +128,7 @@ class ClusterState:
             },
             fenced=doc.get("fenced", {}),
             retired=doc.get("retired", {}),
+            scram=doc.get("scram", {}),
         )
 
     def copy(self) -> ClusterState:
@@ -215,3 +237,13 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
                     configs[c.key] = c.value
                 else:
                     configs.pop(c.key, None)
+        case AlterScramCredentials(upsertions=upsertions, deletions=deletions):
+            existed = {user for user, creds in state.scram.items() if creds}
+            for d in deletions:
+                creds = state.scram.get(d.user, {})
+                creds.pop(d.mechanism, None)
+                if not creds:
+                    state.scram.pop(d.user, None)
+            for u in upsertions:
+                if not (u.if_absent and u.user in existed):
+                    state.scram.setdefault(u.user, {})[u.mechanism] = u.keys.model_dump()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from floe_api.internal import AlterScramCredentials
+
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
 from ..groups.coordinator import GroupCoordinator
@@ -59,3 +61,6 @@ class BrokerContext(Protocol):
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False
     ) -> None:
         """changes: (key, op 0=set 1=delete 2=append 3=subtract, value)."""
+
+    async def alter_scram_credentials(self, change: AlterScramCredentials) -> None:
+        """Commit SCRAM credential changes (keys only) at the controller; NotController or RpcError."""

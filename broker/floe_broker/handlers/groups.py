@@ -19,6 +19,7 @@ from ..groups.coordinator import OFFSETS_TOPIC, Shard, partition_for
 from ..groups.state import GroupState, OffsetEntry
 from ..ordering import CURRENT_TURN
 from ..protocol.build import mk, nested, response_class
+from ..security.session import current_listener
 from .context import CLIENT, BrokerContext
 
 FIND_COORDINATOR, JOIN, HEARTBEAT, LEAVE, SYNC = 10, 11, 12, 13, 14
@@ -77,9 +78,10 @@ async def _locate(ctx: BrokerContext, key: str, key_type: int) -> tuple[ErrorCod
         return ErrorCode.coordinator_not_available, None, -1, "", -1
     leader = info.partitions[partition_for(key, len(info.partitions))].leader
     broker = ctx.state().brokers.get(leader)
-    if broker is None or broker.draining:
+    address = broker.endpoint(current_listener()) if broker is not None else None
+    if broker is None or broker.draining or address is None:
         return ErrorCode.coordinator_not_available, None, -1, "", -1
-    return ErrorCode.none, None, leader, broker.host, broker.port
+    return ErrorCode.none, None, leader, address[0], address[1]
 
 
 # ---- membership --------------------------------------------------------------------------

@@ -7,8 +7,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from ..cluster.metadata import ClusterState
 from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from ..security.session import current_listener
 from .context import BrokerContext
 
 API_VERSIONS, METADATA, DESCRIBE_CLUSTER = 18, 3, 60
@@ -23,6 +25,21 @@ def api_versions(version: int, supported: dict[int, tuple[int, int]], error: Err
 
 def _topic_uuid(topic_id: str) -> uuid.UUID:
     return uuid.UUID(topic_id)
+
+
+def endpoints(state: ClusterState) -> list[tuple[int, str, int]]:
+    """(node, host, port) of every broker on the listener this request came in on (Kafka's rule).
+
+    A broker without that listener is left out, as Kafka does; outside a
+    connection (in-process tests) each broker's primary address is used.
+    """
+    listener = current_listener()
+    out = []
+    for n, b in sorted(state.brokers.items()):
+        address = b.endpoint(listener)
+        if address is not None:
+            out.append((n, address[0], address[1]))
+    return out
 
 
 async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
@@ -89,9 +106,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
     for _, tid in wanted_ids.items():
         topics.append(mk(topic_cls, error_code=ErrorCode.unknown_topic_id, name=None, topic_id=tid,
                          is_internal=False, partitions=()))
-    brokers = tuple(
-        mk(broker_cls, node_id=n, host=b.host, port=b.port, rack=None) for n, b in sorted(state.brokers.items())
-    )
+    brokers = tuple(mk(broker_cls, node_id=n, host=host, port=port, rack=None)
+                    for n, host, port in endpoints(state))
     return mk(
         cls,
         brokers=brokers,
@@ -110,10 +126,8 @@ async def describe_cluster(ctx: BrokerContext, version: int, req: Any) -> Any:
     cls = response_class(DESCRIBE_CLUSTER, version)
     broker_cls = nested(cls, "DescribeClusterBroker")
     state = ctx.state()
-    brokers = tuple(
-        mk(broker_cls, broker_id=n, host=b.host, port=b.port, rack=None, is_fenced=False)
-        for n, b in sorted(state.brokers.items())
-    )
+    brokers = tuple(mk(broker_cls, broker_id=n, host=host, port=port, rack=None, is_fenced=False)
+                    for n, host, port in endpoints(state))
     return mk(
         cls,
         error_code=ErrorCode.none,

@@ -25,6 +25,7 @@ from ..log.partition import Partition
 from ..log.service import Appended
 from ..protocol import records
 from ..protocol.build import has_field, mk, nested, response_class
+from ..security.session import current_listener
 from .context import BrokerContext
 
 log = structlog.get_logger(__name__)
@@ -162,9 +163,10 @@ def _leader_hint(ctx: BrokerContext, cls: Any, state: Any, name: str | None, ind
         return None
     p = info.partitions[index]
     broker = state.brokers.get(p.leader)
-    if broker is None or p.leader == ctx.node_id:
+    address = broker.endpoint(current_listener()) if broker is not None else None
+    if address is None or p.leader == ctx.node_id:
         return None
-    hints[p.leader] = mk(nested(cls, "NodeEndpoint"), node_id=p.leader, host=broker.host, port=broker.port, rack=None)
+    hints[p.leader] = mk(nested(cls, "NodeEndpoint"), node_id=p.leader, host=address[0], port=address[1], rack=None)
     return mk(nested(cls, "LeaderIdAndEpoch"), leader_id=p.leader, leader_epoch=p.epoch)
 
 

@@ -34,7 +34,7 @@ _MIRRORS: dict[str, tuple[str, ...]] = {
     "partition_responses": ("partition_data",),
     "topics": ("topics",),
     "partitions": ("partitions", "partition_indexes"),
-    "results": ("resources", "topics", "groups_names"),
+    "results": ("resources", "topics", "groups_names", "users", "upsertions", "deletions"),
     "coordinators": ("coordinator_keys",),
     "groups": ("groups",),
     "members": ("members",),
@@ -51,6 +51,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "member_id": ("member_id",),
     "group_instance_id": ("group_instance_id",),
     "key": ("key",),
+    "user": ("name",),
     "resource_type": ("resource_type",),
     "resource_name": ("resource_name",),
 }
@@ -98,7 +99,7 @@ def _request_items(source: Any, response_field: str) -> tuple[Any, ...]:
         return ()
     for field in _MIRRORS.get(response_field, ()):
         items = getattr(source, field, None)
-        if items is not None:
+        if items:  # the first non-empty one: AlterUserScramCredentials has upsertions and deletions
             return tuple(items)
     return ()
 

@@ -10,17 +10,18 @@ progress; beyond that we stop reading, which pushes back on the client.
 A malformed or oversized frame closes this connection with one log line; the
 broker and other connections are unaffected.
 
-On shutdown the listener calls :meth:`Connection.finish`: the connection stops
-reading but answers every request it already took before it closes. A request
-left unanswered looks to the client like a dropped connection, and a client
-that retries an old OffsetCommit after newer ones went elsewhere moves its
-group's offsets backwards.
+Authentication (``security.session.AuthSession``): until a SASL listener's
+client is authenticated, frames are capped at 512 KiB and handled one at a
+time (a client cannot pipeline past its own login); a refused login closes
+the connection once its error response is written, and a session past
+``connections.max.reauth.ms`` is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,9 +30,11 @@ import structlog
 from .. import errors, metrics
 from ..ordering import CURRENT_TURN, Turn
 from ..protocol.codec import Frame
+from ..security.session import MAX_UNAUTHENTICATED_FRAME, SESSION, AuthSession
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
+_AUTH_API_KEYS = (b"\x00\x11", b"\x00\x24")  # SaslHandshake, SaslAuthenticate
 
 # dispatch(frame, peer) -> encoded response frame, or None (acks=0)
 Dispatch = Callable[[bytes, str], Coroutine[Any, Any, Frame | None]]
@@ -47,6 +50,7 @@ class Connection:
         max_request_bytes: int,
         max_inflight: int,
         idle_timeout: float,
+        session: AuthSession | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -60,8 +64,11 @@ class Connection:
         self._finishing = False
         self._reader: asyncio.Task[None] | None = None
         self._last_turn: asyncio.Future[None] | None = None
+        self.session = session
 
     async def serve(self) -> None:
+        if self.session is not None:
+            SESSION.set(self.session)  # copied into every request task's context; the object is shared
         metrics.CONNECTIONS.inc()
         writer_task = asyncio.create_task(self._write_loop())
         self._reader = asyncio.create_task(self._read_loop())
@@ -76,7 +83,11 @@ class Connection:
             metrics.BAD_FRAMES.inc()
             log.warning("closing connection: bad frame", peer=self.peer, reason=str(exc))
         except TimeoutError:
-            log.info("closing idle connection", peer=self.peer)
+            if self.session is not None and self.session.expired():
+                log.info("closing connection: SASL session expired without re-authentication",
+                         peer=self.peer, principal=str(self.session.principal), listener=self.session.listener)
+            else:
+                log.info("closing idle connection", peer=self.peer)
         finally:
             self._closing = True
             await self._queue.put(None)
@@ -88,18 +99,37 @@ class Connection:
             metrics.CONNECTIONS.dec()
 
     def finish(self) -> None:
-        """Stop reading requests; the ones already read are still answered, then the connection closes."""
+        """Stop reading requests; the ones already read are still answered, then the connection closes.
+
+        A request left unanswered at shutdown looks to the client like a dropped connection, and a
+        client that retries an old OffsetCommit after newer ones went elsewhere moves its group's
+        offsets backwards.
+        """
         self._finishing = True
         if self._reader is not None:
             self._reader.cancel()
 
+    def _read_timeout(self) -> float:
+        session = self.session
+        if session is None or session.expires_at is None:
+            return self.idle_timeout
+        # a little past the end: the loop's timers may fire a millisecond early, and the close
+        # must see the session as expired
+        left = session.expires_at - time.monotonic() + 0.05
+        return max(0.0, min(self.idle_timeout, left)) if not session.reauthenticating else self.idle_timeout
+
     async def _read_loop(self) -> None:
+        session = self.session
         while not self._closing:
-            head = await asyncio.wait_for(self.reader.readexactly(4), self.idle_timeout)
+            head = await asyncio.wait_for(self.reader.readexactly(4), self._read_timeout())
             (size,) = _SIZE.unpack(head)
-            if size < 0 or size > self.max_request_bytes:
+            limit = self.max_request_bytes
+            if session is not None and not session.authenticated:
+                limit = min(limit, MAX_UNAUTHENTICATED_FRAME)
+            if size < 0 or size > limit:
                 raise errors.FrameError(
-                    f"request of {size} bytes exceeds socket.request.max.bytes={self.max_request_bytes}"
+                    f"request of {size} bytes exceeds socket.request.max.bytes={limit}"
+                    + ("" if session is None or session.authenticated else " before authentication")
                 )
             frame = await self.reader.readexactly(size)
             await self._slots.acquire()
@@ -112,6 +142,11 @@ class Connection:
                 CURRENT_TURN.reset(token)
             task.add_done_callback(lambda _t: self._slots.release())
             await self._queue.put(task)
+            if session is not None and (not session.authenticated or session.reauthenticating
+                                        or frame[:2] in _AUTH_API_KEYS):
+                await asyncio.wait([task])  # logins are handled one message at a time
+                if session.close_after_response:
+                    return
 
     async def _write_loop(self) -> None:
         while True:
@@ -129,13 +164,16 @@ class Connection:
                 log.error("request failed; closing connection", peer=self.peer, error=repr(exc))
                 self._abort()
                 return
-            if response is None:
-                continue
-            try:
-                self.writer.writelines(response)
-                await self.writer.drain()
-            except ConnectionError:
-                self._abort()
+            if response is not None:
+                try:
+                    self.writer.writelines(response)
+                    await self.writer.drain()
+                except ConnectionError:
+                    self._abort()
+                    return
+            if self.session is not None and self.session.close_after_response:
+                self._closing = True
+                self.writer.close()  # the refusal is written; the client reads it, then sees the close
                 return
 
     def _abort(self) -> None:
