@@ -31,6 +31,10 @@ def host_port(value: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+# --authorizer values: off (every request allowed, as without ACLs) or on / simple (Kafka's ACL rules)
+AUTHORIZERS = {"off": False, "none": False, "on": True, "simple": True}
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     storage: str
@@ -81,6 +85,23 @@ class BrokerConfig:
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
     offsets_snapshot_records: int = 10_000
+    # authorization (docs/architecture.md#authorization-and-quotas)
+    authorizer: str = "off"
+    super_users: str = ""
+    allow_everyone_if_no_acl_found: bool = False
+    # TEST ONLY, never in production: the principal is User:<client id> (until SASL names it)
+    insecure_principal_from_client_id: bool = False
+    # quotas: how long a window the byte rates are measured over
+    quota_window_s: float = 1.0
+    quota_windows: int = 11
+
+    def __post_init__(self) -> None:
+        if self.authorizer not in AUTHORIZERS:
+            raise ValueError(f"--authorizer must be one of {sorted(AUTHORIZERS)}, got {self.authorizer!r}")
+
+    @property
+    def authorizer_enabled(self) -> bool:
+        return AUTHORIZERS[self.authorizer]
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -102,6 +123,12 @@ _HELP = {
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "authorizer": "off (default: every request allowed) or on/simple: enforce ACLs",
+    "super_users": "principals allowed everything, Kafka's syntax: User:admin;User:ops",
+    "allow_everyone_if_no_acl_found": "with the authorizer on, allow a resource that has no ACL at all",
+    "insecure_principal_from_client_id": "TEST ONLY: take the principal User:<client id> from the client",
+    "quota_window_s": "length of one quota sample window",
+    "quota_windows": "how many windows a client's byte rate is measured over",
 }
 
 

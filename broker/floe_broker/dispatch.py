@@ -18,6 +18,8 @@ The connection stays up for the next request.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,16 +28,19 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
-from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign
+from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
+from .security.principal import PRINCIPAL, Principal
+from .security.quotas import FETCH_RATE, PRODUCE_RATE, QuotaTracker
+from .security.throttle import MUTE
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[BrokerContext, int, Any], Awaitable[Any]]
-PRODUCE = 0
+PRODUCE, FETCH = 0, 1
 
 API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
@@ -44,7 +49,8 @@ API_NAMES = {
     46: "list_partition_reassignments", 22: "init_producer_id",
     10: "find_coordinator", 11: "join_group", 12: "heartbeat", 13: "leave_group", 14: "sync_group",
     8: "offset_commit", 9: "offset_fetch", 15: "describe_groups", 16: "list_groups", 42: "delete_groups",
-    47: "offset_delete",
+    47: "offset_delete", 29: "describe_acls", 30: "create_acls", 31: "delete_acls",
+    48: "describe_client_quotas", 49: "alter_client_quotas",
 }
 
 
@@ -77,9 +83,15 @@ class Dispatcher:
             16: (0, 5, groups.list_groups),
             42: (0, 2, groups.delete_groups),
             47: (0, 0, groups.offset_delete),
+            29: (1, 3, acls.describe_acls),
+            30: (1, 3, acls.create_acls),
+            31: (1, 3, acls.delete_acls),
+            48: (0, 1, quotas.describe_client_quotas),
+            49: (0, 1, quotas.alter_client_quotas),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
+        self._quota_rates: QuotaTracker | None = None  # made on first use (a table-only Dispatcher has no config)
 
     async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
         return meta.api_versions(version, self.supported)
@@ -105,15 +117,52 @@ class Dispatcher:
         t0 = time.perf_counter()
         _, _, handler = self.table[request.api_key]
         CLIENT.set((request.client_id or "", "/" + peer.rpartition(":")[0]))
+        if self.ctx.config.insecure_principal_from_client_id and request.client_id:
+            PRINCIPAL.set(Principal("User", request.client_id))  # test-only seam until SASL names clients
         response: codec.Frame | None
         try:
+            authz.require_request(self.ctx, request.api_key)
+            produce_throttle = (self._throttle(request, PRODUCE_RATE, len(frame))
+                                if request.api_key == PRODUCE else 0)
             body = await handler(self.ctx, request.api_version, request.body)
-            response = None if body is None else codec.encode_response(
-                request.api_key, request.api_version, request.correlation_id, body)
+            if body is None:
+                response = None
+            elif request.api_key == FETCH:
+                response = self._fetch_response(request, body)
+            else:
+                if produce_throttle:
+                    body = _with_throttle(body, produce_throttle)
+                response = codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
         except Exception as exc:
             response = self._failed(request, api, peer, exc)
         metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
         return response
+
+    def _throttle(self, request: codec.Request, kind: str, size: int) -> int:
+        """Count ``size`` bytes against the client's quota; mute its connection if over (ms, 0 if not)."""
+        quotas = self.ctx.state().quotas
+        if not quotas:
+            return 0
+        if self._quota_rates is None:
+            c = self.ctx.config
+            self._quota_rates = QuotaTracker(window_s=c.quota_window_s, windows=c.quota_windows)
+        ms = self._quota_rates.record(quotas, PRINCIPAL.get().name, request.client_id or "", kind, size,
+                                     time.monotonic())
+        mute = MUTE.get()
+        if ms and mute is not None:
+            mute.extend(ms)
+        if ms:
+            metrics.QUOTA_THROTTLED.labels(API_NAMES[request.api_key]).inc()
+        return ms
+
+    def _fetch_response(self, request: codec.Request, body: Any) -> codec.Frame:
+        """Encode a fetch response, counting its size against the client's fetch quota (Kafka's rule)."""
+        frame = codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
+        ms = self._throttle(request, FETCH_RATE, sum(len(b) for b in frame))
+        if ms:
+            frame = codec.encode_response(request.api_key, request.api_version, request.correlation_id,
+                                          _with_throttle(body, ms))
+        return frame
 
     @staticmethod
     def _failed(request: codec.Request, api: str, peer: str, exc: Exception) -> codec.Frame | None:
@@ -139,3 +188,12 @@ def _origin(exc: BaseException) -> str:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+
+
+def _with_throttle(body: Any, ms: int) -> Any:
+    """``body`` telling the client it was throttled for ``ms`` (the field's type differs by kio version)."""
+    current = getattr(body, "throttle_time", None)
+    if current is None:
+        return body
+    value = datetime.timedelta(milliseconds=ms) if isinstance(current, datetime.timedelta) else ms
+    return dataclasses.replace(body, throttle_time=value)

@@ -9,6 +9,8 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from . import authz
+from .authz import DESCRIBE, TOPIC
 from .context import BrokerContext
 
 API_VERSIONS, METADATA, DESCRIBE_CLUSTER = 18, 3, 60
@@ -33,7 +35,9 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
 
     state = ctx.state()
     if req.topics is None:
-        names: list[str | None] = [n for n, t in state.topics.items() if not t.internal]
+        # every topic the principal may describe; the others are not mentioned at all
+        names: list[str | None] = [n for n, t in state.topics.items()
+                                   if not t.internal and authz.allowed(ctx, DESCRIBE, TOPIC, n)]
         wanted_ids: dict[str, uuid.UUID] = {}
     else:
         names = []
@@ -43,6 +47,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
                 names.append(t.name)
             elif getattr(t, "topic_id", None) and t.topic_id != ZERO_UUID:
                 found = state.topic_by_id(str(t.topic_id))
+                if found is not None and not authz.allowed(ctx, DESCRIBE, TOPIC, found.name):
+                    found = None  # an id the principal may not describe is answered as unknown
                 names.append(found.name if found else None)
                 if found is None:
                     wanted_ids[f"?{t.topic_id}"] = t.topic_id
@@ -54,7 +60,13 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
     for name in names:
         if name is None:
             continue
+        if req.topics is not None and not authz.allowed(ctx, DESCRIBE, TOPIC, name):
+            topics.append(_refused(topic_cls, name))
+            continue
         if name not in state.topics and allow_auto:
+            if not authz.may_create_topic(ctx, name):
+                topics.append(_refused(topic_cls, name))
+                continue
             try:
                 await ctx.create_topic(name, ctx.config.default_partitions, {})
             except TopicError:
@@ -100,6 +112,12 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
         topics=tuple(topics),
         cluster_authorized_operations=-2147483648,
     )
+
+
+def _refused(topic_cls: Any, name: str) -> Any:
+    """A named topic the principal may not describe (or create): Kafka's answer, the same whether it exists."""
+    return mk(topic_cls, error_code=ErrorCode.topic_authorization_failed, name=name, topic_id=ZERO_UUID,
+              is_internal=False, partitions=(), topic_authorized_operations=-2147483648)
 
 
 def controller_id(ctx: BrokerContext) -> int:

@@ -23,6 +23,7 @@ import structlog
 from .. import errors, metrics
 from ..ordering import CURRENT_TURN, Turn
 from ..protocol.codec import Frame
+from ..security.throttle import MUTE, Mute
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
@@ -52,6 +53,7 @@ class Connection:
         self._slots = asyncio.Semaphore(max_inflight)
         self._closing = False
         self._last_turn: asyncio.Future[None] | None = None
+        self._mute = Mute()  # quota throttle: no request is read before it ends
 
     async def serve(self) -> None:
         metrics.CONNECTIONS.inc()
@@ -76,7 +78,9 @@ class Connection:
             metrics.CONNECTIONS.dec()
 
     async def _read_loop(self) -> None:
+        MUTE.set(self._mute)  # copied into every request task's context
         while not self._closing:
+            await self._mute.wait()
             head = await asyncio.wait_for(self.reader.readexactly(4), self.idle_timeout)
             (size,) = _SIZE.unpack(head)
             if size < 0 or size > self.max_request_bytes:
