@@ -1,0 +1,371 @@
+"""ACLs: the decision's rules, a rule for every API, and an authorization matrix with real clients.
+
+Until SASL names clients, the brokers here run with the test-only flag
+``insecure_principal_from_client_id``: a client's principal is
+``User:<client.id>``. ``admin`` is the super user; ``alice`` gets ACLs as the
+tests go; anyone else (and ``User:ANONYMOUS``, a client without an id) has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
+from kafka.admin import ResourceType as KResourceType
+from kafka.errors import ClusterAuthorizationFailedError
+from kio.index import load_request_schema
+from kio.schema.errors import ErrorCode
+
+from floe_broker.app import Broker
+from floe_broker.dispatch import Dispatcher
+from floe_broker.handlers.authz import RULES
+from floe_broker.security import acls as A
+from floe_broker.security.authorizer import AuthorizerSettings, authorize, authorize_any, parse_super_users
+from floe_broker.security.principal import PRINCIPAL, Principal
+from tests.inprocess.harness import CONFIG, started_broker
+from tests.inprocess.test_dispatch_errors import error_codes, sample
+from tests.inprocess.wire import PEER, decode_response, encode_request
+
+AUTH_CODES = {ErrorCode.topic_authorization_failed, ErrorCode.group_authorization_failed,
+              ErrorCode.cluster_authorization_failed, ErrorCode.transactional_id_authorization_failed}
+SECURED = dataclasses.replace(CONFIG, authorizer="on", super_users="User:admin",
+                              insecure_principal_from_client_id=True)
+
+
+# ---- the decision ------------------------------------------------------------------------------------
+
+def binding(rt: A.ResourceType, name: str, op: A.Operation, *, principal: str = "User:alice",
+            perm: A.Permission = A.Permission.ALLOW, pattern: A.PatternType = A.PatternType.LITERAL,
+            host: str = "*") -> A.AclBinding:
+    return A.AclBinding(rt, pattern, name, principal, host, op, perm)
+
+
+ON = AuthorizerSettings(enabled=True, super_users=frozenset({"User:admin"}))
+T, G, C = A.ResourceType.TOPIC, A.ResourceType.GROUP, A.ResourceType.CLUSTER
+Op = A.Operation
+
+
+def may(bindings: list[A.AclBinding], op: A.Operation, rt: A.ResourceType, name: str, *,
+        principal: str = "User:alice", host: str = "10.0.0.1", settings: AuthorizerSettings = ON) -> bool:
+    return authorize(bindings, settings, principal, host, op, rt, name)
+
+
+def test_off_allows_everything_and_on_denies_without_acls() -> None:
+    assert may([], Op.WRITE, T, "t", settings=AuthorizerSettings(enabled=False))
+    assert not may([], Op.WRITE, T, "t")
+    assert may([], Op.WRITE, T, "t", settings=dataclasses.replace(ON, allow_everyone_if_no_acl_found=True))
+
+
+def test_allow_everyone_if_no_acl_found_only_where_no_acl_exists() -> None:
+    lenient = dataclasses.replace(ON, allow_everyone_if_no_acl_found=True)
+    acl = [binding(T, "t", Op.READ, principal="User:bob")]
+    assert not may(acl, Op.READ, T, "t", settings=lenient), "t has an ACL, so alice needs her own"
+    assert may(acl, Op.READ, T, "other", settings=lenient)
+
+
+def test_literal_wildcard_and_prefixed_names() -> None:
+    assert may([binding(T, "t", Op.WRITE)], Op.WRITE, T, "t")
+    assert not may([binding(T, "t", Op.WRITE)], Op.WRITE, T, "t2")
+    assert may([binding(T, "*", Op.WRITE)], Op.WRITE, T, "anything")
+    pre = [binding(T, "orders.", Op.READ, pattern=A.PatternType.PREFIXED)]
+    assert may(pre, Op.READ, T, "orders.eu")
+    assert not may(pre, Op.READ, T, "order")
+    assert not may(pre, Op.READ, G, "orders.eu"), "a topic ACL says nothing about a group"
+
+
+def test_deny_wins_over_any_allow() -> None:
+    acl = [binding(T, "*", Op.ALL), binding(T, "secret", Op.READ, perm=A.Permission.DENY)]
+    assert may(acl, Op.READ, T, "public")
+    assert not may(acl, Op.READ, T, "secret")
+    everyone_denied = [binding(T, "t", Op.READ), binding(T, "t", Op.ALL, principal="User:*", perm=A.Permission.DENY)]
+    assert not may(everyone_denied, Op.READ, T, "t")
+
+
+def test_principal_and_host_must_match() -> None:
+    acl = [binding(T, "t", Op.READ, host="10.0.0.1")]
+    assert may(acl, Op.READ, T, "t", host="10.0.0.1")
+    assert not may(acl, Op.READ, T, "t", host="10.0.0.2")
+    assert not may(acl, Op.READ, T, "t", principal="User:bob")
+    assert may([binding(T, "t", Op.READ, principal="User:*")], Op.READ, T, "t", principal="User:bob")
+
+
+def test_describe_is_implied_by_the_operations_that_need_it() -> None:
+    for op in (Op.READ, Op.WRITE, Op.DELETE, Op.ALTER):
+        assert may([binding(T, "t", op)], Op.DESCRIBE, T, "t"), op
+    assert not may([binding(T, "t", Op.CREATE)], Op.DESCRIBE, T, "t")
+    assert may([binding(T, "t", Op.ALTER_CONFIGS)], Op.DESCRIBE_CONFIGS, T, "t")
+    assert not may([binding(T, "t", Op.READ)], Op.WRITE, T, "t"), "READ does not imply WRITE"
+
+
+def test_super_users() -> None:
+    assert parse_super_users("User:admin; User:ops;") == {"User:admin", "User:ops"}
+    deny_all = [binding(T, "*", Op.ALL, principal="User:*", perm=A.Permission.DENY)]
+    assert may(deny_all, Op.WRITE, T, "t", principal="User:admin")
+
+
+def test_by_type_check_respects_denies() -> None:
+    acl = [binding(T, "t", Op.WRITE)]
+    assert authorize_any(acl, ON, "User:alice", "h", Op.WRITE, T)
+    assert not authorize_any(acl, ON, "User:bob", "h", Op.WRITE, T)
+    denied = [*acl, binding(T, "t", Op.WRITE, perm=A.Permission.DENY)]
+    assert not authorize_any(denied, ON, "User:alice", "h", Op.WRITE, T)
+
+
+def test_filters_match_any_and_match_patterns() -> None:
+    lit = binding(T, "orders", Op.READ)
+    pre = binding(T, "ord", Op.READ, pattern=A.PatternType.PREFIXED)
+    star = binding(T, "*", Op.READ)
+    grp = binding(G, "orders", Op.READ)
+    every = [lit, pre, star, grp]
+
+    def selected(f: A.AclFilter) -> list[A.AclBinding]:
+        return [b for b in every if f.matches(b)]
+
+    assert selected(A.AclFilter()) == every
+    assert selected(A.AclFilter(resource_type=T, resource_name="orders")) == [lit]
+    assert selected(A.AclFilter(resource_type=T, pattern_type=A.PatternType.MATCH, resource_name="orders")) == [
+        lit, pre, star]
+    assert selected(A.AclFilter(pattern_type=A.PatternType.PREFIXED)) == [pre]
+    assert selected(A.AclFilter(resource_type=T, pattern_type=A.PatternType.LITERAL)) == [lit, star]
+    assert selected(A.AclFilter(principal="User:bob")) == []
+
+
+def test_invalid_bindings_are_named() -> None:
+    assert A.invalid_reason(binding(T, "t", Op.READ)) is None
+    assert A.invalid_reason(binding(T, "t", Op.ANY)) is not None
+    assert A.invalid_reason(binding(C, "other", Op.ALTER)) is not None
+    assert A.invalid_reason(binding(T, "t", Op.READ, principal="alice")) is not None
+    assert A.invalid_reason(dataclasses.replace(binding(T, "t", Op.READ), pattern_type=A.PatternType.MATCH))
+
+
+# ---- every API has a rule, and it is enforced -------------------------------------------------------
+
+def test_every_api_in_the_dispatch_table_has_an_authorization_rule() -> None:
+    table = Dispatcher(ctx=None).table  # type: ignore[arg-type]  # the table needs no broker
+    assert set(table) <= set(RULES), f"APIs without an authorization rule: {sorted(set(table) - set(RULES))}"
+
+
+@pytest.fixture
+async def secured() -> AsyncIterator[Broker]:
+    async with started_broker(SECURED) as b:
+        yield b
+
+
+async def _as(d: Dispatcher, principal: str, api_key: int, version: int, body: Any) -> Any:
+    token = PRINCIPAL.set(Principal.parse(principal))
+    try:
+        parts = await d(encode_request(api_key, version, body, client_id=""), PEER)
+    finally:
+        PRINCIPAL.reset(token)
+    assert parts is not None
+    return decode_response(api_key, version, parts)[1]
+
+
+def aimed(entity: Any, topic_id: uuid.UUID) -> Any:
+    """``entity`` aimed at the topic: every topic id (at any depth) and resource type set to it."""
+    if not dataclasses.is_dataclass(entity) or isinstance(entity, type):
+        return entity
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(entity):
+        value = getattr(entity, f.name)
+        if f.name == "topic_id":
+            changes[f.name] = topic_id
+        elif f.name == "resource_type":
+            changes[f.name] = type(value)(2)  # a topic (0 is UNKNOWN, refused before any check)
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(aimed(v, topic_id) for v in value)
+    return dataclasses.replace(entity, **changes)
+
+
+LISTINGS = {16}  # ListGroups: refusal is an empty list, not an error
+
+
+async def test_no_api_answers_a_principal_without_acls(secured: Broker) -> None:
+    """Every API but ApiVersions refuses a principal with no ACL (or lists nothing); a super user is served."""
+    await secured.serving.create_topic("x", 1, {})
+    topic_id = uuid.UUID(secured.state().topics["x"].topic_id)
+    d = Dispatcher(secured.serving)
+    for api_key, (_, hi, _) in sorted(d.table.items()):
+        if api_key == 18:
+            continue
+        body = aimed(sample(load_request_schema(api_key, hi)), topic_id)
+        refused = await _as(d, "User:nobody", api_key, hi, body)
+        codes = set(error_codes(refused))
+        if api_key in LISTINGS:
+            assert refused.groups == (), refused
+        else:
+            assert codes & AUTH_CODES, f"api {api_key} answered an unauthorized principal: {refused}"
+        served = await _as(d, "User:admin", api_key, hi, body)
+        assert not set(error_codes(served)) & AUTH_CODES, f"api {api_key} refused the super user: {served}"
+
+
+# ---- the matrix, with real clients ------------------------------------------------------------------
+
+def _admin(bootstrap: str, client_id: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+
+
+def _code(future: Any) -> int:
+    """The Kafka error code a confluent-kafka admin future ends with (0 for success)."""
+    try:
+        future.result(timeout=20)
+        return 0
+    except KafkaException as exc:
+        return int(exc.args[0].code())
+
+
+def _allow(admin: AdminClient, *acls: tuple[ResourceType, str, AclOperation], principal: str = "User:alice",
+           pattern: ResourcePatternType = ResourcePatternType.LITERAL,
+           permission: AclPermissionType = AclPermissionType.ALLOW) -> None:
+    bindings = [AclBinding(rt, name, pattern, principal, "*", op, permission) for rt, name, op in acls]
+    for f in admin.create_acls(bindings).values():
+        f.result(timeout=20)
+
+
+def _produce(bootstrap: str, client_id: str, topic: str, **conf: Any) -> KafkaError | None:
+    p = Producer({"bootstrap.servers": bootstrap, "client.id": client_id, "message.timeout.ms": 10000,
+                  "enable.idempotence": False, **conf})
+    out: list[KafkaError | None] = []
+    p.produce(topic, b"v", on_delivery=lambda err, _m: out.append(err))
+    p.flush(15)
+    return out[0] if out else KafkaError(KafkaError._MSG_TIMED_OUT)
+
+
+def _consume_error(bootstrap: str, client_id: str, topic: str, group: str) -> int:
+    """Consume one message; 0 on success, else the error code the consumer reported."""
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                return int(m.error().code())
+            c.commit(message=m, asynchronous=False)
+            return 0
+        return -1
+    finally:
+        c.close()
+
+
+async def test_authorization_matrix_with_real_clients() -> None:
+    """Each API refuses alice with Kafka's code until she has the ACL, then serves her."""
+    async with started_broker(SECURED, listen=True) as broker:
+        assert broker.listener is not None
+        # the clients block, so they run in a thread while the broker serves on this loop
+        await asyncio.to_thread(_matrix, f"127.0.0.1:{broker.listener.port}")
+
+
+def _matrix(boot: str) -> None:
+    admin, alice = _admin(boot, "admin"), _admin(boot, "alice")
+
+    for f in admin.create_topics([NewTopic("orders", 1), NewTopic("secret", 1)]).values():
+        f.result(20)
+
+    # produce: WRITE on the topic
+    err = _produce(boot, "alice", "orders")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    _allow(admin, (ResourceType.TOPIC, "orders", AclOperation.WRITE))
+    assert _produce(boot, "alice", "orders") is None
+    # an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic: alice has the latter
+    assert _produce(boot, "alice", "orders", **{"enable.idempotence": True}) is None
+    err = _produce(boot, "mallory", "orders", **{"enable.idempotence": True})
+    assert err is not None and err.code() in (KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                                              KafkaError.TOPIC_AUTHORIZATION_FAILED), err
+
+    # metadata: alice sees only the topic she may describe; a named one is refused whether it exists or not
+    listed = alice.list_topics(timeout=10)
+    assert set(listed.topics) == {"orders"}
+    for name in ("secret", "no-such-topic"):
+        md = alice.list_topics(topic=name, timeout=10)
+        assert md.topics[name].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, md.topics[name].error
+
+    # consume: READ on the group, then READ on the topic
+    assert _consume_error(boot, "alice", "orders", "g1") == KafkaError.GROUP_AUTHORIZATION_FAILED
+    _allow(admin, (ResourceType.GROUP, "g", AclOperation.READ), pattern=ResourcePatternType.PREFIXED)
+    assert _consume_error(boot, "alice", "orders", "g1") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    _allow(admin, (ResourceType.TOPIC, "orders", AclOperation.READ))
+    assert _consume_error(boot, "alice", "orders", "g1") == 0
+
+    # groups: alice lists and describes what she may describe, no more
+    admin_groups, alice_groups = [a.list_consumer_groups().result(20).valid for a in (admin, alice)]
+    assert {g.group_id for g in admin_groups} == {"g1"} and {g.group_id for g in alice_groups} == {"g1"}
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("g1")])["g1"].result(20)
+    assert [tp.topic for tp in offsets.topic_partitions] == ["orders"]
+    assert _code(alice.delete_consumer_groups(["g1"])["g1"]) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert _code(alice.describe_consumer_groups(["other"])["other"]) == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    # topic administration
+    assert _code(alice.create_topics([NewTopic("new", 1)])["new"]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert _code(alice.delete_topics(["secret"])["secret"]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert _code(alice.create_partitions([NewPartitions("orders", 2)])["orders"]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    topic_res = ConfigResource(ConfigResource.Type.TOPIC, "secret")
+    assert _code(alice.describe_configs([topic_res])[topic_res]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    broker_res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    assert _code(alice.describe_configs([broker_res])[broker_res]) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    _allow(admin, (ResourceType.TOPIC, "orders", AclOperation.ALTER),
+           (ResourceType.TOPIC, "orders", AclOperation.ALTER_CONFIGS),
+           (ResourceType.TOPIC, "new", AclOperation.CREATE))
+    assert _code(alice.create_topics([NewTopic("new", 1)])["new"]) == 0
+    assert _code(alice.create_partitions([NewPartitions("orders", 2)])["orders"]) == 0
+    orders_res = ConfigResource(ConfigResource.Type.TOPIC, "orders")
+    assert _code(alice.describe_configs([orders_res])[orders_res]) == 0, "ALTER_CONFIGS implies DESCRIBE_CONFIGS"
+
+    # cluster-level APIs
+    # (librdkafka's describe_cluster is a Metadata request, which needs no cluster ACL, as in Kafka)
+    legacy = KafkaAdminClient(bootstrap_servers=boot, client_id="alice")
+    try:
+        with pytest.raises(ClusterAuthorizationFailedError):
+            legacy.list_partition_reassignments()
+        with pytest.raises(ClusterAuthorizationFailedError):
+            legacy.alter_partition_reassignments({TopicPartition("orders", 0): [1]})
+    finally:
+        legacy.close()
+    # (librdkafka 2.16 drops DescribeAcls' top-level error code; kafka-python reports it)
+    legacy = KafkaAdminClient(bootstrap_servers=boot, client_id="alice")
+    try:
+        with pytest.raises(ClusterAuthorizationFailedError):
+            legacy.describe_acls(ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                                           permission_type=ACLPermissionType.ANY,
+                                           resource_pattern=ResourcePatternFilter(
+                                               KResourceType.ANY, None, ACLResourcePatternType.ANY)))
+    finally:
+        legacy.close()
+    grab = AclBinding(ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL, "User:alice", "*",
+                      AclOperation.READ, AclPermissionType.ALLOW)
+    assert _code(alice.create_acls([grab])[grab]) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+    # deny wins: a DENY on the prefix takes back what the literal ALLOW gave
+    _allow(admin, (ResourceType.TOPIC, "ord", AclOperation.WRITE), pattern=ResourcePatternType.PREFIXED,
+           permission=AclPermissionType.DENY)
+    err = _produce(boot, "alice", "orders")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # ...and deleting it through a filter gives it back
+    deleted = admin.delete_acls([AclBindingFilter(ResourceType.TOPIC, "ord", ResourcePatternType.PREFIXED,
+                                                  None, None, AclOperation.ANY, AclPermissionType.DENY)])
+    assert len(next(iter(deleted.values())).result(20)) == 1
+    assert _produce(boot, "alice", "orders") is None
