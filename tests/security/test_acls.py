@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,12 +40,16 @@ from kio.schema.errors import ErrorCode
 from floe_broker.app import Broker
 from floe_broker.dispatch import Dispatcher
 from floe_broker.handlers.authz import RULES
+from floe_broker.protocol.build import ZERO_UUID, mk
 from floe_broker.security import acls as A
 from floe_broker.security.authorizer import AuthorizerSettings, authorize, authorize_any, parse_super_users
 from floe_broker.security.principal import PRINCIPAL, Principal
+from tests.conftest import BrokerFactory, StoreSpec
+from tests.infra.broker import wait_until
 from tests.inprocess.harness import CONFIG, started_broker
 from tests.inprocess.test_dispatch_errors import error_codes, sample
 from tests.inprocess.wire import PEER, decode_response, encode_request
+from tests.security.kafka_wire import request
 
 AUTH_CODES = {ErrorCode.topic_authorization_failed, ErrorCode.group_authorization_failed,
               ErrorCode.cluster_authorization_failed, ErrorCode.transactional_id_authorization_failed}
@@ -369,3 +374,50 @@ def _matrix(boot: str) -> None:
                                                   None, None, AclOperation.ANY, AclPermissionType.DENY)])
     assert len(next(iter(deleted.values())).result(20)) == 1
     assert _produce(boot, "alice", "orders") is None
+
+
+# ---- every broker enforces an ACL created through any one of them ----------------------------------
+
+def _create_acl_request(name: str, op: A.Operation) -> Any:
+    cls = load_request_schema(30, 3)
+    creation = dataclasses.fields(cls)[0]
+    entry = typing.get_args(typing.get_type_hints(cls)[creation.name])[0]
+    return mk(cls, creations=(mk(entry, resource_type=A.ResourceType.TOPIC, resource_name=name,
+                                 resource_pattern_type=A.PatternType.LITERAL, principal="User:alice", host="*",
+                                 operation=op, permission_type=A.Permission.ALLOW),))
+
+
+def _metadata_request(name: str) -> Any:
+    cls = load_request_schema(3, 12)
+    entry = typing.get_args(typing.get_type_hints(cls)["topics"])[0]
+    entry = typing.get_args(entry)[0] if typing.get_origin(entry) is tuple else entry
+    return mk(cls, topics=(mk(entry, name=name, topic_id=ZERO_UUID),), allow_auto_topic_creation=False)
+
+
+def test_an_acl_created_on_one_broker_is_enforced_by_every_broker_within_a_second(
+        brokers: BrokerFactory, file_store: StoreSpec) -> None:
+    flags = ("--authorizer", "on", "--super-users", "User:admin", "--insecure-principal-from-client-id", "true")
+    a = brokers(file_store, *flags)
+    b = brokers(file_store, *flags)
+    admin = AdminClient({"bootstrap.servers": a.bootstrap, "client.id": "admin"})
+    admin.create_topics([NewTopic("shared", 1)])["shared"].result(20)
+
+    def alice_sees_it_on_b() -> bool:
+        md = request(b.bootstrap, 3, 12, _metadata_request("shared"), client_id="alice")
+        return md.topics[0].error_code == ErrorCode.none
+
+    wait_until(lambda: request(b.bootstrap, 3, 12, _metadata_request("shared"), client_id="admin")
+               .topics[0].error_code == ErrorCode.none, 10, message="the topic on broker B")
+    assert not alice_sees_it_on_b(), "alice has no ACL yet"
+
+    created = request(a.bootstrap, 30, 3, _create_acl_request("shared", A.Operation.WRITE), client_id="admin")
+    assert [r.error_code for r in created.results] == [ErrorCode.none]
+    t0 = time.monotonic()
+    wait_until(alice_sees_it_on_b, 5, interval=0.01, message="broker B to enforce the new ACL")
+    assert time.monotonic() - t0 < 1.0, "the ACL took more than a second to reach broker B"
+    # and a real client of B's is now served
+    err = _produce(b.bootstrap, "alice", "shared")
+    assert err is None, err
+    # an unprivileged principal cannot do the same through B
+    refused = request(b.bootstrap, 30, 3, _create_acl_request("shared", A.Operation.READ), client_id="mallory")
+    assert [r.error_code for r in refused.results] == [ErrorCode.cluster_authorization_failed]
