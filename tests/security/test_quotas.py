@@ -7,6 +7,9 @@ that is throttled comes from confluent-kafka producers.
 
 from __future__ import annotations
 
+import datetime
+import socket
+import struct
 import threading
 import time
 import typing
@@ -30,9 +33,11 @@ from floe_broker.security.quotas import (
     throttle_ms,
 )
 from tests.conftest import BrokerFactory, StoreSpec
+from tests.inprocess.wire import decode_response, encode_request, record_batch
+from tests.inprocess.wire import request as entity
 from tests.security.kafka_wire import request
 
-DESCRIBE, ALTER = 48, 49
+DESCRIBE, ALTER, PRODUCE_API = 48, 49, 0
 KIB = 1024
 
 
@@ -241,3 +246,54 @@ def _conf(bootstrap: str, client_id: str, meter: Meter) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "client.id": client_id, "linger.ms": 5, "enable.idempotence": False,
             "queue.buffering.max.kbytes": 4096, "throttle_cb": throttled,
             "on_delivery": meter.delivered}
+
+
+# ---- a client that ignores throttle_time_ms is held back by the broker --------------------------------
+
+def _produce_frame(topic: str, size: int, correlation_id: int) -> bytes:
+    body = entity(PRODUCE_API, 9, acks=-1, timeout=datetime.timedelta(seconds=10), topic_data=[
+        {"name": topic, "partition_data": [{"index": 0, "records": record_batch(b"x" * size)}]}])
+    frame = encode_request(PRODUCE_API, 9, body, correlation_id=correlation_id, client_id="greedy")
+    return struct.pack(">i", len(frame)) + frame
+
+
+def test_a_client_ignoring_its_throttle_is_muted(brokers: BrokerFactory, file_store: StoreSpec) -> None:
+    """Pipelined produce requests sent all at once still get through only at the quota's pace."""
+    b = brokers(file_store, "--quota-windows", "2")  # a short window, so the pace shows within seconds
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("greedy", 1)])["greedy"].result(20)
+    assert alter(b.bootstrap, [("client-id", "greedy")], {PRODUCE_RATE: float(QUOTA)}).error_code == ErrorCode.none
+    count, size = 24, 64 * KIB  # 1.5 MiB: about 6 s at the quota
+    frames = b"".join(_produce_frame("greedy", size, i) for i in range(count))
+    host, _, port = b.bootstrap.rpartition(":")
+    throttles: list[int] = []
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        start = time.monotonic()
+        sender = threading.Thread(target=s.sendall, args=(frames,))  # blocks while the broker does not read
+        sender.start()
+        for _ in range(count):
+            (n,) = struct.unpack(">i", _read(s, 4))
+            raw = _read(s, n)
+            _, resp = decode_response(PRODUCE_API, 9, [struct.pack(">i", n) + raw])
+            assert resp.responses[0].partition_responses[0].error_code == ErrorCode.none
+            throttles.append(_ms(resp.throttle_time))
+        elapsed = time.monotonic() - start
+        sender.join(10)
+    print(f"{count * size / KIB:.0f} KiB pipelined against {QUOTA / KIB:.0f} KiB/s: {elapsed:.1f} s, "
+          f"throttled {sum(t > 0 for t in throttles)} of {count} responses")
+    assert any(throttles), "the responses say the client is throttled"
+    assert elapsed >= 0.6 * (count * size - 2 * QUOTA) / QUOTA, f"all {count} requests served in {elapsed:.1f} s"
+
+
+def _ms(value: Any) -> int:
+    return int(value.total_seconds() * 1000) if hasattr(value, "total_seconds") else int(value)
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf

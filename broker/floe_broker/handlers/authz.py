@@ -14,6 +14,7 @@ client's address. With ``--authorizer off`` every check allows.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -85,9 +86,13 @@ RULES: dict[int, Rule] = {
 
 
 def settings(ctx: BrokerContext) -> AuthorizerSettings:
-    c = ctx.config
-    return AuthorizerSettings(enabled=c.authorizer_enabled, super_users=parse_super_users(c.super_users),
-                              allow_everyone_if_no_acl_found=c.allow_everyone_if_no_acl_found)
+    return _settings(ctx.config.authorizer_enabled, ctx.config.super_users, ctx.config.allow_everyone_if_no_acl_found)
+
+
+@functools.lru_cache(maxsize=8)
+def _settings(enabled: bool, super_users: str, allow_if_no_acl: bool) -> AuthorizerSettings:
+    return AuthorizerSettings(enabled=enabled, super_users=parse_super_users(super_users),
+                              allow_everyone_if_no_acl_found=allow_if_no_acl)
 
 
 def _who() -> tuple[str, str]:

@@ -11,6 +11,7 @@ stored and silently ignored.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -73,8 +74,8 @@ def _invalid(entry: Any) -> str | None:
     for op in entry.ops:
         if op.key not in QUOTA_KEYS:
             return f"quota {op.key!r} is not supported (only {', '.join(QUOTA_KEYS)})"
-        if not op.remove and not op.value > 0:
-            return f"quota {op.key} must be positive, got {op.value}"
+        if not op.remove and not (math.isfinite(op.value) and op.value > 0):
+            return f"quota {op.key} must be a positive number, got {op.value}"
     return None
 
 
