@@ -15,7 +15,7 @@ import time
 import typing
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
@@ -297,3 +297,45 @@ def _read(s: socket.socket, n: int) -> bytes:
             raise ConnectionError("closed")
         buf += chunk
     return buf
+
+
+# ---- fetch quotas ------------------------------------------------------------------------------------------
+
+def _drain(bootstrap: str, client_id: str, topic: str, expected: int) -> float:
+    """Seconds a consumer with ``client_id`` takes to read ``expected`` messages of ``topic``."""
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id, "group.id": f"g-{client_id}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        got, start = 0, None
+        deadline = time.monotonic() + 120
+        while got < expected and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None or m.error() is not None:
+                continue
+            start = start or time.monotonic()
+            got += 1
+        assert got == expected, f"{client_id} read {got} of {expected}"
+        assert start is not None
+        return time.monotonic() - start
+    finally:
+        c.close()
+
+
+def test_a_consumer_over_its_fetch_quota_is_throttled_while_another_is_not(
+        brokers: BrokerFactory, file_store: StoreSpec) -> None:
+    b = brokers(file_store, "--quota-windows", "2")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("history", 1)])["history"].result(20)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 20})
+    count = 4 * 1024  # 4 MiB of 1 KiB messages
+    for _ in range(count):
+        p.produce("history", VALUE)
+        p.poll(0)
+    assert p.flush(30) == 0
+    assert alter(b.bootstrap, [("client-id", "slow-reader")], {FETCH_RATE: 512.0 * KIB}).error_code == 0
+    throttled = _drain(b.bootstrap, "slow-reader", "history", count)
+    free = _drain(b.bootstrap, "fast-reader", "history", count)
+    print(f"4 MiB read with a 512 KiB/s fetch quota in {throttled:.1f} s, without one in {free:.1f} s")
+    assert throttled >= 3, "4 MiB at 512 KiB/s takes seconds even after the first window's allowance"
+    assert free < throttled / 2
