@@ -49,6 +49,7 @@ from tests.infra.broker import wait_until
 from tests.inprocess.harness import CONFIG, started_broker
 from tests.inprocess.test_dispatch_errors import error_codes, sample
 from tests.inprocess.wire import PEER, decode_response, encode_request
+from tests.inprocess.wire import request as entity
 from tests.security.kafka_wire import request
 
 AUTH_CODES = {ErrorCode.topic_authorization_failed, ErrorCode.group_authorization_failed,
@@ -421,3 +422,32 @@ def test_an_acl_created_on_one_broker_is_enforced_by_every_broker_within_a_secon
     # an unprivileged principal cannot do the same through B
     refused = request(b.bootstrap, 30, 3, _create_acl_request("shared", A.Operation.READ), client_id="mallory")
     assert [r.error_code for r in refused.results] == [ErrorCode.cluster_authorization_failed]
+
+
+# ---- bad input -----------------------------------------------------------------------------------------
+
+def _creation(rt: int, name: str, pattern: int, op: int, perm: int, principal: str = "User:alice") -> dict[str, Any]:
+    return {"resource_type": rt, "resource_name": name, "resource_pattern_type": pattern, "principal": principal,
+            "host": "*", "operation": op, "permission_type": perm}
+
+
+async def test_bad_acl_requests_get_invalid_request_and_the_rest_still_applies(secured: Broker) -> None:
+    d = Dispatcher(secured.serving)
+    good = _creation(2, "t", 3, 3, 3)
+    bad = [_creation(99, "t", 3, 3, 3), _creation(2, "t", 2, 3, 3), _creation(2, "t", 3, 1, 3),
+           _creation(2, "t", 3, 3, 1), _creation(4, "not-the-cluster", 3, 7, 3), _creation(2, "t", 3, 3, 3, "alice"),
+           _creation(2, "", 3, 3, 3), _creation(2, "t", 3, 77, 3)]
+    created = await _as(d, "User:admin", 30, 3, entity(30, 3, creations=[good, *bad]))
+    assert [r.error_code for r in created.results] == [ErrorCode.none] + [ErrorCode.invalid_request] * len(bad)
+    assert [b.resource_name for b in secured.state().acls] == ["t"]
+
+    described = await _as(d, "User:admin", 29, 3, entity(29, 3, resource_type_filter=0, pattern_type_filter=1,
+                                                          operation=1, permission_type=1))
+    assert described.error_code == ErrorCode.invalid_request
+    deleted = await _as(d, "User:admin", 31, 3, entity(31, 3, filters=[
+        {"resource_type_filter": 0, "pattern_type_filter": 1, "operation": 1, "permission_type": 1},
+        {"resource_type_filter": 2, "resource_name_filter": "t", "pattern_type_filter": 3, "operation": 1,
+         "permission_type": 1}]))
+    assert [r.error_code for r in deleted.filter_results] == [ErrorCode.invalid_request, ErrorCode.none]
+    assert [len(r.matching_acls) for r in deleted.filter_results] == [0, 1]
+    assert secured.state().acls == []
