@@ -451,3 +451,13 @@ async def test_bad_acl_requests_get_invalid_request_and_the_rest_still_applies(s
     assert [r.error_code for r in deleted.filter_results] == [ErrorCode.invalid_request, ErrorCode.none]
     assert [len(r.matching_acls) for r in deleted.filter_results] == [0, 1]
     assert secured.state().acls == []
+
+
+async def test_an_api_without_a_rule_is_refused_when_the_authorizer_is_on(secured: Broker) -> None:
+    """Fail closed: a handler added to the table without a rule is never reached, not even by a super user."""
+    async def leak(ctx: Any, version: int, req: Any) -> Any:
+        raise AssertionError("the handler must not run")
+
+    d = Dispatcher(secured.serving, extra={57: (0, 0, leak)})  # UpdateFeatures: no rule in RULES
+    refused = await _as(d, "User:admin", 57, 0, sample(load_request_schema(57, 0)))
+    assert set(error_codes(refused)) == {ErrorCode.cluster_authorization_failed}

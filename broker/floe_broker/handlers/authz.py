@@ -126,7 +126,11 @@ def may_create_topic(ctx: BrokerContext, name: str) -> bool:
 
 def require_request(ctx: BrokerContext, api_key: int) -> None:
     """Raise CLUSTER_AUTHORIZATION_FAILED if the API needs a cluster operation the principal lacks."""
-    rule = RULES[api_key]
+    rule = RULES.get(api_key)
+    if rule is None:
+        if ctx.config.authorizer_enabled:  # an API nobody wrote a rule for is refused, never let through
+            raise KafkaError(ErrorCode.cluster_authorization_failed, f"API {api_key} has no authorization rule")
+        return
     if rule.request is not None and not allowed_on_cluster(ctx, rule.request):
         raise KafkaError(ErrorCode.cluster_authorization_failed,
                          f"{PRINCIPAL.get()} may not {rule.request.name} the cluster")
