@@ -42,7 +42,7 @@ from floe_broker.dispatch import Dispatcher
 from floe_broker.handlers.authz import RULES
 from floe_broker.protocol.build import ZERO_UUID, mk
 from floe_broker.security import acls as A
-from floe_broker.security.authorizer import AuthorizerSettings, authorize, authorize_any, parse_super_users
+from floe_broker.security.authorizer import AclIndex, AuthorizerSettings, authorize, authorize_any, parse_super_users
 from floe_broker.security.principal import PRINCIPAL, Principal
 from tests.conftest import BrokerFactory, StoreSpec
 from tests.infra.broker import wait_until
@@ -461,3 +461,14 @@ async def test_an_api_without_a_rule_is_refused_when_the_authorizer_is_on(secure
     d = Dispatcher(secured.serving, extra={57: (0, 0, leak)})  # UpdateFeatures: no rule in RULES
     refused = await _as(d, "User:admin", 57, 0, sample(load_request_schema(57, 0)))
     assert set(error_codes(refused)) == {ErrorCode.cluster_authorization_failed}
+
+
+def test_the_index_answers_like_a_scan_of_every_binding() -> None:
+    every = [binding(T, "t", Op.READ), binding(T, "*", Op.WRITE), binding(T, "t", Op.READ, perm=A.Permission.DENY,
+                                                                           principal="User:bob"),
+             binding(T, "ord", Op.ALL, pattern=A.PatternType.PREFIXED), binding(G, "t", Op.READ)]
+    index = AclIndex(every)
+    for name in ("t", "orders", "x", "*"):
+        for rt in (T, G):
+            expected = [b for b in every if b.matches_resource(rt, name)]
+            assert sorted(index.on_resource(rt, name), key=repr) == sorted(expected, key=repr), (rt, name)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from kio.schema.errors import ErrorCode
 
 from ..errors import KafkaError
-from ..security.acls import CLUSTER_NAME, Operation, ResourceType
-from ..security.authorizer import AuthorizerSettings, authorize, authorize_any, parse_super_users
+from ..security.acls import CLUSTER_NAME, AclBinding, Operation, ResourceType
+from ..security.authorizer import AclIndex, AuthorizerSettings, authorize, authorize_any, parse_super_users
 from ..security.principal import PRINCIPAL
 from .context import CLIENT, BrokerContext
 
@@ -95,6 +95,18 @@ def _settings(enabled: bool, super_users: str, allow_if_no_acl: bool) -> Authori
                               allow_everyone_if_no_acl_found=allow_if_no_acl)
 
 
+_index: tuple[list[AclBinding], AclIndex] | None = None  # the bindings last indexed (kept, so `is` is safe)
+
+
+def _acls(ctx: BrokerContext) -> AclIndex:
+    """The index of the current metadata's bindings, rebuilt only when new metadata brought a new list."""
+    global _index
+    bindings = ctx.state().acls
+    if _index is None or _index[0] is not bindings:
+        _index = (bindings, AclIndex(bindings))
+    return _index[1]
+
+
 def _who() -> tuple[str, str]:
     return str(PRINCIPAL.get()), CLIENT.get()[1].lstrip("/")
 
@@ -104,7 +116,7 @@ def allowed(ctx: BrokerContext, operation: Operation, resource_type: ResourceTyp
     if not ctx.config.authorizer_enabled:
         return True
     principal, host = _who()
-    return authorize(ctx.state().acls, settings(ctx), principal, host, operation, resource_type, name)
+    return authorize(_acls(ctx), settings(ctx), principal, host, operation, resource_type, name)
 
 
 def allowed_on_cluster(ctx: BrokerContext, operation: Operation) -> bool:
@@ -116,7 +128,7 @@ def allowed_on_any(ctx: BrokerContext, operation: Operation, resource_type: Reso
     if not ctx.config.authorizer_enabled:
         return True
     principal, host = _who()
-    return authorize_any(ctx.state().acls, settings(ctx), principal, host, operation, resource_type)
+    return authorize_any(_acls(ctx), settings(ctx), principal, host, operation, resource_type)
 
 
 def may_create_topic(ctx: BrokerContext, name: str) -> bool:

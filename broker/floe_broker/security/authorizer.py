@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .acls import WILDCARD, AclBinding, Operation, Permission, ResourceType
+from .acls import WILDCARD, AclBinding, Operation, PatternType, Permission, ResourceType
 
 # Operations whose grant also grants the key operation.
 IMPLIED_BY = {
@@ -59,12 +59,39 @@ def _applies(b: AclBinding, principal: str, host: str) -> bool:
     return _principal_matches(b.principal, principal) and b.host in (host, WILDCARD)
 
 
-def authorize(bindings: Iterable[AclBinding], settings: AuthorizerSettings, principal: str, host: str,
+class AclIndex:
+    """Bindings by resource type and literal name, so a check reads the few that can apply.
+
+    Built once per metadata version: a check is a dict lookup plus a scan of
+    the prefixed bindings of that resource type, not of every binding.
+    """
+
+    def __init__(self, bindings: Iterable[AclBinding]) -> None:
+        self.bindings = list(bindings)
+        self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
+        self._prefixed: dict[ResourceType, list[AclBinding]] = {}
+        for b in self.bindings:
+            if b.pattern_type == PatternType.PREFIXED:
+                self._prefixed.setdefault(b.resource_type, []).append(b)
+            else:
+                self._literal.setdefault((b.resource_type, b.resource_name), []).append(b)
+
+    def on_resource(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
+        """Every binding that applies to the resource, whoever it is for."""
+        out = list(self._literal.get((resource_type, name), ()))
+        if name != WILDCARD:
+            out.extend(self._literal.get((resource_type, WILDCARD), ()))
+        out.extend(b for b in self._prefixed.get(resource_type, ()) if name.startswith(b.resource_name))
+        return out
+
+
+def authorize(bindings: Iterable[AclBinding] | AclIndex, settings: AuthorizerSettings, principal: str, host: str,
               operation: Operation, resource_type: ResourceType, name: str) -> bool:
     """Whether ``principal`` connecting from ``host`` may do ``operation`` on the resource."""
     if not settings.enabled or principal in settings.super_users:
         return True
-    on_resource = [b for b in bindings if b.matches_resource(resource_type, name)]
+    index = bindings if isinstance(bindings, AclIndex) else AclIndex(bindings)
+    on_resource = index.on_resource(resource_type, name)
     if not on_resource:
         return settings.allow_everyone_if_no_acl_found
     mine = [b for b in on_resource if _applies(b, principal, host)]
@@ -74,8 +101,8 @@ def authorize(bindings: Iterable[AclBinding], settings: AuthorizerSettings, prin
     return any(b.permission == Permission.ALLOW and b.operation in granting for b in mine)
 
 
-def authorize_any(bindings: Iterable[AclBinding], settings: AuthorizerSettings, principal: str, host: str,
-                  operation: Operation, resource_type: ResourceType) -> bool:
+def authorize_any(bindings: Iterable[AclBinding] | AclIndex, settings: AuthorizerSettings, principal: str,
+                  host: str, operation: Operation, resource_type: ResourceType) -> bool:
     """Whether ``principal`` may do ``operation`` on at least one resource of the type.
 
     Kafka's ``authorizeByResourceType``: an idempotent producer without
@@ -85,11 +112,11 @@ def authorize_any(bindings: Iterable[AclBinding], settings: AuthorizerSettings, 
     """
     if not settings.enabled or principal in settings.super_users:
         return True
-    listed = list(bindings)
+    index = bindings if isinstance(bindings, AclIndex) else AclIndex(bindings)
     granting = IMPLIED_BY.get(operation, {operation}) | {Operation.ALL}
     return any(
         b.resource_type == resource_type and b.permission == Permission.ALLOW and b.operation in granting
         and _applies(b, principal, host)
-        and authorize(listed, settings, principal, host, operation, resource_type, b.resource_name)
-        for b in listed
+        and authorize(index, settings, principal, host, operation, resource_type, b.resource_name)
+        for b in index.bindings
     )
