@@ -24,6 +24,12 @@ def _bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
 
 
+def authorizer(value: str) -> str:
+    if value.strip().lower() not in AUTHORIZERS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(sorted(AUTHORIZERS))}, got {value!r}")
+    return value.strip().lower()
+
+
 def host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
@@ -142,6 +148,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kind = host_port
         elif f.name == "advertise":
             kind = host_port
+        elif f.name == "authorizer":
+            kind = authorizer
         elif f.type in ("bool", bool):
             kind = _bool
         elif f.type in ("int", int):

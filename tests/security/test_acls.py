@@ -8,6 +8,7 @@ tests go; anyone else (and ``User:ANONYMOUS``, a client without an id) has none.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import time
@@ -38,6 +39,7 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from floe_broker.app import Broker
+from floe_broker.config import BrokerConfig, add_arguments, from_namespace
 from floe_broker.dispatch import Dispatcher
 from floe_broker.handlers.authz import RULES
 from floe_broker.protocol.build import ZERO_UUID, mk
@@ -472,3 +474,16 @@ def test_the_index_answers_like_a_scan_of_every_binding() -> None:
         for rt in (T, G):
             expected = [b for b in every if b.matches_resource(rt, name)]
             assert sorted(index.on_resource(rt, name), key=repr) == sorted(expected, key=repr), (rt, name)
+
+
+def test_authorizer_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    on = from_namespace(parser.parse_args(["--storage", "memory://", "--authorizer", "simple",
+                                           "--super-users", "User:admin;User:ops"]))
+    assert on.authorizer_enabled and parse_super_users(on.super_users) == {"User:admin", "User:ops"}
+    assert not from_namespace(parser.parse_args(["--storage", "memory://"])).authorizer_enabled, "off by default"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--storage", "memory://", "--authorizer", "bogus"])
+    with pytest.raises(ValueError):
+        BrokerConfig(storage="memory://", authorizer="bogus")
