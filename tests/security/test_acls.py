@@ -487,3 +487,32 @@ def test_authorizer_flags() -> None:
         parser.parse_args(["--storage", "memory://", "--authorizer", "bogus"])
     with pytest.raises(ValueError):
         BrokerConfig(storage="memory://", authorizer="bogus")
+
+
+def renamed(entity: Any, old: str, new: str) -> Any:
+    """``entity`` with every string field (at any depth) equal to ``old`` set to ``new``."""
+    if isinstance(entity, str):
+        return new if entity == old else entity
+    if not dataclasses.is_dataclass(entity) or isinstance(entity, type):
+        return entity
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(entity):
+        value = getattr(entity, f.name)
+        if isinstance(value, str | tuple) or dataclasses.is_dataclass(value):
+            changes[f.name] = (tuple(renamed(v, old, new) for v in value) if isinstance(value, tuple)
+                               else renamed(value, old, new))
+    return dataclasses.replace(entity, **changes)
+
+
+NAME_VERSIONS = {0: 12, 1: 12}  # Produce and Fetch by name (topic ids are random UUIDs, not guessable names)
+
+
+async def test_a_refused_principal_cannot_tell_an_existing_topic_from_a_missing_one(secured: Broker) -> None:
+    await secured.serving.create_topic("x", 1, {})
+    d = Dispatcher(secured.serving)
+    for api_key, (_, hi, _) in sorted(d.table.items()):
+        version = NAME_VERSIONS.get(api_key, hi)
+        body = sample(load_request_schema(api_key, version))
+        existing = await _as(d, "User:nobody", api_key, version, body)
+        missing = await _as(d, "User:nobody", api_key, version, renamed(body, "x", "nope"))
+        assert sorted(error_codes(existing)) == sorted(error_codes(missing)), (api_key, existing, missing)
