@@ -425,6 +425,17 @@ def test_an_acl_created_on_one_broker_is_enforced_by_every_broker_within_a_secon
     refused = request(b.bootstrap, 30, 3, _create_acl_request("shared", A.Operation.READ), client_id="mallory")
     assert [r.error_code for r in refused.results] == [ErrorCode.cluster_authorization_failed]
 
+    # the other way round: B is not the controller, so it forwards the change; A enforces it
+    def alice_may_describe_fresh_on_a() -> bool:
+        md = request(a.bootstrap, 3, 12, _metadata_request("fresh"), client_id="alice")
+        return md.topics[0].error_code != ErrorCode.topic_authorization_failed
+
+    fresh = request(b.bootstrap, 30, 3, _create_acl_request("fresh", A.Operation.DESCRIBE), client_id="admin")
+    assert [r.error_code for r in fresh.results] == [ErrorCode.none]
+    t0 = time.monotonic()
+    wait_until(alice_may_describe_fresh_on_a, 5, interval=0.01, message="broker A to enforce the ACL created through B")
+    assert time.monotonic() - t0 < 1.0, "the ACL took more than a second to reach broker A"
+
 
 # ---- bad input -----------------------------------------------------------------------------------------
 
