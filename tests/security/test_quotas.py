@@ -7,6 +7,7 @@ that is throttled comes from confluent-kafka producers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
 import struct
@@ -22,7 +23,9 @@ from kio.schema.errors import ErrorCode
 
 from floe_api.internal import AlterQuotas, QuotaChange
 from floe_broker.cluster.metadata import ClusterState, apply_op
+from floe_broker.dispatch import Dispatcher
 from floe_broker.protocol.build import mk
+from floe_broker.security.principal import PRINCIPAL, Principal
 from floe_broker.security.quotas import (
     FETCH_RATE,
     PRODUCE_RATE,
@@ -32,8 +35,10 @@ from floe_broker.security.quotas import (
     quota_for,
     throttle_ms,
 )
+from floe_broker.security.throttle import MUTE, Mute
 from tests.conftest import BrokerFactory, StoreSpec
-from tests.inprocess.wire import decode_response, encode_request, record_batch
+from tests.inprocess.harness import CONFIG, started_broker
+from tests.inprocess.wire import PEER, decode_response, encode_request, record_batch
 from tests.inprocess.wire import request as entity
 from tests.security.kafka_wire import request
 
@@ -339,3 +344,37 @@ def test_a_consumer_over_its_fetch_quota_is_throttled_while_another_is_not(
     print(f"4 MiB read with a 512 KiB/s fetch quota in {throttled:.1f} s, without one in {free:.1f} s")
     assert throttled >= 3, "4 MiB at 512 KiB/s takes seconds even after the first window's allowance"
     assert free < throttled / 2
+
+
+# ---- user quotas: the principal's name is the user entity ----------------------------------------------------
+
+async def test_a_user_quota_throttles_that_principal_on_every_client_id_and_nobody_else() -> None:
+    async with started_broker(dataclasses.replace(CONFIG, quota_windows=2)) as broker:
+        await broker.serving.create_topic("t", 1, {})
+        await broker.serving.apply_metadata(AlterQuotas(changes=[
+            QuotaChange(entity=[("user", "alice")], set={PRODUCE_RATE: 100.0 * KIB})]))
+        d = Dispatcher(broker.serving)
+
+        async def produce_as(principal: str, client_id: str) -> tuple[int, float]:
+            """(throttle_time_ms answered, how far the connection's mute reaches) for one 64 KiB produce."""
+            mute, principal_token = Mute(), PRINCIPAL.set(Principal.parse(principal))
+            mute_token = MUTE.set(mute)
+            try:
+                body = entity(PRODUCE_API, 9, acks=-1, timeout=datetime.timedelta(seconds=10), topic_data=[
+                    {"name": "t", "partition_data": [{"index": 0, "records": record_batch(b"x" * 64 * KIB)}]}])
+                parts = await d(encode_request(PRODUCE_API, 9, body, client_id=client_id), PEER)
+            finally:
+                MUTE.reset(mute_token)
+                PRINCIPAL.reset(principal_token)
+            assert parts is not None
+            _, resp = decode_response(PRODUCE_API, 9, parts)
+            assert resp.responses[0].partition_responses[0].error_code == ErrorCode.none
+            return _ms(resp.throttle_time), mute.until - time.monotonic()
+
+        assert (await produce_as("User:alice", "one"))[0] == 0, "the first 64 KiB fit in the window"
+        throttle, muted_for = await produce_as("User:alice", "two")
+        assert throttle > 0, "alice's second client id shares her quota"
+        assert muted_for > 0.5 * throttle / 1000, "and its connection is muted for as long"
+        for _ in range(3):
+            throttle_bob, _ = await produce_as("User:bob", "one")
+            assert throttle_bob == 0, "bob has no quota"
