@@ -14,12 +14,15 @@ handler becomes an error response for that request alone, built from the
 request (``protocol.error_response``): the exception's own code for a
 ``KafkaError``, UNKNOWN_SERVER_ERROR for anything else (with one log line).
 The connection stays up for the next request.
+
+Before a handler runs, the dispatcher makes the request's cluster-level
+authorization check (``handlers.authz``; per-topic and per-group checks are the
+handlers') and counts produce and fetch bytes against client quotas
+(``quota_gate``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,9 +36,8 @@ from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
+from .quota_gate import QuotaGate, with_throttle
 from .security.principal import PRINCIPAL, Principal
-from .security.quotas import FETCH_RATE, PRODUCE_RATE, QuotaTracker
-from .security.throttle import MUTE
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +93,7 @@ class Dispatcher:
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
-        self._quota_rates: QuotaTracker | None = None  # made on first use (a table-only Dispatcher has no config)
+        self.quotas = QuotaGate(ctx)
 
     async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
         return meta.api_versions(version, self.supported)
@@ -122,47 +124,20 @@ class Dispatcher:
         response: codec.Frame | None
         try:
             authz.require_request(self.ctx, request.api_key)
-            produce_throttle = (self._throttle(request, PRODUCE_RATE, len(frame))
-                                if request.api_key == PRODUCE else 0)
+            produce_throttle = self.quotas.produce(request, len(frame), api) if request.api_key == PRODUCE else 0
             body = await handler(self.ctx, request.api_version, request.body)
             if body is None:
                 response = None
             elif request.api_key == FETCH:
-                response = self._fetch_response(request, body)
+                response = self.quotas.fetch_response(request, body, api)
             else:
                 if produce_throttle:
-                    body = _with_throttle(body, produce_throttle)
+                    body = with_throttle(body, produce_throttle)
                 response = codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
         except Exception as exc:
             response = self._failed(request, api, peer, exc)
         metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
         return response
-
-    def _throttle(self, request: codec.Request, kind: str, size: int) -> int:
-        """Count ``size`` bytes against the client's quota; mute its connection if over (ms, 0 if not)."""
-        quotas = self.ctx.state().quotas
-        if not quotas:
-            return 0
-        if self._quota_rates is None:
-            c = self.ctx.config
-            self._quota_rates = QuotaTracker(window_s=c.quota_window_s, windows=c.quota_windows)
-        ms = self._quota_rates.record(quotas, PRINCIPAL.get().name, request.client_id or "", kind, size,
-                                     time.monotonic())
-        mute = MUTE.get()
-        if ms and mute is not None:
-            mute.extend(ms)
-        if ms:
-            metrics.QUOTA_THROTTLED.labels(API_NAMES[request.api_key]).inc()
-        return ms
-
-    def _fetch_response(self, request: codec.Request, body: Any) -> codec.Frame:
-        """Encode a fetch response, counting its size against the client's fetch quota (Kafka's rule)."""
-        frame = codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
-        ms = self._throttle(request, FETCH_RATE, sum(len(b) for b in frame))
-        if ms:
-            frame = codec.encode_response(request.api_key, request.api_version, request.correlation_id,
-                                          _with_throttle(body, ms))
-        return frame
 
     @staticmethod
     def _failed(request: codec.Request, api: str, peer: str, exc: Exception) -> codec.Frame | None:
@@ -189,11 +164,3 @@ def _origin(exc: BaseException) -> str:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
 
-
-def _with_throttle(body: Any, ms: int) -> Any:
-    """``body`` telling the client it was throttled for ``ms`` (the field's type differs by kio version)."""
-    current = getattr(body, "throttle_time", None)
-    if current is None:
-        return body
-    value = datetime.timedelta(milliseconds=ms) if isinstance(current, datetime.timedelta) else ms
-    return dataclasses.replace(body, throttle_time=value)
