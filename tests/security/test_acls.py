@@ -15,6 +15,7 @@ import time
 import typing
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -527,3 +528,22 @@ async def test_a_refused_principal_cannot_tell_an_existing_topic_from_a_missing_
         existing = await _as(d, "User:nobody", api_key, version, body)
         missing = await _as(d, "User:nobody", api_key, version, renamed(body, "x", "nope"))
         assert sorted(error_codes(existing)) == sorted(error_codes(missing)), (api_key, existing, missing)
+
+
+def test_acls_survive_a_restart_of_the_whole_cluster(brokers: BrokerFactory, file_store: StoreSpec) -> None:
+    """ACLs live in meta/cluster in the bucket, not in any broker: a fresh broker enforces them at once."""
+    flags = ("--authorizer", "on", "--super-users", "User:admin", "--insecure-principal-from-client-id", "true")
+    first = brokers(file_store, *flags)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, "client.id": "admin"})
+    admin.create_topics([NewTopic("kept", 1)])["kept"].result(20)
+    created = request(first.bootstrap, 30, 3, _create_acl_request("kept", A.Operation.DESCRIBE), client_id="admin")
+    assert [r.error_code for r in created.results] == [ErrorCode.none]
+    del admin
+    assert first.terminate() == 0
+    second = brokers(file_store, *flags)
+    md = request(second.bootstrap, 3, 12, _metadata_request("kept"), client_id="alice")
+    assert md.topics[0].error_code == ErrorCode.none, "alice's ACL came back with the metadata"
+    stranger = request(second.bootstrap, 3, 12, _metadata_request("kept"), client_id="mallory")
+    assert stranger.topics[0].error_code == ErrorCode.topic_authorization_failed
+    raw = (Path(file_store.url.removeprefix("file://")) / "test" / "meta" / "cluster")
+    assert raw.exists() and b"User:alice" in raw.read_bytes()
