@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+)
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -547,3 +554,20 @@ def test_acls_survive_a_restart_of_the_whole_cluster(brokers: BrokerFactory, fil
     assert stranger.topics[0].error_code == ErrorCode.topic_authorization_failed
     raw = (Path(file_store.url.removeprefix("file://")) / "test" / "meta" / "cluster")
     assert raw.exists() and b"User:alice" in raw.read_bytes()
+
+
+def _authorized_operations(boot: str) -> tuple[set[str], set[str]]:
+    admin, alice = _admin(boot, "admin"), _admin(boot, "alice")
+    admin.create_topics([NewTopic("ops", 1)])["ops"].result(20)
+    _allow(admin, (ResourceType.TOPIC, "ops", AclOperation.WRITE), (ResourceType.TOPIC, "ops", AclOperation.DESCRIBE))
+    described = alice.describe_topics(TopicCollection(["ops"]), include_authorized_operations=True)["ops"].result(20)
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(20)
+    return {op.name for op in described.authorized_operations}, {op.name for op in cluster.authorized_operations}
+
+
+async def test_authorized_operations_are_reported_when_asked_for() -> None:
+    async with started_broker(SECURED, listen=True) as broker:
+        assert broker.listener is not None
+        topic_ops, cluster_ops = await asyncio.to_thread(_authorized_operations, f"127.0.0.1:{broker.listener.port}")
+    assert topic_ops == {"WRITE", "DESCRIBE"}
+    assert {"ALTER", "DESCRIBE", "CREATE"} <= cluster_ops, "the super user may do everything"

@@ -131,6 +131,26 @@ def allowed_on_any(ctx: BrokerContext, operation: Operation, resource_type: Reso
     return authorize_any(_acls(ctx), settings(ctx), principal, host, operation, resource_type)
 
 
+# What Kafka reports in the *_authorized_operations fields, per resource type
+SUPPORTED_OPERATIONS = {
+    TOPIC: (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS),
+    GROUP: (READ, DESCRIBE, DELETE),
+    CLUSTER: (CREATE, ALTER, DESCRIBE, Operation.CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE),
+}
+NOT_REQUESTED = -2147483648  # the protocol's "authorized operations were not asked for"
+
+
+def authorized_operations(ctx: BrokerContext, resource_type: ResourceType, name: str, requested: bool) -> int:
+    """Kafka's bit field (bit n = operation n) of what the principal may do on the resource."""
+    if not requested:
+        return NOT_REQUESTED
+    bits = 0
+    for op in SUPPORTED_OPERATIONS[resource_type]:
+        if allowed(ctx, op, resource_type, name):
+            bits |= 1 << op
+    return bits
+
+
 def may_create_topic(ctx: BrokerContext, name: str) -> bool:
     """Kafka's rule for creating a topic: CREATE on the cluster, or on the topic itself."""
     return allowed_on_cluster(ctx, CREATE) or allowed(ctx, CREATE, TOPIC, name)

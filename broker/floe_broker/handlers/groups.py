@@ -339,7 +339,8 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
             for m in g.members.values())
         out.append(mk(group_cls, group_id=group_id, group_state=g.state.value, protocol_type=g.protocol_type or "",
                       protocol_data=(g.protocol or "") if stable else "", members=members,
-                      authorized_operations=NO_OPS))
+                      authorized_operations=authz.authorized_operations(
+                          ctx, GROUP, group_id, getattr(req, "include_authorized_operations", False))))
     return mk(cls, groups=tuple(out))
 
 

@@ -9,8 +9,9 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from ..security.acls import CLUSTER_NAME
 from . import authz
-from .authz import DESCRIBE, TOPIC
+from .authz import CLUSTER, DESCRIBE, TOPIC
 from .context import BrokerContext
 
 API_VERSIONS, METADATA, DESCRIBE_CLUSTER = 18, 3, 60
@@ -96,7 +97,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
         topics.append(
             mk(topic_cls, error_code=ErrorCode.none, name=name, topic_id=_topic_uuid(t.topic_id),
                is_internal=t.internal, partitions=tuple(parts),
-               topic_authorized_operations=-2147483648)
+               topic_authorized_operations=authz.authorized_operations(
+                   ctx, TOPIC, name, getattr(req, "include_topic_authorized_operations", False)))
         )
     for _, tid in wanted_ids.items():
         topics.append(mk(topic_cls, error_code=ErrorCode.unknown_topic_id, name=None, topic_id=tid,
@@ -110,7 +112,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
         cluster_id=ctx.cluster_id,
         controller_id=controller_id(ctx),
         topics=tuple(topics),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=authz.authorized_operations(
+            ctx, CLUSTER, CLUSTER_NAME, getattr(req, "include_cluster_authorized_operations", False)),
     )
 
 
@@ -140,5 +143,6 @@ async def describe_cluster(ctx: BrokerContext, version: int, req: Any) -> Any:
         cluster_id=ctx.cluster_id,
         controller_id=controller_id(ctx),
         brokers=brokers,
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=authz.authorized_operations(
+            ctx, CLUSTER, CLUSTER_NAME, getattr(req, "include_cluster_authorized_operations", False)),
     )
