@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import time
 
-import crc32c
 import pytest
 
 from floe_broker.cluster.controller import fence_session
@@ -27,17 +25,7 @@ from floe_broker.protocol import records
 from floe_broker.storage import layout
 from floe_broker.storage.memory import MemoryStore
 from floe_broker.storage.objectstore import GetResult
-
-
-def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x",
-          pid: int = -1, epoch: int = -1, seq: int = -1) -> bytes:
-    """A structurally valid batch (records region opaque) with a correct CRC."""
-    ts = int(time.time() * 1000) if ts is None else ts
-    body = payload * 10
-    after_crc = struct.pack(">hiqqqhii", 0, n_records - 1, ts, ts, pid, epoch, seq, n_records) + body
-    length = 4 + 1 + 4 + len(after_crc)
-    return struct.pack(">qiibI", 0, length, -1, 2, crc32c.crc32c(after_crc)) + after_crc
-
+from tests.infra.batches import opaque_batch as batch
 
 SETTINGS = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1 << 30, compact_after_ms=10**9,
                     retention_ms=-1, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)

@@ -36,7 +36,7 @@ from .cluster.membership import Membership
 from .cluster.metadata import ClusterState
 from .cluster.peers import BrokerPeers
 from .cluster.rpc import Rpc
-from .config import BrokerConfig
+from .config import BrokerConfig, Secrets
 from .dispatch import Dispatcher
 from .errors import StartupError, StoreMisconfigured
 from .group_metrics import GroupOffsetsCollector
@@ -53,8 +53,9 @@ log = structlog.get_logger(__name__)
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, store: ObjectStore) -> None:
+    def __init__(self, config: BrokerConfig, store: ObjectStore, *, secrets: Secrets | None = None) -> None:
         self.config = config
+        self.secrets = secrets or Secrets()
         self.store = store
         self.session = new_session()
         self.http_address = f"{config.advertised[0]}:{config.http[1]}"
@@ -66,7 +67,7 @@ class Broker:
         self._group_collector: GroupOffsetsCollector | None = None
         self.listener: KafkaListener | None = None
         self.wal: WalWriter | None = None
-        self.rpc = Rpc()
+        self.rpc = Rpc(cluster_secret=self.secrets.cluster_secret)
         self.controller = Controller(store, session=self.session, http=self.http_address,
                                      session_timeout_ms=config.session_timeout_ms, on_change=self._on_commit)
         self.local_controller = LocalController(self.controller, accepting_moves=lambda: not self.draining)

@@ -37,8 +37,9 @@ from floe_broker.security.quotas import (
 )
 from floe_broker.security.throttle import MUTE, Mute
 from tests.conftest import BrokerFactory, StoreSpec
+from tests.infra.batches import record_batch
 from tests.inprocess.harness import CONFIG, started_broker
-from tests.inprocess.wire import PEER, decode_response, encode_request, record_batch
+from tests.inprocess.wire import PEER, decode_response, encode_request
 from tests.inprocess.wire import request as entity
 from tests.security.kafka_wire import request
 

@@ -29,7 +29,7 @@ import structlog
 
 from floe_api.internal import HeartbeatRequest, RegisterRequest
 
-from ..errors import NotController, NotFound, RpcError, StartupError, StoreUnavailable
+from ..errors import ClusterSecretRefused, NotController, NotFound, RpcError, StartupError, StoreUnavailable
 from ..storage.layout import CLUSTER_KEY
 from ..storage.objectstore import ObjectStore
 from .client import LocalController, RemoteController
@@ -124,6 +124,8 @@ class Membership:
                     await self.refresh_view()
                     self.node_id = node
                     return node
+                except ClusterSecretRefused:
+                    raise StartupError("the controller refused this broker's cluster secret") from None
                 except (RpcError, NotController) as exc:
                     log.info("controller not reachable yet", controller=lease.http, error=str(exc))
             if time.monotonic() - started > self.join_timeout_s:
