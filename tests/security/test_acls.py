@@ -54,6 +54,9 @@ from floe_broker.protocol.build import ZERO_UUID, mk
 from floe_broker.security import acls as A
 from floe_broker.security.authorizer import AclIndex, AuthorizerSettings, authorize, authorize_any, parse_super_users
 from floe_broker.security.principal import PRINCIPAL, Principal
+from floe_operator.kafka_admin import Acl as OperatorAcl
+from floe_operator.kafka_admin import ConfluentUserAdmin
+from floe_operator.kafka_admin import Connection as OperatorConnection
 from tests.conftest import BrokerFactory, StoreSpec
 from tests.infra.broker import wait_until
 from tests.inprocess.harness import CONFIG, started_broker
@@ -571,3 +574,28 @@ async def test_authorized_operations_are_reported_when_asked_for() -> None:
         topic_ops, cluster_ops = await asyncio.to_thread(_authorized_operations, f"127.0.0.1:{broker.listener.port}")
     assert topic_ops == {"WRITE", "DESCRIBE"}
     assert {"ALTER", "DESCRIBE", "CREATE"} <= cluster_ops, "the super user may do everything"
+
+
+async def test_the_operators_streamuser_acl_client_round_trips_against_a_broker() -> None:
+    """The operator manages StreamUser ACLs with confluent-kafka; the broker must understand them exactly.
+
+    Plaintext here (SASL is not this module's): the test-only flag makes librdkafka's
+    default client id, ``rdkafka``, the super user the operator would be.
+    """
+    config = dataclasses.replace(SECURED, super_users="User:rdkafka")
+    async with started_broker(config, listen=True) as broker:
+        assert broker.listener is not None
+        admin = ConfluentUserAdmin(OperatorConnection(f"127.0.0.1:{broker.listener.port}", "PLAINTEXT",
+                                                      "SCRAM-SHA-512", "unused", "unused"))
+        wanted = {OperatorAcl("topic", "orders.", "prefixed", "User:app", "*", "Write", "allow"),
+                  OperatorAcl("group", "app", "literal", "User:app", "*", "Read", "allow"),
+                  OperatorAcl("cluster", "kafka-cluster", "literal", "User:app", "*", "IdempotentWrite", "allow"),
+                  OperatorAcl("topic", "orders.secret", "literal", "User:app", "*", "All", "deny")}
+        await admin.create_acls(wanted)
+        assert await admin.acls_of("User:app") == wanted
+        assert await admin.acls_of("User:other") == set()
+        bindings = {(b.resource_type, b.resource_name, b.operation, b.permission) for b in broker.state().acls}
+        assert (A.ResourceType.CLUSTER, "kafka-cluster", A.Operation.IDEMPOTENT_WRITE, A.Permission.ALLOW) in bindings
+        await admin.delete_acls({a for a in wanted if a.permission == "deny"})
+        assert await admin.acls_of("User:app") == {a for a in wanted if a.permission == "allow"}
+        await admin.close()
