@@ -106,21 +106,27 @@ async def test_fencing_fills_gaps_so_a_late_retry_cannot_ack() -> None:
 
 
 async def test_lower_epoch_cannot_open_or_checkpoint() -> None:
-    """I1: once epoch 2 opened the partition, epoch 1 can neither open nor checkpoint it."""
+    """I1: once epoch 2 opened the partition, epoch 1 can neither open it nor checkpoint it
+    in a way anyone trusts: its checkpoint batches are its own, and the partition's checkpoint
+    names epoch 2 (stopping an unfenced old leader's WAL is fencing's job, I3)."""
     store = MemoryStore()
     _, topic = topic_state()
     old = Node(store, 1, "old")
     part_old = await old.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     await old.produce(part_old, batch())
     new = Node(store, 2, "new")
-    assert await new.pm.open(topic.name, topic.topic_id, 0, epoch=2) is not None
+    part_new = await new.pm.open(topic.name, topic.topic_id, 0, epoch=2)
+    assert part_new is not None and part_new.next_offset == 1
     assert await Node(store, 3, "stale").pm.open(topic.name, topic.topic_id, 0, epoch=1) is None
     await old.produce(part_old, batch())  # makes the old leader's checkpoint dirty
-    await old.pm.maintenance()  # its checkpoint CAS loses: it stops serving the partition
-    assert old.pm.get("t", 0) is None
-    assert not part_old.accepting
+    await old.pm.maintenance()  # writes a batch under its own session ...
+    assert await store.list(layout.batch_prefix(1, "old"))
     ck = json.loads((await store.get(layout.checkpoint_key(topic.topic_id, 0))).data)
-    assert ck["epoch"] == 2 and ck["session"] == "new"
+    assert ck["epoch"] == 2 and ck["session"] == "new"  # ... which cannot touch the partition's checkpoint
+    await new.wal.stop()
+    await fence_session(store, 2, "new")
+    after = await Node(store, 4, "after").pm.open(topic.name, topic.topic_id, 0, epoch=3)
+    assert after is not None and after.next_offset == 1, "the epoch-1 leader's batch is never trusted"
 
 
 async def test_consumers_never_see_beyond_the_high_watermark() -> None:
@@ -205,6 +211,9 @@ async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
     assert part.log_start == 10 and part.next_offset == 10
     with pytest.raises(OffsetOutOfRange):
         await a.log.read(part, 0, 100)
+    from floe_broker.log.gc import WalCollector
+
+    await WalCollector(store, grace_s=0).run_once(live_sessions={"s"})
     assert not [k for k in await store.list("data/")], "expired data object should be deleted"
     await a.pm.close("t", 0)
     b = Node(store, 2, "s2", settings)

@@ -133,9 +133,10 @@ class BrokerConfig:
     memory_cache_bytes: int = 256 * 1024 * 1024
     block_cache_bytes: int = 256 * 1024 * 1024
     block_size: int = 1024 * 1024
-    # compaction and checkpoints
+    # consolidation and checkpoints
     compact_after_bytes: int = 64 * 1024 * 1024
     compact_after_ms: int = 60_000
+    consolidation_target_bytes: int = 32 * 1024 * 1024
     checkpoint_interval_ms: int = 5_000
     # cluster
     session_timeout_ms: int = 6_000
@@ -213,6 +214,8 @@ _HELP = {
     "max_inflight_requests": "requests one connection may have in progress (default: from --flush-profile)",
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
+    "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
+    "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
     "authorizer": "off (default: every request allowed) or on/simple: enforce ACLs",
     "super_users": "principals allowed everything, Kafka's syntax: User:admin;User:ops",

@@ -9,7 +9,7 @@ read without scraping.
 
 ``kind`` says what a key holds, from its place in the layout
 (:mod:`floe_broker.storage.layout`): ``wal``, ``data``, ``checkpoint``
-(``meta/partitions/...``), ``cluster`` (``meta/cluster``), ``lease``
+(``meta/partitions/...`` and the per-broker batches ``meta/checkpoints/...``), ``cluster`` (``meta/cluster``), ``lease``
 (``meta/controller``), ``meta`` (any other ``meta/`` key) or ``other``. The
 set is small and fixed, so the label stays bounded, and fine enough to say
 which of the design's request streams a bill comes from (WAL flushes follow
@@ -46,6 +46,7 @@ KINDS = ("wal", "data", "checkpoint", "cluster", "lease", "meta")
 # Under meta/, the second component of a key says what it is (names from the layout).
 _META_KINDS = {
     layout.CHECKPOINT_PREFIX.split("/")[1]: "checkpoint",
+    layout.BATCH_PREFIX.split("/")[1]: "checkpoint",
     layout.CLUSTER_KEY.split("/")[1]: "cluster",
     layout.LEASE_KEY.split("/")[1]: "lease",
 }
