@@ -144,8 +144,47 @@ class AlterScramCredentials(BaseModel):
     deletions: list[ScramDeletion] = Field(default_factory=list)
 
 
+
+class Acl(BaseModel):
+    """One ACL binding, with Kafka's wire numbers (resource, pattern, operation, permission types)."""
+
+    resource_type: int
+    pattern_type: int
+    resource_name: str
+    principal: str
+    host: str
+    operation: int
+    permission: int
+
+
+class CreateAcls(BaseModel):
+    op: Literal["create_acls"] = "create_acls"
+    acls: list[Acl]
+
+
+class DeleteAcls(BaseModel):
+    """Delete exactly these bindings (the broker resolved the filters against its metadata)."""
+
+    op: Literal["delete_acls"] = "delete_acls"
+    acls: list[Acl]
+
+
+class QuotaChange(BaseModel):
+    """One AlterClientQuotas entry: the entity ((type, name or None for the default) pairs) and its changes."""
+
+    entity: list[tuple[str, str | None]]
+    set: dict[str, float] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class AlterQuotas(BaseModel):
+    op: Literal["alter_quotas"] = "alter_quotas"
+    changes: list[QuotaChange]
+
+
 MetadataOp = Annotated[
-    CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials,
+    CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials | CreateAcls
+    | DeleteAcls | AlterQuotas,
     Field(discriminator="op"),
 ]
 

@@ -36,11 +36,21 @@ def _bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
 
 
+def authorizer(value: str) -> str:
+    if value.strip().lower() not in AUTHORIZERS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(sorted(AUTHORIZERS))}, got {value!r}")
+    return value.strip().lower()
+
+
 def host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host or "0.0.0.0", int(port)
+
+
+# --authorizer values: off (every request allowed, as without ACLs) or on / simple (Kafka's ACL rules)
+AUTHORIZERS = {"off": False, "none": False, "on": True, "simple": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,15 @@ class BrokerConfig:
     # admin API security: paths to files, never the secrets themselves (see load_secrets)
     cluster_secret_file: str | None = None
     admin_token_file: str | None = None
+    # authorization (docs/architecture.md#authorization-and-quotas)
+    authorizer: str = "off"
+    super_users: str = ""
+    allow_everyone_if_no_acl_found: bool = False
+    # TEST ONLY, never in production: the principal is User:<client id> (until SASL names it)
+    insecure_principal_from_client_id: bool = False
+    # quotas: how long a window the byte rates are measured over
+    quota_window_s: float = 1.0
+    quota_windows: int = 11
 
     # listeners, TLS and SASL (security/listeners.py, security/tls.py, security/sasl.py)
     listeners: str | None = None
@@ -161,6 +180,8 @@ class BrokerConfig:
 
     def __post_init__(self) -> None:
         """Resolve the flush profile: the store picks it unless named; a setting given one by one wins."""
+        if self.authorizer not in AUTHORIZERS:
+            raise ValueError(f"--authorizer must be one of {sorted(AUTHORIZERS)}, got {self.authorizer!r}")
         name = flush_profile_name(self.flush_profile)
         if name == AUTO_PROFILE:
             name = default_flush_profile(self.storage)
@@ -177,6 +198,10 @@ class BrokerConfig:
                 object.__setattr__(self, attr, default)
             elif value < least:
                 raise ValueError(f"{attr} must be at least {least}, got {value}")
+
+    @property
+    def authorizer_enabled(self) -> bool:
+        return AUTHORIZERS[self.authorizer]
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -205,6 +230,12 @@ _HELP = {
     "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
     "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "authorizer": "off (default: every request allowed) or on/simple: enforce ACLs",
+    "super_users": "principals allowed everything, Kafka's syntax: User:admin;User:ops",
+    "allow_everyone_if_no_acl_found": "with the authorizer on, allow a resource that has no ACL at all",
+    "insecure_principal_from_client_id": "TEST ONLY: take the principal User:<client id> from the client",
+    "quota_window_s": "length of one quota sample window",
+    "quota_windows": "how many windows a client's byte rate is measured over",
     "cluster_secret_file": "file holding the secret every /internal/v1 call between brokers carries "
                            f"(or the secret itself in {CLUSTER_SECRET_ENV})",
     "admin_token_file": "file holding the bearer token /v1/... admin calls must carry "
@@ -234,6 +265,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kind = host_port
         elif f.name == "advertise":
             kind = host_port
+        elif f.name == "authorizer":
+            kind = authorizer
         elif f.name == "flush_profile":
             kind = flush_profile_name
         elif f.type in ("bool", bool):

@@ -14,6 +14,11 @@ handler becomes an error response for that request alone, built from the
 request (``protocol.error_response``): the exception's own code for a
 ``KafkaError``, UNKNOWN_SERVER_ERROR for anything else (with one log line).
 The connection stays up for the next request.
+
+Before a handler runs, the dispatcher makes the request's cluster-level
+authorization check (``handlers.authz``; per-topic and per-group checks are the
+handlers') and counts produce and fetch bytes against client quotas
+(``quota_gate``).
 """
 
 from __future__ import annotations
@@ -26,18 +31,19 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
-from .handlers import admin, fetch, groups, meta, produce, producer_id, reassign, sasl, scram_users
+from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
-from .security.principal import PRINCIPAL
+from .quota_gate import QuotaGate, with_throttle
+from .security.principal import PRINCIPAL, Principal
 from .security.session import SESSION
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[BrokerContext, int, Any], Awaitable[Any]]
-PRODUCE = 0
+PRODUCE, FETCH = 0, 1
 
 API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 18: "api_versions",
@@ -48,6 +54,8 @@ API_NAMES = {
     8: "offset_commit", 9: "offset_fetch", 15: "describe_groups", 16: "list_groups", 42: "delete_groups",
     47: "offset_delete", 17: "sasl_handshake", 36: "sasl_authenticate",
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
+    29: "describe_acls", 30: "create_acls", 31: "delete_acls",
+    48: "describe_client_quotas", 49: "alter_client_quotas",
 }
 
 
@@ -84,9 +92,15 @@ class Dispatcher:
             36: (0, 2, sasl.sasl_authenticate),
             50: (0, 0, scram_users.describe_user_scram_credentials),
             51: (0, 0, scram_users.alter_user_scram_credentials),
+            29: (1, 3, acls.describe_acls),
+            30: (1, 3, acls.create_acls),
+            31: (1, 3, acls.delete_acls),
+            48: (0, 1, quotas.describe_client_quotas),
+            49: (0, 1, quotas.alter_client_quotas),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
+        self.quotas = QuotaGate(ctx)
 
     async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
         return meta.api_versions(version, self.supported)
@@ -120,11 +134,21 @@ class Dispatcher:
         t0 = time.perf_counter()
         _, _, handler = self.table[request.api_key]
         CLIENT.set((request.client_id or "", "/" + peer.rpartition(":")[0]))
+        if self.ctx.config.insecure_principal_from_client_id and request.client_id:
+            PRINCIPAL.set(Principal("User", request.client_id))  # test-only seam until SASL names clients
         response: codec.Frame | None
         try:
+            authz.require_request(self.ctx, request.api_key)
+            produce_throttle = self.quotas.produce(request, len(frame), api) if request.api_key == PRODUCE else 0
             body = await handler(self.ctx, request.api_version, request.body)
-            response = None if body is None else codec.encode_response(
-                request.api_key, request.api_version, request.correlation_id, body)
+            if body is None:
+                response = None
+            elif request.api_key == FETCH:
+                response = self.quotas.fetch_response(request, body, api)
+            else:
+                if produce_throttle:
+                    body = with_throttle(body, produce_throttle)
+                response = codec.encode_response(request.api_key, request.api_version, request.correlation_id, body)
         except Exception as exc:
             response = self._failed(request, api, peer, exc)
         metrics.REQUEST_LATENCY.labels(api).observe(time.perf_counter() - t0)
@@ -154,3 +178,4 @@ def _origin(exc: BaseException) -> str:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+

@@ -50,6 +50,8 @@ REQUESTS = Counter("floe_requests_total", "Kafka requests by API", ["api"])
 REQUEST_ERRORS = Counter(
     "floe_request_errors_total", "Kafka partition/topic-level error codes returned", ["api", "error"]
 )
+QUOTA_THROTTLED = Counter("floe_quota_throttled_requests_total", "Requests over a client quota, by API",
+                          ["api"])
 REQUEST_LATENCY = Histogram(
     "floe_request_seconds", "Kafka request latency by API", ["api"], buckets=LATENCY_BUCKETS
 )

@@ -8,7 +8,7 @@ coordinator its journal: an ``__consumer_offsets`` partition this broker leads.
 
 from __future__ import annotations
 
-from floe_api.internal import AlterScramCredentials
+from floe_api.internal import AlterScramCredentials, MetadataOp
 from floe_api.public import MoveResult
 
 from .cluster.client import ControllerClient
@@ -113,6 +113,9 @@ class Serving:
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         await self.topics.add_partitions(name, total, validate_only=validate_only)
+
+    async def apply_metadata(self, change: MetadataOp) -> None:
+        await self.controller.apply(change)
 
     async def alter_topic_configs(
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False

@@ -22,6 +22,8 @@ import pytest
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
+from floe_broker.cluster.metadata import ClusterState
+from floe_broker.config import BrokerConfig
 from floe_broker.dispatch import Dispatcher
 from floe_broker.errors import TopicError
 from floe_broker.protocol.build import mk
@@ -72,8 +74,21 @@ def error_codes(entity: Any) -> Iterator[int]:
                 yield from error_codes(item)
 
 
+class _Idle:
+    """Just enough context for the dispatcher's own checks (authorizer off, no quotas); handlers never use it."""
+
+    config = BrokerConfig(storage="memory://")
+
+    @staticmethod
+    def state() -> ClusterState:
+        return ClusterState()
+
+
+IDLE: Any = _Idle()
+
+
 def all_versions() -> list[tuple[int, int]]:
-    table = Dispatcher(ctx=None).table  # type: ignore[arg-type]
+    table = Dispatcher(ctx=IDLE).table
     return [(key, v) for key, (lo, hi, _) in sorted(table.items()) for v in range(lo, hi + 1)]
 
 
@@ -91,7 +106,7 @@ def break_handler(d: Dispatcher, api_key: int, exc: Exception) -> None:
 
 @pytest.mark.parametrize(("api_key", "version"), all_versions())
 async def test_a_failing_handler_answers_unknown_server_error(api_key: int, version: int) -> None:
-    d = Dispatcher(ctx=None)  # type: ignore[arg-type]  # the failing handler never touches it
+    d = Dispatcher(ctx=IDLE)  # the failing handler never touches it
     break_handler(d, api_key, RuntimeError("bug"))
     body = sample(load_request_schema(api_key, version))
     parts = await d(encode_request(api_key, version, body, correlation_id=41), "127.0.0.1:1")
@@ -105,7 +120,7 @@ async def test_a_failing_handler_answers_unknown_server_error(api_key: int, vers
 
 async def test_entries_mirror_the_request() -> None:
     """Per-entry errors name the entries the client asked about, so it can match them."""
-    d = Dispatcher(ctx=None)  # type: ignore[arg-type]
+    d = Dispatcher(ctx=IDLE)
     break_handler(d, PRODUCE, RuntimeError("bug"))
     topic_id = uuid.uuid4()
     body = mk(load_request_schema(PRODUCE, 13), acks=-1, topic_data=(
@@ -129,7 +144,7 @@ def _partition(version: int, index: int) -> Any:
 
 
 async def test_a_kafka_error_escaping_a_handler_keeps_its_code() -> None:
-    d = Dispatcher(ctx=None)  # type: ignore[arg-type]
+    d = Dispatcher(ctx=IDLE)
     break_handler(d, METADATA, TopicError(ErrorCode.policy_violation, "not allowed"))
     body = sample(load_request_schema(METADATA, 12))
     parts = await d(encode_request(METADATA, 12, body), "127.0.0.1:1")
@@ -139,7 +154,7 @@ async def test_a_kafka_error_escaping_a_handler_keeps_its_code() -> None:
 
 
 async def test_acks_zero_produce_that_fails_gets_no_response() -> None:
-    d = Dispatcher(ctx=None)  # type: ignore[arg-type]
+    d = Dispatcher(ctx=IDLE)
     break_handler(d, PRODUCE, RuntimeError("bug"))
     body = mk(load_request_schema(PRODUCE, 9), acks=0)
     assert await d(encode_request(PRODUCE, 9, body), "127.0.0.1:1") is None
@@ -147,7 +162,7 @@ async def test_acks_zero_produce_that_fails_gets_no_response() -> None:
 
 async def test_the_connection_serves_the_next_request_after_a_failure() -> None:
     """Through the real Connection: the failed request is answered, then ApiVersions on the same socket."""
-    d = Dispatcher(ctx=None)  # type: ignore[arg-type]
+    d = Dispatcher(ctx=IDLE)
     break_handler(d, PRODUCE, RuntimeError("bug"))
     server_sock, client_sock = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=server_sock)

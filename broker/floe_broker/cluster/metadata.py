@@ -14,14 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from floe_api.internal import (
+    Acl,
     AddPartitions,
     AlterConfigs,
+    AlterQuotas,
     AlterScramCredentials,
+    CreateAcls,
     CreateTopic,
+    DeleteAcls,
     DeleteTopic,
     MetadataOp,
     Reclaim,
 )
+
+from ..security.acls import AclBinding, Operation, PatternType, Permission, ResourceType
+from ..security.quotas import entity_key
 
 
 @dataclass
@@ -84,6 +91,10 @@ class ClusterState:
     retired: dict[str, list[Any]] = field(default_factory=dict)
     # SCRAM credentials: user -> mechanism -> {salt, iterations, stored_key, server_key} (base64; no passwords)
     scram: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # ACL bindings, in creation order (docs/architecture.md#authorization-and-quotas)
+    acls: list[AclBinding] = field(default_factory=list)
+    # client quotas: entity key (security.quotas.entity_key) -> quota name -> value
+    quotas: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # ---- serialisation -----------------------------------------------------
 
@@ -105,6 +116,8 @@ class ClusterState:
             "fenced": self.fenced,
             "retired": self.retired,
             "scram": self.scram,
+            "acls": [b.to_json() for b in self.acls],
+            "quotas": self.quotas,
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -129,6 +142,8 @@ class ClusterState:
             fenced=doc.get("fenced", {}),
             retired=doc.get("retired", {}),
             scram=doc.get("scram", {}),
+            acls=[AclBinding.from_json(row) for row in doc.get("acls", [])],
+            quotas=doc.get("quotas", {}),
         )
 
     def copy(self) -> ClusterState:
@@ -230,6 +245,22 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
             p = state.partition(name, index)
             if p is not None and p.leader == node and p.epoch == epoch:
                 state.set_leader(name, index, node)
+        case CreateAcls(acls=acls):
+            for b in map(binding_from_api, acls):
+                if b not in state.acls:
+                    state.acls.append(b)
+        case DeleteAcls(acls=acls):
+            gone = set(map(binding_from_api, acls))
+            state.acls = [b for b in state.acls if b not in gone]
+        case AlterQuotas(changes=quota_changes):
+            for q in quota_changes:
+                key = entity_key(q.entity)
+                values = state.quotas.setdefault(key, {})
+                for k in q.remove:
+                    values.pop(k, None)
+                values.update(q.set)
+                if not values:
+                    state.quotas.pop(key, None)
         case AlterConfigs(name=name, changes=changes):
             configs = state.topics[name].configs
             for c in changes:
@@ -247,3 +278,13 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
             for u in upsertions:
                 if not (u.if_absent and u.user in existed):
                     state.scram.setdefault(u.user, {})[u.mechanism] = u.keys.model_dump()
+
+
+def binding_from_api(a: Acl) -> AclBinding:
+    return AclBinding(ResourceType(a.resource_type), PatternType(a.pattern_type), a.resource_name, a.principal,
+                      a.host, Operation(a.operation), Permission(a.permission))
+
+
+def binding_to_api(b: AclBinding) -> Acl:
+    return Acl(resource_type=b.resource_type, pattern_type=b.pattern_type, resource_name=b.resource_name,
+               principal=b.principal, host=b.host, operation=b.operation, permission=b.permission)

@@ -16,6 +16,9 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from ..security.acls import Operation
+from . import authz
+from .authz import ALTER, ALTER_CONFIGS, DELETE, TOPIC
 from .context import BrokerContext
 
 CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS = 19, 20, 37
@@ -45,6 +48,8 @@ async def create_topics(ctx: BrokerContext, version: int, req: Any) -> Any:
         configs = {c.name: c.value for c in t.configs if c.value is not None}
         code, message, topic_id = ErrorCode.none, None, ZERO_UUID
         try:
+            if not authz.may_create_topic(ctx, t.name):
+                raise TopicError(ErrorCode.topic_authorization_failed, f"may not create topic {t.name!r}")
             if t.assignments:
                 partitions = len(t.assignments)
             _validate_configs(configs)
@@ -92,6 +97,9 @@ async def delete_topics(ctx: BrokerContext, version: int, req: Any) -> Any:
         code, message = ErrorCode.none, None
         info = ctx.state().topics.get(name) if name else None
         try:
+            if name is not None and not authz.allowed(ctx, DELETE, TOPIC, name):
+                info = None  # whether it exists is not the principal's business
+                raise TopicError(ErrorCode.topic_authorization_failed, f"may not delete topic {name!r}")
             if info is None:
                 raise TopicError(
                     ErrorCode.unknown_topic_id if name is None else ErrorCode.unknown_topic_or_partition,
@@ -112,6 +120,8 @@ async def create_partitions(ctx: BrokerContext, version: int, req: Any) -> Any:
     for t in req.topics:
         code, message = ErrorCode.none, None
         try:
+            if not authz.allowed(ctx, ALTER, TOPIC, t.name):
+                raise TopicError(ErrorCode.topic_authorization_failed, f"may not alter topic {t.name!r}")
             await ctx.create_partitions(t.name, t.count, validate_only=req.validate_only)
         except TopicError as exc:
             code, message = ErrorCode(exc.code), exc.message
@@ -139,6 +149,11 @@ async def describe_configs(ctx: BrokerContext, version: int, req: Any) -> Any:
     out = []
     for res in req.resources:
         keys = set(res.configuration_keys) if res.configuration_keys else None
+        refused = _refused(ctx, Operation.DESCRIBE_CONFIGS, res.resource_type, res.resource_name)
+        if refused is not None:
+            out.append(mk(result_cls, error_code=refused, error_message="not authorized",
+                          resource_type=res.resource_type, resource_name=res.resource_name, configs=()))
+            continue
         if res.resource_type == RESOURCE_TOPIC:
             if res.resource_name not in ctx.state().topics:
                 out.append(mk(result_cls, error_code=ErrorCode.unknown_topic_or_partition,
@@ -177,6 +192,9 @@ async def incremental_alter_configs(ctx: BrokerContext, version: int, req: Any) 
     for res in req.resources:
         code, message = ErrorCode.none, None
         try:
+            refused = _refused(ctx, ALTER_CONFIGS, res.resource_type, res.resource_name)
+            if refused is not None:
+                raise TopicError(refused, "not authorized")
             if res.resource_type != RESOURCE_TOPIC:
                 raise TopicError(ErrorCode.invalid_request, "only topic configs can be altered")
             changes = [(c.name, c.config_operation, c.value) for c in res.configs]
@@ -187,3 +205,12 @@ async def incremental_alter_configs(ctx: BrokerContext, version: int, req: Any) 
         out.append(mk(result_cls, error_code=code, error_message=message, resource_type=res.resource_type,
                       resource_name=res.resource_name))
     return mk(cls, responses=tuple(out))
+
+
+def _refused(ctx: BrokerContext, operation: Operation, resource_type: int, name: str) -> ErrorCode | None:
+    """The authorization error for a config resource (a topic, or a broker: the cluster), or None if allowed."""
+    if resource_type == RESOURCE_TOPIC:
+        return None if authz.allowed(ctx, operation, TOPIC, name) else ErrorCode.topic_authorization_failed
+    if resource_type == RESOURCE_BROKER:
+        return None if authz.allowed_on_cluster(ctx, operation) else ErrorCode.cluster_authorization_failed
+    return None

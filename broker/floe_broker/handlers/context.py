@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from floe_api.internal import AlterScramCredentials
+from floe_api.internal import AlterScramCredentials, MetadataOp
 
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
@@ -56,6 +56,9 @@ class BrokerContext(Protocol):
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[Any]:
         """Metadata-only leader moves (topic, partition, to node), at the controller."""
+
+    async def apply_metadata(self, change: MetadataOp) -> None:
+        """Commit one metadata change at the controller (NotController / RpcError on failure)."""
 
     async def alter_topic_configs(
         self, name: str, changes: list[tuple[str, int, str | None]], *, validate_only: bool = False

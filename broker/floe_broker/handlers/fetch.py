@@ -23,6 +23,8 @@ from ..log.partition import Partition
 from ..protocol import records
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
 from ..protocol.codec import RecordsViews
+from . import authz
+from .authz import DESCRIBE, READ, TOPIC
 from .context import BrokerContext
 
 FETCH, LIST_OFFSETS = 1, 2
@@ -36,11 +38,14 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
     state = ctx.state()
 
     wanted: list[tuple[Any, str | None, list[Any]]] = []
+    denied: set[str] = set()
     for topic in req.topics:
         name = getattr(topic, "topic", None)
         if name is None:
             found = state.topic_by_id(str(topic.topic_id))
             name = found.name if found else None
+        if name is not None and not authz.allowed(ctx, READ, TOPIC, name):
+            denied.add(name)
         wanted.append((topic, name, list(topic.partitions)))
 
     deadline = time.monotonic() + req.max_wait.total_seconds()
@@ -51,6 +56,12 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
         for topic, name, partitions in wanted:
             parts_out = []
             for fp in partitions:
+                if name in denied:
+                    parts_out.append(mk(part_cls, partition_index=fp.partition,
+                                        error_code=ErrorCode.topic_authorization_failed, high_watermark=-1,
+                                        last_stable_offset=-1, log_start_offset=-1, preferred_read_replica=-1,
+                                        records=b"", aborted_transactions=None))
+                    continue
                 part = await ctx.leader_partition(name, fp.partition) if name else None
                 if part is None:
                     unknown = name is None or name not in state.topics
@@ -111,7 +122,13 @@ async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
     topics_out = []
     for topic in req.topics:
         parts_out = []
+        may_describe = authz.allowed(ctx, DESCRIBE, TOPIC, topic.name)
         for lp in topic.partitions:
+            if not may_describe:
+                parts_out.append(mk(part_cls, partition_index=lp.partition_index,
+                                    error_code=ErrorCode.topic_authorization_failed, timestamp=-1, offset=-1,
+                                    leader_epoch=-1))
+                continue
             exists = topic.name in state.topics and 0 <= lp.partition_index < len(state.topics[topic.name].partitions)
             part = await ctx.leader_partition(topic.name, lp.partition_index) if exists else None
             if part is None:

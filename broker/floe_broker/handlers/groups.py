@@ -19,7 +19,10 @@ from ..groups.coordinator import OFFSETS_TOPIC, Shard, partition_for
 from ..groups.state import GroupState, OffsetEntry
 from ..ordering import CURRENT_TURN
 from ..protocol.build import mk, nested, response_class
+from ..security.acls import Operation
 from ..security.session import current_listener
+from . import authz
+from .authz import GROUP, TOPIC
 from .context import CLIENT, BrokerContext
 
 FIND_COORDINATOR, JOIN, HEARTBEAT, LEAVE, SYNC = 10, 11, 12, 13, 14
@@ -38,8 +41,15 @@ def _ms(value: Any) -> int:
     return int(value.total_seconds() * 1000) if hasattr(value, "total_seconds") else int(value)
 
 
-async def _coordinating(ctx: BrokerContext, group_id: str) -> tuple[Shard | None, ErrorCode]:
-    """The group's shard here, or the error that says why not (empty id, or ask another broker)."""
+async def _coordinating(ctx: BrokerContext, group_id: str,
+                       operation: Operation = Operation.READ) -> tuple[Shard | None, ErrorCode]:
+    """The group's shard here, or the error that says why not (not authorized, empty id, or ask another broker).
+
+    Authorization comes first, so a principal without the group's ACL learns
+    nothing about it, not even where it is coordinated.
+    """
+    if not authz.allowed(ctx, operation, GROUP, group_id):
+        return None, ErrorCode.group_authorization_failed
     if not group_id:
         return None, ErrorCode.invalid_group_id
     shard = await ctx.groups.shard_for(group_id)
@@ -67,6 +77,8 @@ async def _locate(ctx: BrokerContext, key: str, key_type: int) -> tuple[ErrorCod
         return ErrorCode.transactional_id_authorization_failed, "transactions are not supported by Floe", -1, "", -1
     if key_type != 0:
         return ErrorCode.invalid_request, f"coordinator key type {key_type} is not supported", -1, "", -1
+    if not authz.allowed(ctx, Operation.DESCRIBE, GROUP, key):
+        return ErrorCode.group_authorization_failed, "not authorized to describe the group", -1, "", -1
     if not key:
         return ErrorCode.invalid_group_id, "empty group id", -1, "", -1
     try:
@@ -181,10 +193,13 @@ async def offset_commit(ctx: BrokerContext, version: int, req: Any) -> Any:
     ts = int(time.time() * 1000)
     for topic in req.topics:
         info = state.topics.get(topic.name)
+        may_read = authz.allowed(ctx, Operation.READ, TOPIC, topic.name)
         for p in topic.partitions:
             key = (topic.name, p.partition_index)
             meta = p.committed_metadata
-            if info is None or not 0 <= p.partition_index < len(info.partitions):
+            if not may_read:
+                codes[key] = ErrorCode.topic_authorization_failed
+            elif info is None or not 0 <= p.partition_index < len(info.partitions):
                 codes[key] = ErrorCode.unknown_topic_or_partition
             elif meta is not None and len(meta.encode()) > ctx.config.offset_metadata_max_bytes:
                 codes[key] = ErrorCode.offset_metadata_too_large
@@ -227,12 +242,13 @@ async def offset_fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
 async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any, topic_name: str, part_name: str,
                        *, per_partition_error: bool = False) -> tuple[ErrorCode, tuple[Any, ...]]:
     topic_cls, part_cls = nested(cls, topic_name), nested(cls, part_name)
-    shard, code = await _coordinating(ctx, group_id)
+    shard, code = await _coordinating(ctx, group_id, Operation.DESCRIBE)
     offsets = shard.fetch_offsets(group_id) if shard is not None else {}
-    if wanted is None:  # every committed partition
+    if wanted is None:  # every committed partition of the topics the principal may describe
         by_topic: dict[str, list[int]] = {}
         for t, p in sorted(offsets):
-            by_topic.setdefault(t, []).append(p)
+            if authz.allowed(ctx, Operation.DESCRIBE, TOPIC, t):
+                by_topic.setdefault(t, []).append(p)
         requested = list(by_topic.items())
     else:
         requested = [(t.name, list(t.partition_indexes)) for t in wanted]
@@ -241,11 +257,13 @@ async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any,
     topics = []
     for name, parts in requested:
         rows = []
+        may_describe = authz.allowed(ctx, Operation.DESCRIBE, TOPIC, name)
         for p in parts:
-            e = offsets.get((name, p))
+            e = offsets.get((name, p)) if may_describe else None
             rows.append(mk(part_cls, partition_index=p, committed_offset=e.offset if e else -1,
                            committed_leader_epoch=e.leader_epoch if e else -1,
-                           metadata=(e.metadata or "") if e else "", error_code=code))
+                           metadata=(e.metadata or "") if e else "",
+                           error_code=code if may_describe else ErrorCode.topic_authorization_failed))
         topics.append(mk(topic_cls, name=name, partitions=tuple(rows)))
     return code, tuple(topics)
 
@@ -254,11 +272,12 @@ async def offset_delete(ctx: BrokerContext, version: int, req: Any) -> Any:
     cls = response_class(OFFSET_DELETE, version)
     topic_cls = nested(cls, "OffsetDeleteResponseTopic")
     part_cls = nested(cls, "OffsetDeleteResponsePartition")
-    shard, code = await _coordinating(ctx, req.group_id)
+    shard, code = await _coordinating(ctx, req.group_id, Operation.DELETE)
     if shard is None:
         return mk(cls, error_code=code, topics=())
     state = ctx.state()
-    wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
+    readable = {t.name for t in req.topics if authz.allowed(ctx, Operation.READ, TOPIC, t.name)}
+    wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions if t.name in readable]
     try:
         codes = await shard.delete_offsets(req.group_id, [w for w in wanted if w[0] in state.topics])
     except KeyError:
@@ -270,7 +289,8 @@ async def offset_delete(ctx: BrokerContext, version: int, req: Any) -> Any:
     return mk(cls, error_code=ErrorCode.none, topics=tuple(
         mk(topic_cls, name=t.name, partitions=tuple(
             mk(part_cls, partition_index=p.partition_index,
-               error_code=codes.get((t.name, p.partition_index), ErrorCode.unknown_topic_or_partition))
+               error_code=codes.get((t.name, p.partition_index), ErrorCode.unknown_topic_or_partition)
+               if t.name in readable else ErrorCode.topic_authorization_failed)
             for p in t.partitions))
         for t in req.topics))
 
@@ -283,8 +303,12 @@ async def list_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     states = {s.lower() for s in getattr(req, "states_filter", ()) or ()}
     types = {t.lower() for t in getattr(req, "types_filter", ()) or ()}
     out = []
+    # Kafka's rule: DESCRIBE on the cluster lists every group, otherwise only those the principal may describe
+    everything = authz.allowed_on_cluster(ctx, Operation.DESCRIBE)
     for g in ctx.groups.all_groups():
         if g.state is GroupState.DEAD or (states and g.state.value.lower() not in states):
+            continue
+        if not everything and not authz.allowed(ctx, Operation.DESCRIBE, GROUP, g.group_id):
             continue
         if types and "classic" not in types:
             continue
@@ -299,7 +323,7 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     member_cls = nested(cls, "DescribedGroupMember")
     out = []
     for group_id in req.groups:
-        shard, code = await _coordinating(ctx, group_id)
+        shard, code = await _coordinating(ctx, group_id, Operation.DESCRIBE)
         if shard is None:
             out.append(mk(group_cls, error_code=code, group_id=group_id, group_state="", protocol_type="",
                           protocol_data="", members=(), authorized_operations=NO_OPS))
@@ -317,7 +341,8 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
             for m in g.members.values())
         out.append(mk(group_cls, group_id=group_id, group_state=g.state.value, protocol_type=g.protocol_type or "",
                       protocol_data=(g.protocol or "") if stable else "", members=members,
-                      authorized_operations=NO_OPS))
+                      authorized_operations=authz.authorized_operations(
+                          ctx, GROUP, group_id, getattr(req, "include_authorized_operations", False))))
     return mk(cls, groups=tuple(out))
 
 
@@ -326,7 +351,7 @@ async def delete_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     result_cls = nested(cls, "DeletableGroupResult")
     out = []
     for group_id in req.groups_names:
-        shard, code = await _coordinating(ctx, group_id)
+        shard, code = await _coordinating(ctx, group_id, Operation.DELETE)
         if shard is not None:
             try:
                 code = await shard.delete_group(group_id)

@@ -10,7 +10,10 @@ from kio.schema.errors import ErrorCode
 from ..cluster.metadata import ClusterState
 from ..errors import TopicError
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
+from ..security.acls import CLUSTER_NAME
 from ..security.session import current_listener
+from . import authz
+from .authz import CLUSTER, DESCRIBE, TOPIC
 from .context import BrokerContext
 
 API_VERSIONS, METADATA, DESCRIBE_CLUSTER = 18, 3, 60
@@ -50,7 +53,9 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
 
     state = ctx.state()
     if req.topics is None:
-        names: list[str | None] = [n for n, t in state.topics.items() if not t.internal]
+        # every topic the principal may describe; the others are not mentioned at all
+        names: list[str | None] = [n for n, t in state.topics.items()
+                                   if not t.internal and authz.allowed(ctx, DESCRIBE, TOPIC, n)]
         wanted_ids: dict[str, uuid.UUID] = {}
     else:
         names = []
@@ -60,6 +65,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
                 names.append(t.name)
             elif getattr(t, "topic_id", None) and t.topic_id != ZERO_UUID:
                 found = state.topic_by_id(str(t.topic_id))
+                if found is not None and not authz.allowed(ctx, DESCRIBE, TOPIC, found.name):
+                    found = None  # an id the principal may not describe is answered as unknown
                 names.append(found.name if found else None)
                 if found is None:
                     wanted_ids[f"?{t.topic_id}"] = t.topic_id
@@ -71,7 +78,13 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
     for name in names:
         if name is None:
             continue
+        if req.topics is not None and not authz.allowed(ctx, DESCRIBE, TOPIC, name):
+            topics.append(_refused(topic_cls, name))
+            continue
         if name not in state.topics and allow_auto:
+            if not authz.may_create_topic(ctx, name):
+                topics.append(_refused(topic_cls, name))
+                continue
             try:
                 await ctx.create_topic(name, ctx.config.default_partitions, {})
             except TopicError:
@@ -101,7 +114,8 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
         topics.append(
             mk(topic_cls, error_code=ErrorCode.none, name=name, topic_id=_topic_uuid(t.topic_id),
                is_internal=t.internal, partitions=tuple(parts),
-               topic_authorized_operations=-2147483648)
+               topic_authorized_operations=authz.authorized_operations(
+                   ctx, TOPIC, name, getattr(req, "include_topic_authorized_operations", False)))
         )
     for _, tid in wanted_ids.items():
         topics.append(mk(topic_cls, error_code=ErrorCode.unknown_topic_id, name=None, topic_id=tid,
@@ -114,8 +128,15 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
         cluster_id=ctx.cluster_id,
         controller_id=controller_id(ctx),
         topics=tuple(topics),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=authz.authorized_operations(
+            ctx, CLUSTER, CLUSTER_NAME, getattr(req, "include_cluster_authorized_operations", False)),
     )
+
+
+def _refused(topic_cls: Any, name: str) -> Any:
+    """A named topic the principal may not describe (or create): Kafka's answer, the same whether it exists."""
+    return mk(topic_cls, error_code=ErrorCode.topic_authorization_failed, name=name, topic_id=ZERO_UUID,
+              is_internal=False, partitions=(), topic_authorized_operations=-2147483648)
 
 
 def controller_id(ctx: BrokerContext) -> int:
@@ -136,5 +157,6 @@ async def describe_cluster(ctx: BrokerContext, version: int, req: Any) -> Any:
         cluster_id=ctx.cluster_id,
         controller_id=controller_id(ctx),
         brokers=brokers,
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=authz.authorized_operations(
+            ctx, CLUSTER, CLUSTER_NAME, getattr(req, "include_cluster_authorized_operations", False)),
     )

@@ -26,6 +26,8 @@ from ..log.service import Appended
 from ..protocol import records
 from ..protocol.build import has_field, mk, nested, response_class
 from ..security.session import current_listener
+from . import authz
+from .authz import TOPIC, WRITE
 from .context import BrokerContext
 
 log = structlog.get_logger(__name__)
@@ -50,7 +52,11 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             name = found.name if found else None
         rows: list[list[Any]] = []
         results.append((topic, name, rows))
-        if name is not None and name not in state.topics and ctx.config.auto_create_topics:
+        if name is not None and not authz.allowed(ctx, WRITE, TOPIC, name):
+            rows.extend([pd.index, ErrorCode.topic_authorization_failed, -1, None] for pd in topic.partition_data)
+            continue
+        if (name is not None and name not in state.topics and ctx.config.auto_create_topics
+                and authz.may_create_topic(ctx, name)):
             try:
                 await ctx.create_topic(name, ctx.config.default_partitions, {})
             except TopicError:
@@ -184,3 +190,4 @@ def _fail_all(results: list[tuple[Any, str | None, list[list[Any]]]], code: Erro
         for row in rows:
             if row[1] == ErrorCode.none:
                 row[1] = code
+

@@ -13,6 +13,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..protocol.build import mk, response_class
+from . import authz
+from .authz import IDEMPOTENT_WRITE, TOPIC, WRITE
 
 INIT_PRODUCER_ID = 22
 MAX_EPOCH = 32767
@@ -23,6 +25,9 @@ async def init_producer_id(ctx: Any, version: int, req: Any) -> Any:
     if req.transactional_id is not None:
         # No transaction coordinator: say so instead of pretending.
         return mk(cls, error_code=ErrorCode.transactional_id_authorization_failed, producer_id=-1, producer_epoch=-1)
+    if not (authz.allowed_on_cluster(ctx, IDEMPOTENT_WRITE) or authz.allowed_on_any(ctx, WRITE, TOPIC)):
+        # Kafka's rule: IDEMPOTENT_WRITE on the cluster, or WRITE on at least one topic
+        return mk(cls, error_code=ErrorCode.cluster_authorization_failed, producer_id=-1, producer_epoch=-1)
     pid = getattr(req, "producer_id", -1)
     epoch = getattr(req, "producer_epoch", -1)
     if pid >= 0 and 0 <= epoch < MAX_EPOCH:

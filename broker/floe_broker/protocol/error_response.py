@@ -34,7 +34,10 @@ _MIRRORS: dict[str, tuple[str, ...]] = {
     "partition_responses": ("partition_data",),
     "topics": ("topics",),
     "partitions": ("partitions", "partition_indexes"),
-    "results": ("resources", "topics", "groups_names", "users", "upsertions", "deletions"),
+    "results": ("resources", "topics", "groups_names", "users", "upsertions", "deletions", "creations"),
+    "filter_results": ("filters",),
+    "entries": ("entries",),
+    "entity": ("entity",),
     "coordinators": ("coordinator_keys",),
     "groups": ("groups",),
     "members": ("members",),
@@ -54,6 +57,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "user": ("name",),
     "resource_type": ("resource_type",),
     "resource_name": ("resource_name",),
+    "entity_type": ("entity_type",),
+    "entity_name": ("entity_name",),
 }
 
 # fields Kafka answers with -1 ("unknown") rather than 0 when there is no value

@@ -31,6 +31,7 @@ from .. import errors, metrics
 from ..ordering import CURRENT_TURN, Turn
 from ..protocol.codec import Frame
 from ..security.session import MAX_UNAUTHENTICATED_FRAME, SESSION, AuthSession
+from ..security.throttle import MUTE, Mute
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
@@ -65,6 +66,7 @@ class Connection:
         self._reader: asyncio.Task[None] | None = None
         self._last_turn: asyncio.Future[None] | None = None
         self.session = session
+        self._mute = Mute()  # quota throttle: no request is read before it ends
 
     async def serve(self) -> None:
         if self.session is not None:
@@ -120,7 +122,9 @@ class Connection:
 
     async def _read_loop(self) -> None:
         session = self.session
+        MUTE.set(self._mute)  # copied into every request task's context
         while not self._closing:
+            await self._mute.wait()
             head = await asyncio.wait_for(self.reader.readexactly(4), self._read_timeout())
             (size,) = _SIZE.unpack(head)
             limit = self.max_request_bytes

@@ -1,0 +1,36 @@
+"""One Kafka request over a real socket, encoded and decoded with ``kio``.
+
+For the APIs the Python clients do not offer (DescribeClientQuotas,
+AlterClientQuotas) and for asking one particular broker, which client
+libraries do not let a test choose.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from tests.inprocess.wire import decode_response, encode_request
+
+
+def request(address: str, api_key: int, version: int, body: Any, *, client_id: str, timeout: float = 10) -> Any:
+    host, _, port = address.rpartition(":")
+    frame = encode_request(api_key, version, body, correlation_id=7, client_id=client_id)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        head = _read(s, 4)
+        (size,) = struct.unpack(">i", head)
+        corr, decoded = decode_response(api_key, version, [head + _read(s, size)])
+    assert corr == 7
+    return decoded
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return buf
