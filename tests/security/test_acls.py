@@ -220,13 +220,13 @@ LISTINGS = {16}  # ListGroups: refusal is an empty list, not an error
 
 
 async def test_no_api_answers_a_principal_without_acls(secured: Broker) -> None:
-    """Every API but ApiVersions refuses a principal with no ACL (or lists nothing); a super user is served."""
+    """Every API but ApiVersions and SASL refuses a principal with no ACL (or lists nothing); a super user is served."""
     await secured.serving.create_topic("x", 1, {})
     topic_id = uuid.UUID(secured.state().topics["x"].topic_id)
     d = Dispatcher(secured.serving)
     for api_key, (_, hi, _) in sorted(d.table.items()):
-        if api_key == 18:
-            continue
+        if api_key in (17, 18, 36):
+            continue  # ApiVersions and the SASL exchange come before there is a principal to authorize
         body = aimed(sample(load_request_schema(api_key, hi)), topic_id)
         refused = await _as(d, "User:nobody", api_key, hi, body)
         codes = set(error_codes(refused))

@@ -20,6 +20,7 @@ from kio.index import load_request_schema
 from scramp import ScramClient
 
 from floe_broker.cluster.metadata import ClusterState
+from floe_broker.config import BrokerConfig
 from floe_broker.dispatch import Dispatcher
 from floe_broker.errors import FrameError
 from floe_broker.protocol.build import mk
@@ -38,7 +39,7 @@ def _state() -> ClusterState:
 
 
 STATE = _state()
-CTX = types.SimpleNamespace(state=lambda: STATE, config=types.SimpleNamespace(connections_max_reauth_ms=0))
+CTX = types.SimpleNamespace(state=lambda: STATE, config=BrokerConfig(storage="memory://fuzz"))
 
 
 async def _call(d: Dispatcher, api_key: int, version: int, **fields: Any) -> Any:
