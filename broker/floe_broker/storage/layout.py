@@ -5,7 +5,8 @@ checkpoints, compaction) and WAL garbage collection all address the same
 objects; keeping the key scheme here lets them agree without importing each
 other, and makes the bucket readable from this file alone::
 
-    meta/cluster                         cluster metadata (controller writes, CAS)
+    meta/cluster                         cluster metadata snapshot (controller writes, CAS, now and then)
+    meta/log/<version>                   the metadata delta making <version> (controller, create-only)
     meta/controller                      the controller lease
     meta/partitions/<topic-id>/<p>       a partition's checkpoint
     wal/<node>/<session>/<seq>           a WAL object (or a tombstone)
@@ -20,6 +21,7 @@ from __future__ import annotations
 CLUSTER_KEY = "meta/cluster"
 LEASE_KEY = "meta/controller"
 CHECKPOINT_PREFIX = "meta/partitions/"
+METADATA_LOG_PREFIX = "meta/log/"
 WAL_PREFIX = "wal/"
 
 # Content of a tombstone: the controller creates it, create-only, at a fenced
@@ -50,3 +52,12 @@ def data_key(topic_id: str, partition: int, base: int) -> str:
 
 def checkpoint_key(topic_id: str, partition: int) -> str:
     return f"{CHECKPOINT_PREFIX}{topic_id}/{partition}"
+
+
+def metadata_delta_key(version: int) -> str:
+    """The delta that makes metadata ``version`` from ``version - 1`` (create-only, by the controller)."""
+    return f"{METADATA_LOG_PREFIX}{version:020d}"
+
+
+def metadata_delta_version(key: str) -> int:
+    return int(key.rsplit("/", 1)[1])
