@@ -10,7 +10,7 @@ import pytest
 
 from floe_api.internal import AddPartitions, AlterConfigs, ConfigChange, CreateTopic, DeleteTopic, Reclaim
 from floe_broker.cluster.delta import Delta, Gap, apply, diff
-from floe_broker.cluster.metadata import BrokerInfo, ClusterState, apply_op
+from floe_broker.cluster.metadata import BrokerInfo, ClusterState, LedPartitions, apply_op
 
 
 def base() -> ClusterState:
@@ -112,3 +112,18 @@ def test_a_snapshot_in_the_old_format_reads_as_written() -> None:
            "fenced": {"s1": 1}, "retired": {"s0": [0]}}
     state = ClusterState.from_bytes(json.dumps(doc, indent=1, sort_keys=True).encode())
     assert json.loads(state.to_bytes()) == doc
+
+
+def test_led_partitions_follow_every_version_and_look_only_at_changed_topics() -> None:
+    state = base()
+    led = LedPartitions()
+    assert led.of(state, 1) == full_scan(state, 1)
+    new, _ = committed(state, CHANGES["move"])
+    newer, _ = committed(new, CHANGES["create"])
+    for s in (new, newer, state):
+        assert led.of(s, 1) == full_scan(s, 1) and led.of(s, 2) == full_scan(s, 2)
+
+
+def full_scan(state: ClusterState, node: int) -> dict[tuple[str, int], tuple[str, int]]:
+    return {(t.name, i): (t.topic_id, p.epoch)
+            for t in state.topics.values() for i, p in enumerate(t.partitions) if p.leader == node}
