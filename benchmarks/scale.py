@@ -20,6 +20,11 @@ count is reached, then report
   this is reading the metadata), and RSS per 1,000 partitions of that broker
   and of the controller (which leads its share).
 
+With ``--core`` it measures instead, in this process and without brokers,
+what those figures are made of: a commit (copy, change one leader, diff), a
+delta applied by a broker, reading the snapshot at start, writing it, and a
+full Metadata response the first time and from the per-topic cache.
+
 One JSON line per partition count on stdout; nothing is asserted.
 """
 
@@ -199,6 +204,75 @@ def run(total: int, brokers: int, per_topic: int, moves: int, batches: int) -> d
             p.stop()
 
 
+def core(total: int, per_topic: int) -> dict[str, object]:
+    """The metadata work behind a move, a push, a start and a full Metadata request, in-process."""
+    from types import SimpleNamespace
+
+    from floe_broker.cluster.delta import Delta, apply, diff
+    from floe_broker.cluster.metadata import BrokerInfo, ClusterState, LedPartitions
+    from floe_broker.handlers import meta
+    from floe_broker.protocol import codec
+
+    state = ClusterState()
+    for n in (1, 2, 3):
+        state.brokers[n] = BrokerInfo(n, f"{n:016x}", "127.0.0.1", 9092 + n, f"127.0.0.1:{9644 + n}", 0)
+    per = min(per_topic, total)
+    for i in range(total // per):
+        state.create_topic(f"scale-{i:05d}", per)
+
+    def timed(fn, repeat: int = 5) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+        best, out = float("inf"), None
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = fn()
+            best = min(best, time.perf_counter() - t0)
+        return best, out
+
+    def commit() -> bytes:
+        new = state.copy()
+        p = new.topics["scale-00000"].partitions[7]
+        new.set_leader("scale-00000", 7, 1 + p.leader % 3)
+        new.version += 1
+        return diff(state, new).to_bytes()
+
+    commit_s, delta = timed(commit)
+    apply_s, _ = timed(lambda: apply(state, Delta.from_bytes(delta)))  # type: ignore[arg-type]
+    snapshot_s, raw = timed(state.to_bytes, 3)
+    load_s, _ = timed(lambda: ClusterState.from_bytes(raw), 3)  # type: ignore[arg-type]
+    led = LedPartitions()
+    led.of(state, 1)
+    led_s, _ = timed(lambda: led.of(apply(state, Delta.from_bytes(delta)), 1))  # type: ignore[arg-type]
+
+    class Ctx:
+        cluster_id = "scale"
+        config = SimpleNamespace(auto_create_topics=False, default_partitions=1)
+
+        def state(self) -> ClusterState:
+            return state
+
+        def controller_node(self) -> int:
+            return 1
+
+    ctx, req = Ctx(), SimpleNamespace(topics=None, allow_auto_topic_creation=False)
+
+    def full_metadata() -> int:
+        body = asyncio.run(meta.metadata(ctx, 12, req))  # type: ignore[arg-type]
+        return sum(len(p) for p in codec.encode_response(3, 12, 1, body))
+
+    first_s, size = timed(full_metadata, 1)
+    cached_s, _ = timed(full_metadata)
+    return {
+        "partitions": total, "mode": "core",
+        "commit_one_move_ms": round(commit_s * 1000, 2), "delta_bytes": len(delta),  # type: ignore[arg-type]
+        "apply_delta_ms": round(apply_s * 1000, 2), "led_partitions_after_move_ms": round(led_s * 1000, 2),
+        "snapshot_bytes": len(raw), "write_snapshot_ms": round(snapshot_s * 1000, 1),  # type: ignore[arg-type]
+        "read_snapshot_ms": round(load_s * 1000, 1),
+        "full_metadata_first_ms": round(first_s * 1000, 1), "full_metadata_cached_ms": round(cached_s * 1000, 1),
+        "full_metadata_bytes": size,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, CPython {platform.python_version()}",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--partitions", default="1000,10000", help="comma-separated partition counts")
@@ -206,9 +280,14 @@ def main() -> None:
     ap.add_argument("--topic-partitions", type=int, default=1000)
     ap.add_argument("--moves", type=int, default=100)
     ap.add_argument("--batches", type=int, default=10, help="100-move reassignments")
+    ap.add_argument("--core", action="store_true", help="in-process costs only, no brokers")
     args = ap.parse_args()
     for total in (int(x) for x in args.partitions.split(",")):
-        print(json.dumps(run(total, args.brokers, args.topic_partitions, args.moves, args.batches)), flush=True)
+        if args.core:
+            result = core(total, args.topic_partitions)
+        else:
+            result = run(total, args.brokers, args.topic_partitions, args.moves, args.batches)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -135,15 +135,24 @@ class Membership:
             if self.controller.active:
                 return None
             if push.delta is not None:
-                delta = Delta.from_bytes(push.delta)
-                if delta.version <= self.view.version:
-                    return None
                 try:
-                    state: ClusterState | None = apply(self.view, delta)
-                except Gap:
-                    log.info("missed a metadata delta; catching up from the bucket",
-                             have=self.view.version, got=delta.version)
-                    state = await self._read_bucket(delta.version)
+                    delta = Delta.from_bytes(push.delta)
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Not ours to trust: the bucket says what was committed.
+                    log.warning("undecodable metadata push; reading the bucket instead", error=repr(exc))
+                    state: ClusterState | None = await self._read_bucket(None)
+                else:
+                    if delta.version <= self.view.version:
+                        return None
+                    try:
+                        state = apply(self.view, delta)
+                    except Gap:
+                        log.info("missed a metadata delta; catching up from the bucket",
+                                 have=self.view.version, got=delta.version)
+                        state = await self._read_bucket(delta.version)
+                    except (ValueError, KeyError, TypeError, IndexError) as exc:
+                        log.warning("metadata delta does not apply; reading the bucket instead", error=repr(exc))
+                        state = await self._read_bucket(delta.version)
             elif push.state is not None:
                 state = ClusterState.from_bytes(push.state.encode())
             else:

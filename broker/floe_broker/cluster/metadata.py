@@ -28,7 +28,7 @@ import dataclasses
 import json
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -310,25 +310,35 @@ class LedPartitions:
 
     Scanning every partition on every metadata change costs the cluster's size per move;
     unchanged topics are the same objects from one version to the next, so their part of
-    the answer is kept and only replaced topics are looked at again.
+    the answer is kept and only replaced (or removed) topics are looked at again.
     """
 
     def __init__(self) -> None:
         self._node = -1
-        self._topics: dict[str, tuple[TopicInfo, dict[int, int]]] = {}  # name -> (topic, index -> epoch)
+        self._topics: dict[str, tuple[TopicInfo, list[int]]] = {}  # name -> (topic, indexes led)
+        self._led: dict[tuple[str, int], tuple[str, int]] = {}
 
-    def of(self, state: ClusterState, node: int) -> dict[tuple[str, int], tuple[str, int]]:
-        """(topic, partition) -> (topic id, epoch) for every partition ``node`` leads in ``state``."""
+    def of(self, state: ClusterState, node: int) -> Mapping[tuple[str, int], tuple[str, int]]:
+        """(topic, partition) -> (topic id, epoch) for every partition ``node`` leads in ``state``.
+
+        The mapping is this object's own, changed by the next call: read it, do not keep it.
+        """
         if node != self._node:
-            self._node, self._topics = node, {}
-        kept: dict[str, tuple[TopicInfo, dict[int, int]]] = {}
-        out: dict[tuple[str, int], tuple[str, int]] = {}
+            self._node, self._topics, self._led = node, {}, {}
+        for name in [n for n in self._topics if n not in state.topics]:
+            self._forget(name)
         for name, topic in state.topics.items():
             hit = self._topics.get(name)
-            if hit is None or hit[0] is not topic:
-                hit = (topic, {i: p.epoch for i, p in enumerate(topic.partitions) if p.leader == node})
-            kept[name] = hit
-            for i, epoch in hit[1].items():
-                out[(name, i)] = (topic.topic_id, epoch)
-        self._topics = kept
-        return out
+            if hit is not None and hit[0] is topic:
+                continue
+            if hit is not None:
+                self._forget(name)
+            mine = [i for i, p in enumerate(topic.partitions) if p.leader == node]
+            self._topics[name] = (topic, mine)
+            for i in mine:
+                self._led[(name, i)] = (topic.topic_id, topic.partitions[i].epoch)
+        return self._led
+
+    def _forget(self, name: str) -> None:
+        for i in self._topics.pop(name)[1]:
+            self._led.pop((name, i), None)
