@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "broker")]
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from floe_broker.cluster.metadata_log import MetadataLog  # noqa: E402
+from floe_broker.cluster.metadata_log import SNAPSHOT_MIN_BYTES, SNAPSHOT_RATIO, MetadataLog  # noqa: E402
 from floe_broker.storage.local import FileStore  # noqa: E402
 from tests.infra.broker import BrokerProcess, wait_until  # noqa: E402
 from tests.test_cluster import cluster_view, post  # noqa: E402
@@ -174,6 +174,7 @@ def run(total: int, brokers: int, per_topic: int, moves: int, batches: int) -> d
             assert sum(len(t.partitions) for t in md.topics.values()) >= total
         files = meta_files(bucket)
         snapshot = sum(v for k, v in files.items() if k.endswith("meta/cluster"))
+        state_size = state_bytes(bucket)
         t2 = time.monotonic()
         joiner = BrokerProcess(storage=storage, cluster="scale", log_path=tmp / "join.log", env={},
                                extra=FLAGS).start(timeout=300)
@@ -187,8 +188,11 @@ def run(total: int, brokers: int, per_topic: int, moves: int, batches: int) -> d
             "create_s": round(created_s, 1),
             "metadata_bucket_bytes": sum(files.values()),
             "snapshot_bytes": snapshot,
-            "whole_state_bytes": state_bytes(bucket),
+            "whole_state_bytes": state_size,
             "metadata_bytes_per_move": round(written / moves),
+            # with the snapshot the moves make due, spread over them (see MetadataLog.snapshot_due)
+            "metadata_bytes_per_move_amortized": round(
+                written / moves * (1 + state_size / max(SNAPSHOT_MIN_BYTES, SNAPSHOT_RATIO * state_size))),
             "move_p50_ms": round(statistics.median(single) * 1000, 1),
             "move_p99_ms": round(pct(single, 0.99) * 1000, 1),
             "move100_p50_ms": round(statistics.median(hundred) * 1000, 1) if hundred else None,

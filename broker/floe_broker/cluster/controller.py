@@ -170,13 +170,14 @@ class Controller:
                 return False
         return True
 
-    async def renew(self) -> bool:
+    async def renew(self, *, reacquire: bool = True) -> bool:
         """Extend our lease. False only when another session holds it now.
 
         While the store is unreachable we keep our state but stop acting as
         controller once the lease may have run out; the next successful round
         takes it back if nobody else did (any write we then make is a CAS, so a
-        stale view cannot overwrite a newer controller's work).
+        stale view cannot overwrite a newer controller's work). Inside a commit,
+        ``reacquire=False``: taking the lease again commits, and the commit lock is held.
         """
         if self.lease is None:
             return False
@@ -199,6 +200,8 @@ class Controller:
         holder = Lease.from_bytes(got.data)
         if holder.holder != self.session and holder.expires_ms > now_ms():
             log.warning("controller lease now held by another broker", holder=holder.holder)
+            return False
+        if not reacquire:
             return False
         return await self.try_acquire() or True
 
@@ -251,7 +254,8 @@ class Controller:
             while True:
                 if not self.active:
                     raise NotController("controller lease not held")
-                if self.lease is not None and self.lease.expires_ms <= now_ms() and not await self.renew():
+                if self.lease is not None and self.lease.expires_ms <= now_ms() \
+                        and not await self.renew(reacquire=False):
                     # By our own clock the lease ran out (we were paused?): commit only if it is ours still.
                     raise NotController("controller lease expired")
                 if not self.active:
@@ -266,7 +270,7 @@ class Controller:
                 except Conflict as exc:
                     log.warning("metadata commit conflict; reading the committed metadata", reason=str(exc))
                     await self._load()
-                    if not await self.renew():
+                    if not await self.renew(reacquire=False) or not self.active:
                         raise NotController("lost controller lease during commit") from None
                     continue
                 self.state = new

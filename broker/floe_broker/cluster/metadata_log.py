@@ -41,6 +41,8 @@ from .metadata import ClusterState
 log = structlog.get_logger(__name__)
 
 READ_AHEAD = 16  # deltas fetched concurrently while catching up
+SNAPSHOT_MIN_BYTES = 64 << 10  # a snapshot is due once the deltas since the last one add up to this
+SNAPSHOT_RATIO = 0.1  # ... or to this fraction of the snapshot's size, whichever is more
 
 
 class Conflict(Exception):
@@ -48,8 +50,8 @@ class Conflict(Exception):
 
 
 class MetadataLog:
-    def __init__(self, store: ObjectStore, *, snapshot_min_bytes: int = 64 << 10,
-                 snapshot_ratio: float = 0.1, state_type: type[ClusterState] = ClusterState) -> None:
+    def __init__(self, store: ObjectStore, *, snapshot_min_bytes: int = SNAPSHOT_MIN_BYTES,
+                 snapshot_ratio: float = SNAPSHOT_RATIO, state_type: type[ClusterState] = ClusterState) -> None:
         self.store = store
         self.snapshot_min_bytes = snapshot_min_bytes
         self.snapshot_ratio = snapshot_ratio
