@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +50,16 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from floe_broker.cluster.metadata_log import SNAPSHOT_MIN_BYTES, SNAPSHOT_RATIO, MetadataLog  # noqa: E402
 from floe_broker.storage.local import FileStore  # noqa: E402
 from tests.infra.broker import BrokerProcess, wait_until  # noqa: E402
-from tests.test_cluster import cluster_view, post  # noqa: E402
+from tests.test_cluster import post  # noqa: E402
 
 FLAGS = ["--fsync", "false", "--per-partition-metrics", "false", "--session-timeout-ms", "30000",
          "--offsets-topic-partitions", "1", "--auto-create-topics", "false"]
+
+
+def cluster_view(p: BrokerProcess) -> dict:  # type: ignore[type-arg]
+    """``GET /v1/cluster`` with room for 100,000 partitions in the answer."""
+    with urllib.request.urlopen(f"http://{p.http}/v1/cluster", timeout=300) as resp:
+        return json.load(resp)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -96,6 +103,25 @@ def state_bytes(bucket: Path) -> int:
             await store.close()
 
     return asyncio.run(load())
+
+
+def registered_to_ready_ms(procs: list[BrokerProcess], joiner: BrokerProcess) -> float | None:
+    """From the controller registering the joiner to the joiner ready: its metadata load and
+    start, without the interpreter's own start (seconds on a loaded machine)."""
+    from datetime import datetime
+
+    def when(path: Path, event: str, session: str | None = None) -> datetime | None:
+        for line in path.read_text(errors="replace").splitlines():
+            if event in line and (session is None or session in line):
+                return datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
+        return None
+
+    ready_line = next((json.loads(x) for x in joiner.log_text().splitlines() if "broker ready" in x), None)
+    if ready_line is None:
+        return None
+    ready = when(joiner.log_path, "broker ready")
+    registered = [t for p in procs if (t := when(p.log_path, "broker registered", ready_line["session"]))]
+    return round((ready - registered[0]).total_seconds() * 1000, 1) if ready and registered else None
 
 
 def rss_bytes(p: BrokerProcess) -> int:
@@ -199,6 +225,7 @@ def run(total: int, brokers: int, per_topic: int, moves: int, batches: int) -> d
             "move100_p99_ms": round(pct(hundred, 0.99) * 1000, 1) if hundred else None,
             "full_metadata_ms": round(statistics.median(metadata_times) * 1000, 1),
             "join_start_s": round(join_s, 2),
+            "join_registered_to_ready_ms": registered_to_ready_ms(procs[:-1], joiner),
             "joiner_rss_mb_per_1k": round(rss_bytes(joiner) / per_k / 2**20, 2),
             "controller_rss_mb_per_1k": round(rss_bytes(controller) / per_k / 2**20, 2),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, CPython {platform.python_version()}",

@@ -88,7 +88,7 @@ class MetadataLog:
     async def catch_up(self, state: ClusterState, target: int | None = None) -> ClusterState:
         """``state`` brought forward by the deltas after it; from the snapshot again when
         those are gone or do not reach ``target`` (a version known to be committed)."""
-        for delta, _ in await self._read_after(state.version):
+        for delta, _ in await self._read_after(state.version, target):
             try:
                 state = apply(state, delta)
             except Gap:
@@ -99,17 +99,25 @@ class MetadataLog:
                 return fresh
         return state
 
-    async def _read_after(self, version: int) -> list[tuple[Delta, int]]:
-        """The deltas after ``version`` in order, up to the first missing one."""
+    async def _read_after(self, version: int, target: int | None = None) -> list[tuple[Delta, int]]:
+        """The deltas after ``version`` in order, up to the first missing one.
+
+        Read ahead concurrently, but only as far as ``target`` (when known) at first, so
+        catching up one version costs one GET, not a batch of misses.
+        """
         out: list[tuple[Delta, int]] = []
         nxt = version + 1
+        batch = READ_AHEAD if target is None else max(1, min(READ_AHEAD, target - version))
         while True:
-            got = await asyncio.gather(*(self._get_delta(v) for v in range(nxt, nxt + READ_AHEAD)))
+            got = await asyncio.gather(*(self._get_delta(v) for v in range(nxt, nxt + batch)))
             for item in got:
                 if item is None:
                     return out
                 out.append(item)
-            nxt += READ_AHEAD
+            nxt += batch
+            if target is not None and nxt > target:
+                return out  # far enough: anything newer comes with its own push or heartbeat
+            batch = READ_AHEAD
 
     async def _get_delta(self, version: int) -> tuple[Delta, int] | None:
         try:
