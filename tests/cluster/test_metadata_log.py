@@ -202,3 +202,17 @@ async def test_metadata_bytes_written_per_move_do_not_grow_with_partitions() -> 
     small, large = await bytes_per_move(100), await bytes_per_move(10_000)
     assert large < 2048, f"{large:.0f} bytes of metadata written per move at 10,000 partitions"
     assert large < 8 * small, f"{small:.0f} bytes per move at 100 partitions, {large:.0f} at 10,000"
+
+
+async def test_a_snapshot_is_never_replaced_by_an_older_version() -> None:
+    store = MemoryStore()
+    old = ClusterState(version=5)
+    new = ClusterState(version=9)
+    new.create_topic("t", 2)
+    slow, fast = MetadataLog(store), MetadataLog(store)
+    await slow.load()
+    await fast.load()
+    await fast.snapshot(new)
+    await slow.snapshot(old)  # a deposed controller's late snapshot
+    assert ClusterState.from_bytes((await store.get(CLUSTER_KEY)).data).to_bytes() == new.to_bytes()
+    assert slow.snapshot_version == 9  # it learnt the newer one

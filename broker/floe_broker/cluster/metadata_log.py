@@ -176,7 +176,7 @@ class MetadataLog:
                     break
                 except PreconditionFailed:
                     got = await retrying(lambda: self.store.get(CLUSTER_KEY))
-                    stored = json.loads(got.data)["version"]
+                    stored = (await asyncio.to_thread(json.loads, got.data))["version"]
                     self._snapshot_etag = got.etag
                     if stored >= state.version:
                         self.snapshot_version, self.snapshot_size = stored, len(got.data)
