@@ -69,11 +69,14 @@ def pct(values: list[float], q: float) -> float:
 
 def meta_files(bucket: Path) -> dict[str, int]:
     """Metadata objects in the bucket (snapshot and deltas) with their sizes."""
+    meta = bucket / "scale" / "meta"
     out = {}
-    for path in bucket.rglob("*"):
-        rel = path.relative_to(bucket).as_posix()
-        if path.is_file() and ".floe-tmp-" not in rel and (rel.endswith("meta/cluster") or "/meta/log/" in rel):
-            out[rel] = path.stat().st_size
+    with os.scandir(meta / "log") if (meta / "log").exists() else os.scandir(meta) as entries:
+        for e in entries:
+            if e.is_file() and not e.name.startswith(".floe-tmp-") and e.path.startswith(str(meta / "log")):
+                out[f"meta/log/{e.name}"] = e.stat().st_size
+    if (meta / "cluster").exists():
+        out["meta/cluster"] = (meta / "cluster").stat().st_size
     return out
 
 
@@ -103,25 +106,6 @@ def state_bytes(bucket: Path) -> int:
             await store.close()
 
     return asyncio.run(load())
-
-
-def registered_to_ready_ms(procs: list[BrokerProcess], joiner: BrokerProcess) -> float | None:
-    """From the controller registering the joiner to the joiner ready: its metadata load and
-    start, without the interpreter's own start (seconds on a loaded machine)."""
-    from datetime import datetime
-
-    def when(path: Path, event: str, session: str | None = None) -> datetime | None:
-        for line in path.read_text(errors="replace").splitlines():
-            if event in line and (session is None or session in line):
-                return datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
-        return None
-
-    ready_line = next((json.loads(x) for x in joiner.log_text().splitlines() if "broker ready" in x), None)
-    if ready_line is None:
-        return None
-    ready = when(joiner.log_path, "broker ready")
-    registered = [t for p in procs if (t := when(p.log_path, "broker registered", ready_line["session"]))]
-    return round((ready - registered[0]).total_seconds() * 1000, 1) if ready and registered else None
 
 
 def rss_bytes(p: BrokerProcess) -> int:
@@ -225,7 +209,6 @@ def run(total: int, brokers: int, per_topic: int, moves: int, batches: int) -> d
             "move100_p99_ms": round(pct(hundred, 0.99) * 1000, 1) if hundred else None,
             "full_metadata_ms": round(statistics.median(metadata_times) * 1000, 1),
             "join_start_s": round(join_s, 2),
-            "join_registered_to_ready_ms": registered_to_ready_ms(procs[:-1], joiner),
             "joiner_rss_mb_per_1k": round(rss_bytes(joiner) / per_k / 2**20, 2),
             "controller_rss_mb_per_1k": round(rss_bytes(controller) / per_k / 2**20, 2),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, CPython {platform.python_version()}",
