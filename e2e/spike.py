@@ -101,8 +101,15 @@ def free_base_port(span: int = 12) -> int:
     raise RuntimeError("no free port range")
 
 
+# floe local up secures the admin API; its token is in the state directory (set once it exists).
+ADMIN_TOKEN_FILE: Path | None = None
+
+
 def get_json(url: str, timeout: float = 3.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    headers = {}
+    if ADMIN_TOKEN_FILE is not None and ADMIN_TOKEN_FILE.exists():
+        headers["Authorization"] = f"Bearer {ADMIN_TOKEN_FILE.read_text().strip()}"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
         return json.load(resp)
 
 
@@ -260,6 +267,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = open(state / "local-up.log", "wb")  # noqa: SIM115 - closed below
     up = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     print(f"spike: floe local up --autoscale (pid {up.pid}) in {state}", file=sys.stderr, flush=True)
+    global ADMIN_TOKEN_FILE
+    ADMIN_TOKEN_FILE = state / "secrets" / "admin-token"
     events_path = state / "autoscale.jsonl"
     stop_load = threading.Event()
     stop_consumer = threading.Event()

@@ -36,9 +36,16 @@ def moto_s3() -> Iterator[object]:
         yield server
 
 
-def s3_spec(moto: object, prefix: str, endpoint: str | None = None) -> StoreSpec:
-    """A store on moto's bucket; ``endpoint`` overrides moto's (e.g. a fault proxy in front)."""
+def s3_spec(moto: object, prefix: str, endpoint: str | None = None,
+            flush_profile: str | None = "latency") -> StoreSpec:
+    """A store on moto's bucket; ``endpoint`` overrides moto's (e.g. a fault proxy in front).
+
+    Brokers on it get ``--flush-profile latency`` unless ``flush_profile`` says otherwise
+    (``None``: the s3:// default, ``cost``): the client tests pipeline thousands of one-record
+    requests, which at one flush per 250 ms would take minutes and test nothing more.
+    """
     endpoint = endpoint or moto.endpoint  # type: ignore[attr-defined]
+    profile = ["--flush-profile", flush_profile] if flush_profile else []
     return StoreSpec(
         kind="s3",
         url=f"s3://{moto.bucket}/{prefix}",  # type: ignore[attr-defined]
@@ -47,7 +54,7 @@ def s3_spec(moto: object, prefix: str, endpoint: str | None = None) -> StoreSpec
             "AWS_SECRET_ACCESS_KEY": moto.secret_key,  # type: ignore[attr-defined]
             "AWS_DEFAULT_REGION": "us-east-1",
         },
-        flags=["--s3-endpoint", endpoint, "--s3-region", "us-east-1", "--s3-path-style"],
+        flags=["--s3-endpoint", endpoint, "--s3-region", "us-east-1", "--s3-path-style", *profile],
         endpoint=endpoint,
     )
 
@@ -152,6 +159,7 @@ def cluster_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
         url=f"s3://floe-rgw/{prefix}",
         env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key,  # type: ignore[attr-defined]
              "AWS_DEFAULT_REGION": rgw.region},  # type: ignore[attr-defined]
-        flags=["--s3-endpoint", rgw.endpoint, "--s3-region", rgw.region, "--s3-path-style"],  # type: ignore[attr-defined]
+        flags=["--s3-endpoint", rgw.endpoint, "--s3-region", rgw.region, "--s3-path-style",  # type: ignore[attr-defined]
+               "--flush-profile", "latency"],  # as on moto (s3_spec): the tests' timings assume 10 ms
         endpoint=rgw.endpoint,  # type: ignore[attr-defined]
     )

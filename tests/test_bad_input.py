@@ -19,6 +19,7 @@ from kio.serial import entity_reader, entity_writer
 from floe_broker import errors
 from floe_broker.protocol import codec
 from floe_broker.protocol.build import response_class
+from tests.infra.batches import record_batch
 from tests.infra.broker import BrokerProcess
 from tests.test_clients import consume_exactly, create_topic, produce_all
 
@@ -140,32 +141,8 @@ def _produce_error(sock: socket.socket, topic: str, records: bytes) -> int:
     return int(body.responses[0].partition_responses[0].error_code)
 
 
-def _zigzag(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _valid_batch(key: bytes = b"k", value: bytes = b"v") -> bytes:
-    """One RecordBatch v2 with a single record, laid out by hand per the Kafka spec."""
-    import time
-
-    import crc32c
-
-    body = b"\x00" + _zigzag(0) + _zigzag(0) + _zigzag(len(key)) + key + _zigzag(len(value)) + value + _zigzag(0)
-    record = _zigzag(len(body)) + body
-    now = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 0, 0, now, now, -1, -1, -1, 1) + record
-    crc = crc32c.crc32c(after_crc)
-    length = 4 + 1 + 4 + len(after_crc)
-    return struct.pack(">qiibI", 0, length, -1, 2, crc) + after_crc
+    return record_batch(value, key)
 
 
 def test_bad_crc_is_corrupt_message_and_nothing_is_stored(one_broker: BrokerProcess) -> None:

@@ -176,6 +176,10 @@ def test_commits_survive_coordinator_move_crash_drain_and_full_restart(brokers, 
         assert g.owned()["a"] == before, "the member kept its assignment across the drain"
     finally:
         g.close()
+    # What the coordinator answers now is what it acknowledged last. That is usually 60, but
+    # librdkafka may still deliver an older auto-commit it retried across the drain (seen: 50
+    # committed after 60, just before its LeaveGroup); the broker must keep whichever came last.
+    acknowledged = committed(alive[0].bootstrap, group, topic, 4)
     # Crash the coordinator (kill -9): the acknowledged commits are durable.
     index, node = coordinator_of(alive, group)
     victim = next(p for p in alive if cluster_node(p) == node)
@@ -183,11 +187,11 @@ def test_commits_survive_coordinator_move_crash_drain_and_full_restart(brokers, 
     last = next(p for p in alive if p is not victim)
     wait_until(lambda: coordinator_of([last], group)[1] == cluster_node(last), 30,
                message="offsets partition failed over")
-    assert committed(last.bootstrap, group, topic, 4) == {p: 60 for p in range(4)}
+    assert committed(last.bootstrap, group, topic, 4) == acknowledged
     # Stop everything, start one fresh broker on the same bucket: still there.
     assert last.terminate(60) == 0, last.log_tail()
     fresh = brokers(file_store)
-    assert committed(fresh.bootstrap, group, topic, 4) == {p: 60 for p in range(4)}
+    assert committed(fresh.bootstrap, group, topic, 4) == acknowledged
 
 
 def cluster_node(p: BrokerProcess) -> int:

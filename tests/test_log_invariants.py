@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import time
 
-import crc32c
 import pytest
 
 from floe_broker.cluster.controller import fence_session
@@ -27,17 +25,7 @@ from floe_broker.protocol import records
 from floe_broker.storage import layout
 from floe_broker.storage.memory import MemoryStore
 from floe_broker.storage.objectstore import GetResult
-
-
-def batch(n_records: int = 1, ts: int | None = None, payload: bytes = b"x",
-          pid: int = -1, epoch: int = -1, seq: int = -1) -> bytes:
-    """A structurally valid batch (records region opaque) with a correct CRC."""
-    ts = int(time.time() * 1000) if ts is None else ts
-    body = payload * 10
-    after_crc = struct.pack(">hiqqqhii", 0, n_records - 1, ts, ts, pid, epoch, seq, n_records) + body
-    length = 4 + 1 + 4 + len(after_crc)
-    return struct.pack(">qiibI", 0, length, -1, 2, crc32c.crc32c(after_crc)) + after_crc
-
+from tests.infra.batches import opaque_batch as batch
 
 SETTINGS = Settings(checkpoint_interval_ms=1000, compact_after_bytes=1 << 30, compact_after_ms=10**9,
                     retention_ms=-1, retention_bytes=-1, memory_cache_bytes=1 << 30, block_size=4096)
@@ -118,21 +106,27 @@ async def test_fencing_fills_gaps_so_a_late_retry_cannot_ack() -> None:
 
 
 async def test_lower_epoch_cannot_open_or_checkpoint() -> None:
-    """I1: once epoch 2 opened the partition, epoch 1 can neither open nor checkpoint it."""
+    """I1: once epoch 2 opened the partition, epoch 1 can neither open it nor checkpoint it
+    in a way anyone trusts: its checkpoint batches are its own, and the partition's checkpoint
+    names epoch 2 (stopping an unfenced old leader's WAL is fencing's job, I3)."""
     store = MemoryStore()
     _, topic = topic_state()
     old = Node(store, 1, "old")
     part_old = await old.pm.open(topic.name, topic.topic_id, 0, epoch=1)
     await old.produce(part_old, batch())
     new = Node(store, 2, "new")
-    assert await new.pm.open(topic.name, topic.topic_id, 0, epoch=2) is not None
+    part_new = await new.pm.open(topic.name, topic.topic_id, 0, epoch=2)
+    assert part_new is not None and part_new.next_offset == 1
     assert await Node(store, 3, "stale").pm.open(topic.name, topic.topic_id, 0, epoch=1) is None
     await old.produce(part_old, batch())  # makes the old leader's checkpoint dirty
-    await old.pm.maintenance()  # its checkpoint CAS loses: it stops serving the partition
-    assert old.pm.get("t", 0) is None
-    assert not part_old.accepting
+    await old.pm.maintenance()  # writes a batch under its own session ...
+    assert await store.list(layout.batch_prefix(1, "old"))
     ck = json.loads((await store.get(layout.checkpoint_key(topic.topic_id, 0))).data)
-    assert ck["epoch"] == 2 and ck["session"] == "new"
+    assert ck["epoch"] == 2 and ck["session"] == "new"  # ... which cannot touch the partition's checkpoint
+    await new.wal.stop()
+    await fence_session(store, 2, "new")
+    after = await Node(store, 4, "after").pm.open(topic.name, topic.topic_id, 0, epoch=3)
+    assert after is not None and after.next_offset == 1, "the epoch-1 leader's batch is never trusted"
 
 
 async def test_consumers_never_see_beyond_the_high_watermark() -> None:
@@ -217,6 +211,9 @@ async def test_retention_advances_log_start_but_never_resets_offsets() -> None:
     assert part.log_start == 10 and part.next_offset == 10
     with pytest.raises(OffsetOutOfRange):
         await a.log.read(part, 0, 100)
+    from floe_broker.log.gc import WalCollector
+
+    await WalCollector(store, grace_s=0).run_once(live_sessions={"s"})
     assert not [k for k in await store.list("data/")], "expired data object should be deleted"
     await a.pm.close("t", 0)
     b = Node(store, 2, "s2", settings)

@@ -36,7 +36,7 @@ from .cluster.membership import Membership
 from .cluster.metadata import ClusterState
 from .cluster.peers import BrokerPeers
 from .cluster.rpc import Rpc
-from .config import BrokerConfig
+from .config import BrokerConfig, Secrets
 from .dispatch import Dispatcher
 from .errors import StartupError, StoreMisconfigured
 from .group_metrics import GroupOffsetsCollector
@@ -53,8 +53,9 @@ log = structlog.get_logger(__name__)
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, store: ObjectStore) -> None:
+    def __init__(self, config: BrokerConfig, store: ObjectStore, *, secrets: Secrets | None = None) -> None:
         self.config = config
+        self.secrets = secrets or Secrets()
         self.store = store
         self.session = new_session()
         self.http_address = f"{config.advertised[0]}:{config.http[1]}"
@@ -66,7 +67,7 @@ class Broker:
         self._group_collector: GroupOffsetsCollector | None = None
         self.listener: KafkaListener | None = None
         self.wal: WalWriter | None = None
-        self.rpc = Rpc()
+        self.rpc = Rpc(cluster_secret=self.secrets.cluster_secret)
         self.controller = Controller(store, session=self.session, http=self.http_address,
                                      session_timeout_ms=config.session_timeout_ms, on_change=self._on_commit)
         self.local_controller = LocalController(self.controller, accepting_moves=lambda: not self.draining)
@@ -82,7 +83,7 @@ class Broker:
             wal_gc_interval_ms=config.wal_gc_interval_ms,
             on_fenced=self._on_fenced,
             on_metadata=self.apply_metadata,
-            collect_wal=lambda live: self.wal_gc.run_once(live_sessions=live),
+            collect_wal=lambda live: self.wal_gc.run_once(live_sessions=live, leaders=self._leaders()),
         )
         self.leadership = Leadership(state=self.membership.state, node_id=lambda: self.membership.node_id,
                                      draining=lambda: self.draining, controller=self.controller_client)
@@ -110,6 +111,11 @@ class Broker:
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None:
         await self.leadership.release_partition(topic, index, epoch)
+
+    def _leaders(self) -> dict[tuple[str, int], tuple[int, str]]:
+        """Every partition's leader epoch and session, for the collector to skip unchanged checkpoints."""
+        return {(t.topic_id, i): (p.epoch, p.session)
+                for t in self.state().topics.values() for i, p in enumerate(t.partitions)}
 
     async def apply_metadata(self, state: ClusterState) -> None:
         """New metadata from the controller (push) or the bucket (catch-up)."""
@@ -146,7 +152,8 @@ class Broker:
         settings = Settings(checkpoint_interval_ms=cfg.checkpoint_interval_ms,
                             compact_after_bytes=cfg.compact_after_bytes, compact_after_ms=cfg.compact_after_ms,
                             retention_ms=cfg.retention_ms, retention_bytes=cfg.retention_bytes,
-                            memory_cache_bytes=cfg.memory_cache_bytes, block_size=cfg.block_size)
+                            memory_cache_bytes=cfg.memory_cache_bytes, block_size=cfg.block_size,
+                            consolidation_target_bytes=cfg.consolidation_target_bytes)
         partitions = PartitionManager(self.store, self.wal, self.cache, node_id=node_id, session=self.session,
                                       settings=settings, topic_config=self.serving.topic_config)
         self.serving.serve(node_id, self.wal, partitions)

@@ -3,14 +3,26 @@
 Every flag ``--foo-bar`` can also be given as ``FLOE_FOO_BAR``; a flag on the
 command line wins over the variable. The operator relies on that rule to pass
 ``spec.config`` through a ConfigMap.
+
+The WAL flush settings come from a *flush profile* unless set one by one
+(docs/architecture.md#write-path). A PUT costs the same whether it carries
+1 KiB or 8 MiB, so on an object store that bills per request (``s3://``) the
+default profile is ``cost``: a produce waits up to 250 ms for its group
+commit, and a busy broker flushes by size. On ``file://`` and ``memory://``
+requests are free and the default is ``latency`` (10 ms).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+# The secrets themselves may come from these variables; there are no flags for them, so
+# they never show up in a process list.
+CLUSTER_SECRET_ENV = "FLOE_CLUSTER_SECRET"
+ADMIN_TOKEN_ENV = "FLOE_ADMIN_TOKEN"
 
 
 def _bool(value: str | bool) -> bool:
@@ -32,6 +44,53 @@ def host_port(value: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class FlushProfile:
+    """Defaults of the WAL group commit for one trade-off between latency and PUTs."""
+
+    name: str
+    interval_ms: int  # a flush is cut this long after its first pending byte...
+    flush_bytes: int  # ...or at once when this much is pending
+    max_inflight: int  # PUTs in flight at once (hides store latency at high rates)
+    # Requests a connection may have in progress. Every produce waits for its flush, so a
+    # client sending small requests (librdkafka: one per linger.ms) gets at most this many
+    # requests' bytes through per interval; a longer interval needs a deeper pipeline.
+    connection_inflight: int
+
+
+MIB = 1024 * 1024
+
+FLUSH_PROFILES = {
+    # Every produce waits at most 10 ms for its PUT to start: for stores where requests are free.
+    "latency": FlushProfile("latency", interval_ms=10, flush_bytes=8 * MIB, max_inflight=4,
+                            connection_inflight=64),
+    # At most 4 PUTs/s per broker at low rates, one PUT per 8 MiB at high rates; more PUTs
+    # in flight because an 8 MiB PUT to a remote store takes hundreds of milliseconds, and
+    # 25 times the interval, so 25 times the requests per connection for the same throughput.
+    "cost": FlushProfile("cost", interval_ms=250, flush_bytes=8 * MIB, max_inflight=8,
+                         connection_inflight=1024),
+}
+
+AUTO_PROFILE = "auto"
+
+# A flush setting left at this value takes the flush profile's default.
+FROM_PROFILE = -1
+
+
+def default_flush_profile(storage: str) -> str:
+    """``cost`` where every request is billed (``s3://``), ``latency`` elsewhere."""
+    return "cost" if storage.strip().lower().startswith("s3://") else "latency"
+
+
+def flush_profile_name(value: str) -> str:
+    v = value.strip().lower()
+    if v != AUTO_PROFILE and v not in FLUSH_PROFILES:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join([AUTO_PROFILE, *FLUSH_PROFILES])}, got {value!r}"
+        )
+    return v
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerConfig:
     storage: str
     cluster: str = "floe"
@@ -44,11 +103,12 @@ class BrokerConfig:
     fsync: bool = True
     log_format: str = "console"
     log_level: str = "info"
-    # write path
-    flush_interval_ms: int = 10
-    flush_bytes: int = 8 * 1024 * 1024
+    # write path: FROM_PROFILE takes the flush profile's value (resolved in __post_init__)
+    flush_profile: str = AUTO_PROFILE
+    flush_interval_ms: int = FROM_PROFILE
+    flush_bytes: int = FROM_PROFILE
     max_pending_bytes: int = 256 * 1024 * 1024
-    max_inflight_flushes: int = 4
+    max_inflight_flushes: int = FROM_PROFILE
     # topics
     auto_create_topics: bool = True
     default_partitions: int = 1
@@ -57,15 +117,16 @@ class BrokerConfig:
     retention_bytes: int = -1
     # connections
     socket_request_max_bytes: int = 100 * 1024 * 1024
-    max_inflight_requests: int = 64
+    max_inflight_requests: int = FROM_PROFILE
     idle_timeout_s: float = 600.0
     # read path
     memory_cache_bytes: int = 256 * 1024 * 1024
     block_cache_bytes: int = 256 * 1024 * 1024
     block_size: int = 1024 * 1024
-    # compaction and checkpoints
+    # consolidation and checkpoints
     compact_after_bytes: int = 64 * 1024 * 1024
     compact_after_ms: int = 60_000
+    consolidation_target_bytes: int = 32 * 1024 * 1024
     checkpoint_interval_ms: int = 5_000
     # cluster
     session_timeout_ms: int = 6_000
@@ -81,6 +142,28 @@ class BrokerConfig:
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
     offsets_snapshot_records: int = 10_000
+    # admin API security: paths to files, never the secrets themselves (see load_secrets)
+    cluster_secret_file: str | None = None
+    admin_token_file: str | None = None
+
+    def __post_init__(self) -> None:
+        """Resolve the flush profile: the store picks it unless named; a setting given one by one wins."""
+        name = flush_profile_name(self.flush_profile)
+        if name == AUTO_PROFILE:
+            name = default_flush_profile(self.storage)
+        profile = FLUSH_PROFILES[name]
+        object.__setattr__(self, "flush_profile", name)
+        for attr, default, least in (
+            ("flush_interval_ms", profile.interval_ms, 0),
+            ("flush_bytes", profile.flush_bytes, 1),
+            ("max_inflight_flushes", profile.max_inflight, 1),
+            ("max_inflight_requests", profile.connection_inflight, 1),
+        ):
+            value = getattr(self, attr)
+            if value == FROM_PROFILE:
+                object.__setattr__(self, attr, default)
+            elif value < least:
+                raise ValueError(f"{attr} must be at least {least}, got {value}")
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -97,11 +180,22 @@ _HELP = {
     "advertise": "HOST:PORT clients should connect to (default: the listener)",
     "http": "admin HTTP HOST:PORT (/healthz, /readyz, /metrics, /v1/...)",
     "s3_endpoint": "S3 endpoint URL (MinIO, Ceph RGW, CubeFS); default AWS",
-    "flush_interval_ms": "group-commit interval: max time a produce waits for its WAL PUT",
-    "flush_bytes": "flush the WAL as soon as this many bytes are pending",
+    "flush_profile": "WAL flush defaults: latency (10 ms), cost (250 ms, flush by size), "
+                     "or auto (cost on s3://, latency elsewhere)",
+    "flush_interval_ms": "group-commit interval: max time a produce waits for its WAL PUT to start "
+                         "(default: from --flush-profile)",
+    "flush_bytes": "flush the WAL as soon as this many bytes are pending (default: from --flush-profile)",
+    "max_inflight_flushes": "WAL PUTs in flight at once (default: from --flush-profile)",
+    "max_inflight_requests": "requests one connection may have in progress (default: from --flush-profile)",
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
+    "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
+    "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "cluster_secret_file": "file holding the secret every /internal/v1 call between brokers carries "
+                           f"(or the secret itself in {CLUSTER_SECRET_ENV})",
+    "admin_token_file": "file holding the bearer token /v1/... admin calls must carry "
+                        f"(or the token itself in {ADMIN_TOKEN_ENV})",
 }
 
 
@@ -115,6 +209,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kind = host_port
         elif f.name == "advertise":
             kind = host_port
+        elif f.name == "flush_profile":
+            kind = flush_profile_name
         elif f.type in ("bool", bool):
             kind = _bool
         elif f.type in ("int", int):
@@ -139,3 +235,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_namespace(ns: argparse.Namespace) -> BrokerConfig:
     values = {f.name: getattr(ns, f.name) for f in fields(BrokerConfig)}
     return BrokerConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The admin API's two secrets; None means that side is unauthenticated. Never logged."""
+
+    cluster_secret: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+
+
+def _read_secret(path: str | None, env: str, what: str) -> str | None:
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+        if not value:
+            raise ValueError(f"the {what} file {path} is empty")
+        return value
+    return os.environ.get(env, "").strip() or None
+
+
+def load_secrets(config: BrokerConfig) -> Secrets:
+    """The cluster secret and admin token: from their files if given, else from the variables.
+
+    Read once at start-up; a file given but unreadable or empty is a start-up
+    failure (ValueError, worded for the console), not a silently open broker.
+    """
+    return Secrets(
+        cluster_secret=_read_secret(config.cluster_secret_file, CLUSTER_SECRET_ENV, "cluster secret"),
+        admin_token=_read_secret(config.admin_token_file, ADMIN_TOKEN_ENV, "admin token"),
+    )

@@ -115,6 +115,13 @@ class RpcError(Exception):
     """A broker <-> controller call failed (unreachable, refused, or timed out)."""
 
 
+class ClusterSecretRefused(RpcError):
+    """The other broker answered 401: this broker's cluster secret is missing or not the cluster's.
+
+    Retrying cannot help, so joining stops at once with this reason.
+    """
+
+
 # ---- groups ---------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # --- object store -----------------------------------------------------------
-# kind: the first path component of the key: wal, data, meta (bounded).
+# kind: what the key holds (storage/instrumented.key_kind): wal, data, checkpoint, cluster,
+# lease, meta (other meta/ keys) or other; a small fixed set.
 STORE_REQUESTS = Counter(
     "floe_objectstore_requests_total",
     "Object-store requests by operation and key kind",
@@ -34,6 +35,14 @@ STORE_LATENCY = Histogram(
     "Object-store request latency",
     ["op"],
     buckets=LATENCY_BUCKETS,
+)
+# Size of each object a PUT writes: what an object store's per-request price is spread over.
+OBJECT_SIZE_BUCKETS = tuple(float(1 << n) for n in range(8, 27))  # 256 B .. 64 MiB
+STORE_PUT_SIZE = Histogram(
+    "floe_objectstore_put_bytes",
+    "Size of the objects written, by key kind",
+    ["kind"],
+    buckets=OBJECT_SIZE_BUCKETS,
 )
 
 # --- Kafka requests ---------------------------------------------------------
@@ -81,6 +90,9 @@ WAL_PUT_LATENCY = Histogram(
     "floe_wal_put_seconds", "Latency of one WAL object PUT (including retries)", buckets=LATENCY_BUCKETS
 )
 WAL_PENDING_BYTES = Gauge("floe_wal_pending_bytes", "Bytes waiting for the next WAL flush")
+# reason: interval (the flush's time was up), size (flush bytes reached), barrier (a move or
+# checkpoint needed everything durable now). Says which bound of the flush profile is binding.
+WAL_FLUSHES = Counter("floe_wal_flushes_total", "WAL flushes cut, by reason", ["reason"])
 
 CACHE_HITS = Counter("floe_block_cache_hits_total", "Block-cache hits on the read path")
 CACHE_MISSES = Counter("floe_block_cache_misses_total", "Block-cache misses on the read path")

@@ -13,7 +13,7 @@ import structlog
 
 from .admin_http import server as admin_server
 from .app import Broker
-from .config import BrokerConfig
+from .config import BrokerConfig, load_secrets
 from .errors import StartupError
 from .storage.factory import open_store
 
@@ -48,10 +48,11 @@ async def run_broker(cfg: BrokerConfig) -> int:
             s3_path_style=cfg.s3_path_style,
             fsync=cfg.fsync,
         )
+        secrets = load_secrets(cfg)
     except ValueError as exc:
         log.error("cannot start", reason=str(exc))
         return 2
-    broker = Broker(cfg, store)
+    broker = Broker(cfg, store, secrets=secrets)
     install_signal_handlers(broker)
     runner = None
     try:

@@ -2,7 +2,8 @@
 
 Plain ``urllib``: a CLI makes a handful of blocking calls, and every failure
 becomes one ``AdminError`` whose message is the line the user sees.
-``FLOE_ADMIN_TOKEN``, when set, is sent as a bearer token.
+``FLOE_ADMIN_TOKEN``, when set, is sent as a bearer token; a 401 says
+how to set it (or that the one set was refused).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from floe_api.public import (
 )
 
 TOKEN_ENV = "FLOE_ADMIN_TOKEN"
+LOCAL_TOKEN_HINT = "for floe local up: export FLOE_ADMIN_TOKEN=$(cat .floe/secrets/admin-token)"
 Reply = TypeVar("Reply", bound=BaseModel)
 
 
@@ -72,11 +74,19 @@ class AdminClient:
                 payload: bytes = resp.read()
                 return payload
         except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                raise AdminError(f"{method} {url}: HTTP 401: {self._unauthorized_advice()}") from None
             raise AdminError(f"{method} {url}: HTTP {exc.code}: {_error_text(exc.read())}") from None
         except urllib.error.URLError as exc:
             raise AdminError(f"cannot reach the admin API at {url}: {exc.reason}") from None
         except (OSError, TimeoutError) as exc:
             raise AdminError(f"{method} {url}: {exc}") from None
+
+    def _unauthorized_advice(self) -> str:
+        if self.token:
+            return (f"the broker refused the admin token in {TOKEN_ENV}; set it to this cluster's token "
+                    f"({LOCAL_TOKEN_HINT})")
+        return f"this cluster's admin API needs a token: set {TOKEN_ENV} ({LOCAL_TOKEN_HINT})"
 
 
 def _error_text(body: bytes) -> str:

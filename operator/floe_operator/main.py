@@ -7,12 +7,17 @@ registers the handlers in kopf's default registry.
   every StreamCluster when the operator starts, which also repairs drift);
 * any change of a broker Deployment the operator manages -> status;
 * a StreamCluster with ``spec.rebalance.enabled`` (and not paused) -> one
-  rebalance daemon (``reconcile.rebalance``) for as long as that holds.
+  rebalance daemon (``reconcile.rebalance``) for as long as that holds;
+* create / update / resume of a StreamUser -> ``reconcile.user`` (credential,
+  ACLs, application Secret); its deletion -> the same module's finalizer,
+  which removes the credential and ACLs from Kafka.
 
 Children are garbage-collected by Kubernetes through owner references, so
-there is no delete handler. kopf puts a finalizer only on StreamClusters that
-run the rebalance daemon (so it can stop it before the object goes); others
-are deleted without waiting on the operator, and the bucket is never touched.
+StreamClusters have no delete handler. kopf puts a finalizer only on
+StreamClusters that run the rebalance daemon (so it can stop it before the
+object goes); others are deleted without waiting on the operator, and the
+bucket is never touched. StreamUsers always carry one: their credential
+lives in the cluster, not in Kubernetes.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import kopf
 from floe_operator import config as config_
 from floe_operator import kube as kube_
 from floe_operator import spec as spec_
+from floe_operator import user_spec
 from floe_operator.manifests import naming
-from floe_operator.reconcile import cluster, rebalance
+from floe_operator.reconcile import cluster, rebalance, user
 
 RESOURCE = (spec_.GROUP, spec_.VERSION, spec_.PLURAL)
+USER_RESOURCE = (spec_.GROUP, spec_.VERSION, user_spec.PLURAL)
 
 
 @kopf.on.startup()
@@ -87,3 +94,19 @@ async def rebalance_daemon(
         admin_factory=memo.get("broker_admin_factory"),  # None outside tests
         prometheus_factory=memo.get("prometheus_factory"),
     )
+
+
+@kopf.on.resume(*USER_RESOURCE)
+@kopf.on.create(*USER_RESOURCE)
+@kopf.on.update(*USER_RESOURCE)
+async def reconcile_user(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Apply the StreamUser's credential and ACLs; write its application Secret."""
+    await user.reconcile(body=body, patch=patch, kube=memo.kube, config=memo.config, logger=logger,
+                         admin_factory=memo.get("user_admin_factory"))  # None outside tests
+
+
+@kopf.on.delete(*USER_RESOURCE, retries=20)
+async def delete_user(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Remove the StreamUser's credential and ACLs before the object goes (kopf's finalizer)."""
+    await user.delete(body=body, kube=memo.kube, config=memo.config, logger=logger,
+                      admin_factory=memo.get("user_admin_factory"))

@@ -63,6 +63,17 @@ RESERVED_CONFIG = {
     "S3_ENDPOINT": "spec.storage.endpoint",
     "S3_REGION": "spec.storage.region",
     "S3_PATH_STYLE": "spec.storage.pathStyle",
+    "LISTENERS": "spec.listeners",
+    "ADVERTISED_LISTENERS": "spec.listeners (the pod IP is advertised automatically)",
+    "LISTENER_SECURITY_PROTOCOL_MAP": "spec.listeners[].tls / authentication",
+    "SASL_ENABLED_MECHANISMS": "spec.listeners[].authentication",
+    "AUTHORIZER": "spec.authorization.type",
+    "SUPER_USERS": "spec.authorization.superUsers",
+    "CLUSTER_SECRET_FILE": "nothing: the operator generates the cluster secret",
+    "CLUSTER_SECRET": "nothing: the operator generates the cluster secret",
+    "ADMIN_TOKEN_FILE": "nothing: the operator generates the admin token",
+    "ADMIN_TOKEN": "nothing: the operator generates the admin token",
+    "SASL_BOOTSTRAP_USERS_FILE": "nothing: the operator seeds its own user",
 }
 # Settings the broker documents today; other well-formed keys still pass
 # through so a newer broker image needs no newer operator.
@@ -179,6 +190,80 @@ class Listener(Model):
         return self
 
 
+# A listener's name: a Service port name (a DNS label of at most 15 characters)
+# that also becomes the broker's Kafka listener name in upper case.
+LISTENER_NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,13}[a-z0-9])?$"
+RESERVED_LISTENER_NAMES = {"admin", "controller"}
+Authentication = Literal["none", "plain", "scram-sha-256", "scram-sha-512", "mtls"]
+SASL_MECHANISM = {"plain": "PLAIN", "scram-sha-256": "SCRAM-SHA-256", "scram-sha-512": "SCRAM-SHA-512"}
+
+
+class ListenerTls(Model):
+    """A Secret in cert-manager's layout: ``tls.crt``, ``tls.key`` and (for mtls) ``ca.crt``."""
+
+    secret_name: Annotated[str, StringConstraints(min_length=1)]
+
+
+class KafkaListener(Model):
+    """One entry of ``spec.listeners``: a Kafka port with its own encryption and authentication.
+
+    ``plain`` and ``mtls`` need ``tls``: PLAIN sends the password as it is, and
+    mutual TLS is a property of the TLS handshake.
+    """
+
+    name: Annotated[str, StringConstraints(pattern=LISTENER_NAME_PATTERN)]
+    port: int = Field(ge=1, le=65535)
+    tls: ListenerTls | None = None
+    authentication: Authentication = "none"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaListener:
+        if self.name in RESERVED_LISTENER_NAMES:
+            raise ValueError(f"listener name {self.name!r} is reserved; choose another (e.g. internal, external)")
+        if self.authentication == "mtls" and self.tls is None:
+            raise ValueError(f"listener {self.name!r}: authentication mtls needs tls.secretName "
+                             "(a Secret with tls.crt, tls.key and the client CA in ca.crt)")
+        if self.authentication == "plain" and self.tls is None:
+            raise ValueError(f"listener {self.name!r}: authentication plain sends passwords in the clear; "
+                             "add tls.secretName or use scram-sha-512")
+        return self
+
+    @property
+    def kafka_name(self) -> str:
+        """The Kafka listener name (``INTERNAL``), as in ``listener.security.protocol.map``."""
+        return self.name.upper().replace("-", "_")
+
+    @property
+    def security_protocol(self) -> str:
+        sasl = self.authentication in SASL_MECHANISM
+        if self.tls is None:
+            return "SASL_PLAINTEXT" if sasl else "PLAINTEXT"
+        return "SASL_SSL" if sasl else "SSL"
+
+    @property
+    def sasl_mechanism(self) -> str | None:
+        return SASL_MECHANISM.get(self.authentication)
+
+    @property
+    def scram(self) -> bool:
+        return self.authentication.startswith("scram-")
+
+
+class Authorization(Model):
+    """``spec.authorization``: Kafka ACLs, enforced by the broker's ``simple`` authorizer.
+
+    ``superUsers`` are principals (``User:alice``, or just ``alice``) that pass
+    every check; the operator's own user is always one.
+    """
+
+    type: Literal["simple"] = "simple"
+    super_users: list[Annotated[str, StringConstraints(min_length=1, pattern=r"^[^;\s]+$")]] = Field(
+        default_factory=list)
+
+    def principals(self) -> list[str]:
+        return [u if ":" in u else f"User:{u}" for u in self.super_users]
+
+
 class ScalingPolicy(Model):
     type: Literal["Pods", "Percent"]
     value: int = Field(ge=1)
@@ -272,6 +357,8 @@ class StreamClusterSpec(Model):
     brokers: Brokers = Brokers()
     storage: Storage
     listener: Listener = Listener()
+    listeners: list[KafkaListener] = Field(default_factory=list)
+    authorization: Authorization | None = None
     config: dict[str, Scalar] = Field(default_factory=dict)
     autoscaling: Autoscaling = Autoscaling()
     rebalance: Rebalance = Rebalance()
@@ -291,6 +378,30 @@ class StreamClusterSpec(Model):
                 raise ValueError(f"config keys {seen[env]!r} and {key!r} both set {env}")
             seen[env] = key
         return value
+
+    @model_validator(mode="after")
+    def _listeners_distinct(self) -> StreamClusterSpec:
+        names: set[str] = set()
+        ports = {self.listener.admin_port: "listener.adminPort"}
+        for i, ln in enumerate(self.listeners):
+            if ln.kafka_name in names:
+                raise ValueError(f"listeners[{i}]: two listeners are named {ln.name!r}; names must differ")
+            names.add(ln.kafka_name)
+            if ln.port in ports:
+                raise ValueError(f"listeners[{i}] ({ln.name}): port {ln.port} is already {ports[ln.port]}; "
+                                 "give every listener its own port")
+            ports[ln.port] = f"used by listener {ln.name!r}"
+        return self
+
+    def kafka_listeners(self) -> list[KafkaListener]:
+        """``spec.listeners``, or the one plaintext listener on ``listener.kafkaPort`` when it is empty."""
+        if self.listeners:
+            return list(self.listeners)
+        return [KafkaListener(name="kafka", port=self.listener.kafka_port)]
+
+    def scram_listener(self) -> KafkaListener | None:
+        """The listener the operator manages users through: the first one with SCRAM."""
+        return next((ln for ln in self.kafka_listeners() if ln.scram), None)
 
     def config_env(self) -> dict[str, str]:
         """``spec.config`` as the broker's ``FLOE_*`` environment variables."""

@@ -133,4 +133,13 @@ def test_the_admin_token_is_sent_and_a_refusal_is_one_line(floe, fake_admin: str
     out = floe("admin", "--http", fake_admin, "cluster", env={"FLOE_ADMIN_TOKEN": "s3cret"})
     assert FakeAdmin.seen == ["Bearer s3cret"]
     assert out.returncode == 1
-    assert out.stderr == f"floe admin cluster: GET http://{fake_admin}/v1/cluster: HTTP 401: unauthorized: bad token\n"
+    assert out.stderr == (f"floe admin cluster: GET http://{fake_admin}/v1/cluster: HTTP 401: the broker refused "
+                          "the admin token in FLOE_ADMIN_TOKEN; set it to this cluster's token (for floe local up: "
+                          "export FLOE_ADMIN_TOKEN=$(cat .floe/secrets/admin-token))\n")
+
+
+def test_without_a_token_a_401_says_to_set_it(floe, fake_admin: str) -> None:  # type: ignore[no-untyped-def]
+    out = floe("admin", "--http", fake_admin, "cluster", env={"FLOE_ADMIN_TOKEN": ""})
+    assert FakeAdmin.seen == [None]
+    assert out.returncode == 1
+    assert "HTTP 401: this cluster's admin API needs a token: set FLOE_ADMIN_TOKEN" in out.stderr

@@ -20,6 +20,7 @@ from floe_broker.cluster.client import LocalController, RemoteController
 from floe_broker.cluster.controller import Committed, Controller
 from floe_broker.cluster.metadata import ClusterState
 from floe_broker.cluster.rpc import Rpc
+from floe_broker.config import Secrets
 from floe_broker.storage.memory import MemoryStore
 
 SESSION_TIMEOUT_MS = 2000
@@ -46,6 +47,7 @@ class Node:
     ready: bool = True
     node_id: int = -1
     released: list[tuple[str, int, int]] = field(default_factory=list)
+    secrets: Secrets = field(default_factory=Secrets)
 
     @property
     def local_controller(self) -> LocalController:

@@ -20,7 +20,8 @@ from kio.schema.errors import ErrorCode
 from floe_broker.app import Broker
 from floe_broker.dispatch import Dispatcher
 from floe_broker.errors import FrameError
-from tests.inprocess.wire import call, decode_response, encode_request, record_batch, request
+from tests.infra.batches import record_batch
+from tests.inprocess.wire import call, decode_response, encode_request, request
 
 CREATE_TOPICS, METADATA, PRODUCE, FETCH, LIST_OFFSETS, INIT_PRODUCER_ID, API_VERSIONS = 19, 3, 0, 1, 2, 22, 18
 LATEST, EARLIEST = -1, -2

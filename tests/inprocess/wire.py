@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import struct
-import time
 import typing
 from typing import Any
 
-import crc32c
 from kio.index import load_request_schema
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i16, i32
@@ -87,28 +85,3 @@ def _element_type(hint: Any) -> Any:
     return None
 
 
-def record_batch(value: bytes = b"v", key: bytes = b"k", *, count: int = 1,
-                 producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1) -> bytes:
-    """A RecordBatch v2 with ``count`` records, laid out by hand per the Kafka spec."""
-    recs = b""
-    for i in range(count):
-        body = b"\x00" + _varint(0) + _varint(i) + _varint(len(key)) + key + _varint(len(value)) + value + _varint(0)
-        recs += _varint(len(body)) + body
-    now = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, now, now, producer_id, producer_epoch, base_sequence,
-                            count) + recs
-    length = 4 + 1 + 4 + len(after_crc)
-    return struct.pack(">qiibI", 0, length, -1, 2, crc32c.crc32c(after_crc)) + after_crc
-
-
-def _varint(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)

@@ -49,6 +49,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 NAMESPACE = "streaming"
 SC = "floe.dev/v1alpha1/streamclusters"
+SU = "floe.dev/v1alpha1/streamusers"
 
 
 class Api:
@@ -77,7 +78,12 @@ class Api:
             "PATCH", f"/apis/floe.dev/v1alpha1/namespaces/{NAMESPACE}/streamclusters/{name}", {"spec": spec_patch}
         )
 
-    async def create_secret(self, name: str, keys: list[str]) -> None:
+    async def create_secret(self, name: str, keys: list[str], values: dict[str, str] | None = None) -> None:
+        """A Secret with ``keys`` (each "secret") and ``values`` (as given), as ``data`` like the API server."""
+        import base64
+
+        data = {k: "c2VjcmV0" for k in keys}
+        data.update({k: base64.b64encode(v.encode()).decode() for k, v in (values or {}).items()})
         await self.request(
             "POST",
             f"/api/v1/namespaces/{NAMESPACE}/secrets",
@@ -85,9 +91,21 @@ class Api:
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": name, "namespace": NAMESPACE},
-                "data": {k: "c2VjcmV0" for k in keys},
+                "data": data,
             },
         )
+
+    async def create_user(self, spec: dict[str, Any], name: str = "app") -> dict[str, Any]:
+        body = {"apiVersion": "floe.dev/v1alpha1", "kind": "StreamUser",
+                "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-user-{name}"}, "spec": spec}
+        return await self.request("POST", f"/apis/floe.dev/v1alpha1/namespaces/{NAMESPACE}/streamusers", body)
+
+    async def patch_user(self, spec_patch: dict[str, Any], name: str = "app") -> None:
+        await self.request(
+            "PATCH", f"/apis/floe.dev/v1alpha1/namespaces/{NAMESPACE}/streamusers/{name}", {"spec": spec_patch})
+
+    async def delete_user(self, name: str = "app") -> None:
+        await self.request("DELETE", f"/apis/floe.dev/v1alpha1/namespaces/{NAMESPACE}/streamusers/{name}")
 
     async def set_deployment_status(self, name: str, status: dict[str, Any]) -> None:
         """Play the Deployment controller: report rollout progress."""
@@ -274,16 +292,24 @@ async def api() -> AsyncIterator[Api]:
                 subresources={"status", "scale"},
                 verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
             )
+            kmock.resources[SU] = kmock_.ResourceInfo(
+                kind="StreamUser",
+                singular="streamuser",
+                namespaced=True,
+                subresources={"status"},
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            )
             yield Api(kmock, session)
 
 
 @contextlib.asynccontextmanager
-async def running_operator(api: Api, tmp_path: Any, *, config: Any = None) -> AsyncIterator[None]:
+async def running_operator(api: Api, tmp_path: Any, *, config: Any = None, **memo_values: Any) -> AsyncIterator[None]:
     """Run the real operator (floe_operator.main handlers) against the emulator.
 
     It authenticates from a kubeconfig exactly as in production: kopf's own
     login and the operator's KubeClient both read ``$KUBECONFIG``. ``config``
-    replaces the test default OperatorConfig.
+    replaces the test default OperatorConfig; ``memo_values`` go into kopf's
+    memo (fakes such as ``user_admin_factory``).
     """
     import kopf
     import kubernetes.config.kube_config
@@ -311,7 +337,7 @@ async def running_operator(api: Api, tmp_path: Any, *, config: Any = None) -> As
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         if config is None:
             config = config_.OperatorConfig(broker_image="floe:test", retry_delay_seconds=0.5)
-        memo = kopf.Memo(config=config)
+        memo = kopf.Memo(config=config, **memo_values)
         settings = kopf.OperatorSettings()
         ready = asyncio.Event()
         task = asyncio.create_task(

@@ -104,7 +104,19 @@ FULL: dict[str, Any] = {
     "paused": False,
 }
 
+# Two listeners (plaintext SCRAM inside, TLS with SCRAM outside, mutual TLS) and ACLs.
+SECURE: dict[str, Any] = {
+    **MINIMAL,
+    "listeners": [
+        {"name": "internal", "port": 9092, "authentication": "scram-sha-512"},
+        {"name": "external", "port": 9093, "tls": {"secretName": "demo-tls"}, "authentication": "scram-sha-256"},
+        {"name": "mtls", "port": 9094, "tls": {"secretName": "demo-mtls"}, "authentication": "mtls"},
+    ],
+    "authorization": {"type": "simple", "superUsers": ["admin", "User:CN=ops"]},
+}
+
 VARIANTS: dict[str, dict[str, Any]] = {
+    "secure": SECURE,
     "minimal": MINIMAL,
     "minio": MINIO,
     "full": FULL,

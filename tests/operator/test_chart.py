@@ -67,7 +67,7 @@ def test_rendered_manifests_validate(values: str, version: str) -> None:
 def test_chart_carries_the_crd() -> None:
     chart = helm.Chart.load(str(CHART_DIR))
     crds = [yaml.safe_load(c["data"]) for c in chart.crds]
-    assert [c["metadata"]["name"] for c in crds] == ["streamclusters.floe.dev"]
+    assert sorted(c["metadata"]["name"] for c in crds) == ["streamclusters.floe.dev", "streamusers.floe.dev"]
 
 
 def test_operator_deployment_runs_floe_operator() -> None:
@@ -129,11 +129,16 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
         ("policy", "poddisruptionbudgets"),
     ):
         assert writes <= grants[(group, plural)], plural
-    assert grants[("", "secrets")] == {"get"}  # read by name only, never listed
+    # Read by name, never listed or deleted: created once (the cluster Secret), applied (a StreamUser's).
+    assert grants[("", "secrets")] == {"get", "create", "patch"}
     # The rebalance loop lists broker pods and patches their deletion cost; it never creates or deletes them.
     assert grants[("", "pods")] == {"get", "list", "patch"}
     assert {"get", "list", "watch", "patch"} <= grants[("floe.dev", "streamclusters")]
     assert "patch" in grants[("floe.dev", "streamclusters/status")]
+    # StreamUsers: watched, their finalizer kept (a patch of metadata), their status written; never created.
+    assert grants[("floe.dev", "streamusers")] == {"get", "list", "watch", "patch", "update"}
+    assert "patch" in grants[("floe.dev", "streamusers/status")]
+    assert grants[("floe.dev", "streamusers/finalizers")] == {"update"}
     assert "create" in grants[("", "events")]
     assert not any("*" in verbs for verbs in grants.values())
     assert ("rbac.authorization.k8s.io", "roles") not in grants

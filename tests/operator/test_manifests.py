@@ -46,7 +46,15 @@ def test_minimal_cluster_objects() -> None:
     ]  # fmt: skip
     # (two Services share the key; see the next test)
     assert objs["Deployment"]["spec"]["replicas"] == 3
-    assert "volumes" not in objs["Deployment"]["spec"]["template"]["spec"]
+    # No data volumes: the only one is the cluster Secret (cluster secret, admin token), read-only.
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "cluster-secrets",
+                               "secret": {"secretName": "demo-cluster-secrets", "defaultMode": 0o440}}]
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "cluster-secrets", "mountPath": "/etc/floe/secrets", "readOnly": True}]
+    assert pod["securityContext"]["fsGroup"] == 10001  # the broker's group can read the Secret's files
+    # The Secret itself is the reconciler's (created once, random): never rendered, never in the ConfigMap.
+    assert "Secret" not in objs
 
 
 def test_services_headless_and_bootstrap() -> None:
@@ -74,7 +82,10 @@ def test_broker_contract_in_the_pod() -> None:
     assert c["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
-    assert "/v1/drain" in " ".join(c["lifecycle"]["preStop"]["exec"]["command"])
+    drain = " ".join(c["lifecycle"]["preStop"]["exec"]["command"])
+    assert "/v1/drain" in drain
+    # the drain carries the admin token, read from the mounted file (never a literal)
+    assert "/etc/floe/secrets/admin-token" in drain and "Bearer" in drain
     pod = objs["Deployment"]["spec"]["template"]
     assert pod["spec"]["terminationGracePeriodSeconds"] == 60
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
@@ -84,8 +95,10 @@ def test_broker_contract_in_the_pod() -> None:
 def test_config_map_maps_keys_to_floe_env() -> None:
     data = build(sc_samples.MINIO)["ConfigMap"]["data"]
     assert data == {
+        "FLOE_ADMIN_TOKEN_FILE": "/etc/floe/secrets/admin-token",
         "FLOE_AUTO_CREATE_TOPICS": "true",
         "FLOE_CLUSTER": "demo",
+        "FLOE_CLUSTER_SECRET_FILE": "/etc/floe/secrets/cluster-secret",
         "FLOE_FLUSH_INTERVAL_MS": "25",
         "FLOE_HTTP": "0.0.0.0:9644",
         "FLOE_LISTEN": "0.0.0.0:9092",
@@ -227,3 +240,75 @@ def test_spec_errors_are_actionable(spec: dict[str, Any], fragment: str) -> None
 def test_cluster_name_must_leave_room_for_service_names() -> None:
     with pytest.raises(spec_.SpecError, match="at most 53"):
         spec_.StreamCluster.from_body(sc_samples.cluster(sc_samples.MINIMAL, name="x" * 54))
+
+
+def test_listeners_become_kafka_style_broker_settings() -> None:
+    objs = build(sc_samples.SECURE)
+    data = objs["ConfigMap"]["data"]
+    assert "FLOE_LISTEN" not in data
+    assert data["FLOE_LISTENERS"] == "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9093,MTLS://0.0.0.0:9094"
+    assert data["FLOE_LISTENER_SECURITY_PROTOCOL_MAP"] == "INTERNAL:SASL_PLAINTEXT,EXTERNAL:SASL_SSL,MTLS:SSL"
+    assert data["FLOE_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-256,SCRAM-SHA-512"
+    assert data["FLOE_SASL_ENABLED_MECHANISMS_INTERNAL"] == "SCRAM-SHA-512"
+    assert data["FLOE_SASL_ENABLED_MECHANISMS_EXTERNAL"] == "SCRAM-SHA-256"
+    assert data["FLOE_SSL_DIR_EXTERNAL"] == "/etc/floe/tls/external"
+    assert data["FLOE_SSL_DIR_MTLS"] == "/etc/floe/tls/mtls"
+    assert data["FLOE_SSL_CLIENT_AUTH_MTLS"] == "required"
+    assert "FLOE_SSL_CLIENT_AUTH_EXTERNAL" not in data and "FLOE_SSL_DIR_INTERNAL" not in data
+    assert data["FLOE_SASL_BOOTSTRAP_USERS_FILE"] == "/etc/floe/secrets/bootstrap-users"
+    assert data["FLOE_AUTHORIZER"] == "simple"
+    assert data["FLOE_SUPER_USERS"] == "User:floe-operator;User:admin;User:CN=ops"
+
+    e = env(objs)
+    assert "FLOE_ADVERTISE" not in e
+    assert e["FLOE_ADVERTISED_LISTENERS"] == (
+        "INTERNAL://$(POD_IP):9092,EXTERNAL://$(POD_IP):9093,MTLS://$(POD_IP):9094")
+    c = container(objs)
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [
+        ("internal", 9092), ("external", 9093), ("mtls", 9094), ("admin", 9644)]
+    assert {m["mountPath"]: m["name"] for m in c["volumeMounts"]} == {
+        "/etc/floe/secrets": "cluster-secrets", "/etc/floe/tls/external": "tls-external",
+        "/etc/floe/tls/mtls": "tls-mtls"}
+    volumes = {v["name"]: v["secret"]["secretName"] for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes == {"cluster-secrets": "demo-cluster-secrets", "tls-external": "demo-tls", "tls-mtls": "demo-mtls"}
+
+
+def test_every_listener_has_a_service_port() -> None:
+    cluster = spec_.StreamCluster.from_body(sc_samples.cluster(sc_samples.SECURE))
+    for svc in (o for o in manifests.build_all(cluster, CONFIG) if o["kind"] == "Service"):
+        assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+            ("internal", 9092, "internal"), ("external", 9093, "external"), ("mtls", 9094, "mtls"),
+            ("admin", 9644, "admin")]
+
+
+def test_without_authorization_no_authorizer_and_no_bootstrap_user_without_scram() -> None:
+    spec = {**sc_samples.MINIMAL, "listeners": [{"name": "plain", "port": 9092}]}
+    data = build(spec)["ConfigMap"]["data"]
+    assert data["FLOE_LISTENER_SECURITY_PROTOCOL_MAP"] == "PLAIN:PLAINTEXT"
+    for key in ("FLOE_AUTHORIZER", "FLOE_SUPER_USERS", "FLOE_SASL_ENABLED_MECHANISMS",
+                "FLOE_SASL_BOOTSTRAP_USERS_FILE"):
+        assert key not in data
+
+
+@pytest.mark.parametrize(
+    ("listeners", "message"),
+    [
+        ([{"name": "a", "port": 9092, "authentication": "mtls"}], "mtls needs tls.secretName"),
+        ([{"name": "a", "port": 9092, "authentication": "plain"}], "sends passwords in the clear"),
+        ([{"name": "a", "port": 9092}, {"name": "a", "port": 9093}], "two listeners are named 'a'"),
+        ([{"name": "a", "port": 9092}, {"name": "b", "port": 9092}], "port 9092 is already used by listener 'a'"),
+        ([{"name": "a", "port": 9644}], "port 9644 is already listener.adminPort"),
+        ([{"name": "admin", "port": 9092}], "listener name 'admin' is reserved"),
+        ([{"name": "Internal", "port": 9092}], "listeners.0.name"),
+        ([{"name": "a", "port": 9092, "authentication": "kerberos"}], "listeners.0.authentication"),
+    ],
+)
+def test_bad_listeners_are_refused_with_a_message(listeners: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(spec_.SpecError, match=message):
+        spec_.StreamCluster.from_body(sc_samples.cluster({**sc_samples.MINIMAL, "listeners": listeners}))
+
+
+def test_listener_settings_cannot_be_smuggled_through_config() -> None:
+    for key in ("listeners", "superUsers", "clusterSecretFile", "adminToken"):
+        with pytest.raises(spec_.SpecError, match="managed by the operator"):
+            spec_.StreamCluster.from_body(sc_samples.cluster({**sc_samples.MINIMAL, "config": {key: "x"}}))

@@ -17,6 +17,7 @@ for those, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -80,6 +81,7 @@ class FakeCluster:
         self.servers: list[ThreadingHTTPServer] = []
         # Admin side.
         self.cluster_reads = 0
+        self.authorizations: list[str | None] = []  # the Authorization header of every admin call
         self.reassignments: list[list[dict[str, Any]]] = []
         self.gate = asyncio.Event()
         self.gate.set()
@@ -168,8 +170,9 @@ class FakeCluster:
                 ],
             }
 
-    async def get_cluster(self, _: web.Request) -> web.Response:
+    async def get_cluster(self, request: web.Request) -> web.Response:
         self.cluster_reads += 1
+        self.authorizations.append(request.headers.get("Authorization"))
         return web.json_response(self.view())
 
     async def post_reassignments(self, request: web.Request) -> web.Response:
@@ -397,6 +400,13 @@ async def test_scale_out_then_drain_move_leaders_and_keep_deletion_costs(
             return True
 
         await eventually(measured, within=30)
+        # The loop reads the cluster with the admin token from the cluster Secret the operator made
+        # (a round that starts before the reconciler made it has none yet).
+        secret = api.get("v1/secrets", "demo-cluster-secrets")
+        assert secret is not None
+        token = base64.b64decode(secret["data"]["admin-token"]).decode()
+        assert cluster.authorizations[-1] == f"Bearer {token}"
+        assert set(cluster.authorizations) <= {f"Bearer {token}", None}
         await eventually(lambda: (deletion_cost(api, 1), deletion_cost(api, 2)) == ("1", "0"), within=30)
         assert condition(api)["status"] == "False"
         assert condition(api)["reason"] == "Balanced"

@@ -355,7 +355,7 @@ def kubernetes_round(cluster_view: schema.ClusterView, answers: dict[str, Any]) 
         kube=FakeKube(body),  # type: ignore[arg-type]
         config=config_.OperatorConfig(),
         logger=logging.getLogger("test"),
-        admin_factory=lambda _url: admin,  # type: ignore[arg-type,return-value]
+        admin_factory=lambda _url, **_: admin,  # type: ignore[arg-type,return-value]
         prometheus_factory=lambda url, **kw: prometheus.PrometheusReader(url, client=FakeClient(answers), **kw),
     )
     cluster = spec_.StreamCluster.from_body(body)

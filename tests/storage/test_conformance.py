@@ -789,8 +789,10 @@ async def test_instrumented_counts_requests_bytes_and_errors(
     puts0 = _sample("floe_objectstore_requests_total", op="put", kind="wal")
     written0 = _sample("floe_objectstore_written_bytes_total", kind="wal")
     read0 = _sample("floe_objectstore_read_bytes_total", kind="wal")
-    errors0 = _sample("floe_objectstore_errors_total", op="get", kind="meta")
+    errors0 = _sample("floe_objectstore_errors_total", op="get", kind="cluster")
     lat0 = _sample("floe_objectstore_request_seconds_count", op="put")
+    sized0 = _sample("floe_objectstore_put_bytes_count", kind="wal")
+    sized_sum0 = _sample("floe_objectstore_put_bytes_sum", kind="wal")
 
     await store.put("wal/1/s/00000001", b"x" * 100, if_none_match=True)
     with pytest.raises(PreconditionFailed):
@@ -808,18 +810,21 @@ async def test_instrumented_counts_requests_bytes_and_errors(
     st = store.stats()
     assert st["requests"]["put"] == {"wal": 2, "other": 1}
     assert st["requests"]["get_range"] == {"wal": 1}
-    assert st["requests"]["get"] == {"meta": 2}
+    assert st["requests"]["get"] == {"cluster": 2}
     assert st["bytes_written"] == {"wal": 100, "other": 3}  # the losing put wrote nothing
     assert st["bytes_read"] == {"wal": 35}
-    assert st["errors"] == {"get": {"meta": 1}}  # answers (404, 412) are not errors
+    assert st["errors"] == {"get": {"cluster": 1}}  # answers (404, 412) are not errors
     assert st["conflicts"] == {"wal": 1}
-    assert st["not_found"] == {"meta": 1}
+    assert st["not_found"] == {"cluster": 1}
 
     assert _sample("floe_objectstore_requests_total", op="put", kind="wal") - puts0 == 2
     assert _sample("floe_objectstore_written_bytes_total", kind="wal") - written0 == 100
     assert _sample("floe_objectstore_read_bytes_total", kind="wal") - read0 == 35
-    assert _sample("floe_objectstore_errors_total", op="get", kind="meta") - errors0 == 1
+    assert _sample("floe_objectstore_errors_total", op="get", kind="cluster") - errors0 == 1
     assert _sample("floe_objectstore_request_seconds_count", op="put") - lat0 == 3
+    # Object sizes: only PUTs that wrote an object are observed.
+    assert _sample("floe_objectstore_put_bytes_count", kind="wal") - sized0 == 1
+    assert _sample("floe_objectstore_put_bytes_sum", kind="wal") - sized_sum0 == 100
 
     store.reset_stats()
     assert store.stats()["requests"] == {}
@@ -829,8 +834,13 @@ async def test_instrumented_counts_requests_bytes_and_errors(
 def test_key_kind() -> None:
     assert key_kind("wal/3/abc/00000001") == "wal"
     assert key_kind("data/t/0/0") == "data"
-    assert key_kind("meta/cluster") == "meta"
+    assert key_kind("meta/cluster") == "cluster"
+    assert key_kind("meta/controller") == "lease"
+    assert key_kind("meta/partitions/tid/3") == "checkpoint"
+    assert key_kind("meta/partitions/") == "checkpoint"  # a list prefix
+    assert key_kind("meta/something-new") == "meta"
     assert key_kind("meta") == "meta"
+    assert key_kind("checkpoint/x") == "other"
     assert key_kind("walrus/x") == "other"
     assert key_kind("") == "other"
 

@@ -9,6 +9,10 @@ Every body is a ``floe_api`` model: a body that does not parse is answered
 ``/internal/v1`` calls that only the controller can answer get a 503 "not
 the controller" anywhere else, which the caller's client turns into
 ``NotController`` and looks the lease up again.
+
+Who may call which path (the cluster secret for ``/internal/v1``, the admin
+token for ``/v1``, probes open) is ``auth.py``'s middleware, in front of
+every handler.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from floe_api import public as schema
 from ..cluster.client import LocalController
 from ..cluster.metadata import ClusterState
 from ..cluster.rpc import NOT_THE_CONTROLLER
+from ..config import Secrets
 from ..errors import NotController, RpcError
+from . import auth
 from .views import cluster_view
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -42,6 +48,10 @@ class AdminBroker(Protocol):
 
     @property
     def draining(self) -> bool: ...
+
+    @property
+    def secrets(self) -> Secrets:
+        """The cluster secret and admin token the admin port checks (None: that side is open)."""
 
     @property
     def node_id(self) -> int: ...
@@ -82,7 +92,7 @@ async def parse(request: web.Request, model: type[Body]) -> Body:
 
 
 def build_app(broker: AdminBroker) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[auth.middleware(broker.secrets)])
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -195,6 +205,7 @@ def build_app(broker: AdminBroker) -> web.Application:
 
 
 async def start(broker: AdminBroker, host: str, port: int) -> web.AppRunner:
+    auth.warn_if_open(broker.secrets)
     runner = web.AppRunner(build_app(broker), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -34,7 +34,7 @@ import structlog
 
 from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
-from ..errors import NotController, RpcError, StartupError, StoreUnavailable
+from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
 from ..storage.objectstore import ObjectStore
 from .client import LocalController, RemoteController
 from .controller import Controller, now_ms
@@ -177,6 +177,8 @@ class Membership:
                     await self.refresh_view()
                     self.node_id = node
                     return node
+                except ClusterSecretRefused:
+                    raise StartupError("the controller refused this broker's cluster secret") from None
                 except (RpcError, NotController) as exc:
                     log.info("controller not reachable yet", controller=lease.http, error=str(exc))
             if time.monotonic() - started > self.join_timeout_s:

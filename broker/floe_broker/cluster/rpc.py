@@ -4,6 +4,11 @@ Small JSON requests with short timeouts. Any failure raises :class:`RpcError`
 (callers decide whether to retry), except a controller-only call that reached
 a broker which is not the controller: that raises :class:`NotController`, so
 the caller looks the lease up again instead of retrying the same address.
+
+Every call carries the cluster secret, when one is configured, in the
+:data:`CLUSTER_SECRET_HEADER` header; the other side answers 401 to a missing
+or wrong one, which raises :class:`ClusterSecretRefused` (no retry can fix it).
+See docs/architecture.md#the-admin-api.
 """
 
 from __future__ import annotations
@@ -12,20 +17,23 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import NotController, RpcError
+from ..errors import ClusterSecretRefused, NotController, RpcError
 
 # The ``error`` of the 503 a broker answers to a controller-only call when it is not the controller.
 NOT_THE_CONTROLLER = "not the controller"
+# The header an /internal/v1 call carries the cluster secret in (the admin token uses Authorization).
+CLUSTER_SECRET_HEADER = "X-Floe-Cluster-Secret"
 
 
 class Rpc:
-    def __init__(self, timeout_s: float = 5.0) -> None:
+    def __init__(self, timeout_s: float = 5.0, *, cluster_secret: str | None = None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._headers = {CLUSTER_SECRET_HEADER: cluster_secret} if cluster_secret else {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self._session
 
     async def call(self, http: str, path: str, body: Any, *, timeout_s: float | None = None) -> Any:
@@ -33,6 +41,8 @@ class Rpc:
         try:
             async with self._client().post(f"http://{http}{path}", json=body, timeout=timeout) as resp:
                 data = await resp.json(content_type=None)
+                if resp.status == 401:
+                    raise ClusterSecretRefused(f"{http}{path}: 401: the cluster secret was refused")
                 if resp.status == 503 and isinstance(data, dict) and data.get("error") == NOT_THE_CONTROLLER:
                     raise NotController(f"{http}{path}: {NOT_THE_CONTROLLER}")
                 if resp.status >= 400:

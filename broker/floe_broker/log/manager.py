@@ -1,20 +1,27 @@
-"""The partitions this broker leads: open (with recovery), checkpoint, compact, retain, close.
+"""The partitions this broker leads: open (with recovery), checkpoint, consolidate, retain, close.
 
 Opening partition P at epoch E (I1, docs/architecture.md#i1-single-writer):
   1. read its checkpoint ``meta/partitions/<topic-id>/<p>``; a higher epoch
      there means someone else owns it: refuse;
-  2. unless the previous leader closed it cleanly, recover the tail: read the
-     footers of that session's WAL objects after the checkpoint's ``wal_from``
-     (in sequence order, up to the first tombstone or gap -- the controller
-     fenced that session first) and take the entries of P at the old epoch;
+  2. unless the previous leader closed it cleanly, take the newest valid
+     checkpoint batch of the session that checkpoint names carrying P at its
+     epoch (``log.checkpoints``), then recover the tail: read the footers of
+     that session's WAL objects after the batch's (or checkpoint's)
+     ``wal_from`` (in sequence order, up to the first tombstone or gap -- the
+     controller fenced that session first) and take the entries of P at the
+     old epoch;
   3. CAS-write the checkpoint with epoch E, our node and session, and our
-     WAL position. From then on only this session may write P.
+     WAL position. From then on only this session may write P, and no batch
+     of another session is read for P again.
 
-Every ``checkpoint_interval_ms`` the checkpoint of each changed partition is
-CAS-written (a 412 means a higher epoch took over: stop serving it), which
-bounds how much WAL a successor must scan. Compaction rewrites durable WAL
-chunks into one ``data/`` object; retention drops whole data objects from
-the front and moves ``log_start`` forward, never ``next_offset`` (I4).
+Every ``checkpoint_interval_ms`` one maintenance round consolidates due WAL
+ranges of all partitions into shared objects (``log.consolidation``), drops
+expired segments (retention moves ``log_start`` forward, never
+``next_offset``: I4), and writes ONE checkpoint batch for every partition
+that changed. The per-partition checkpoint is written again only on close
+(clean) and move. Objects are deleted by the collector (``log.gc``), never
+here, because a consolidated object is shared by partitions this broker may
+no longer lead.
 """
 
 from __future__ import annotations
@@ -36,10 +43,15 @@ from ..storage import layout
 from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .cache import BlockCache
+from .checkpoints import BatchReader, BatchWriter
+from .consolidation import Consolidator
+from .held import Held
 from .partition import Chunk, Partition, Segment
 from .wal import WalWriter
 
 log = structlog.get_logger(__name__)
+
+FORGET_BATCHES_AFTER_S = 5.0
 
 
 @dataclass
@@ -51,16 +63,7 @@ class Settings:
     retention_bytes: int
     memory_cache_bytes: int
     block_size: int
-
-
-@dataclass(eq=False)
-class Held:
-    partition: Partition
-    etag: str
-    checkpointed_hw: int
-    checkpointed_pieces: int
-    last_compaction: float
-    dirty: bool = False
+    consolidation_target_bytes: int = 32 * 1024 * 1024
 
 
 class PartitionManager:
@@ -83,6 +86,14 @@ class PartitionManager:
         self.settings = settings
         self.topic_config = topic_config  # callable (topic, key) -> str|None
         self.held: dict[tuple[str, int], Held] = {}
+        self.batches = BatchWriter(store, node_id=node_id, session=session)
+        self.batch_reader = BatchReader(store, capacity=16)
+        self._forget_batches: asyncio.TimerHandle | None = None
+        self.consolidator = Consolidator(
+            store, cache, node_id=node_id, session=session,
+            target_bytes=settings.consolidation_target_bytes, after_bytes=settings.compact_after_bytes,
+            after_ms=settings.compact_after_ms, index_block=settings.block_size,
+        )
         self._memory: deque[Chunk] = deque()
         self._memory_bytes = 0
         self._opening: dict[tuple[str, int], asyncio.Task[Partition | None]] = {}
@@ -132,10 +143,26 @@ class PartitionManager:
             return held.partition
         task = self._opening.get(key)
         if task is None:
+            if self._forget_batches is not None:
+                self._forget_batches.cancel()
+                self._forget_batches = None
             task = asyncio.create_task(self._open(topic, topic_id, index, epoch))
             self._opening[key] = task
-            task.add_done_callback(lambda _t: self._opening.pop(key, None))
+            task.add_done_callback(lambda _t: self._opened(key))
         return await asyncio.shield(task)
+
+    def _opened(self, key: tuple[str, int]) -> None:
+        self._opening.pop(key, None)
+        if not self._opening and self._forget_batches is None:
+            # Decoded batches serve opens in progress (a failed session's partitions
+            # come in groups): forget them once opening has been quiet for a while.
+            self._forget_batches = asyncio.get_running_loop().call_later(
+                FORGET_BATCHES_AFTER_S, self._forget_decoded_batches)
+
+    def _forget_decoded_batches(self) -> None:
+        self._forget_batches = None
+        if not self._opening:
+            self.batch_reader.clear()
 
     async def _open(self, topic: str, topic_id: str, index: int, epoch: int) -> Partition | None:
         ck_key = layout.checkpoint_key(topic_id, index)
@@ -156,8 +183,8 @@ class PartitionManager:
             recovered = 0
             if body is not None:
                 part.load_checkpoint_body(body)
-                if not body.get("clean") and body.get("session") and body["session"] != self.session:
-                    recovered = await self._recover_tail(part, body)
+                if not body.get("clean") and body.get("session"):
+                    recovered = await self._recover(part, body)
             new_body = self._body(part, clean=False)
             cond = {"if_none_match": True} if etag is None else {"if_match": etag}
             try:
@@ -173,8 +200,25 @@ class PartitionManager:
                      recovered_chunks=recovered, ms=round((time.perf_counter() - t0) * 1000, 1))
             return part
 
-    async def _recover_tail(self, part: Partition, body: dict[str, Any]) -> int:
-        node, session, start = body["node"], body["session"], body.get("wal_from", 0)
+    async def _recover(self, part: Partition, body: dict[str, Any]) -> int:
+        """State after an unclean close: the newest batch carrying it, then the WAL tail."""
+        node, session, epoch = int(body["node"]), str(body["session"]), int(body["epoch"])
+        start = int(body.get("wal_from", 0))
+        upto: int | None = None
+        if session == self.session:
+            # Our own partition, closed without a clean checkpoint and led again:
+            # what we appended to it must be durable before we read our WAL back.
+            await self.wal.barrier()
+            upto = self.wal.completed_seq
+        found = await self.batch_reader.find(node, session, part.topic_id, part.index, epoch)
+        if found is not None:
+            batch, state = found
+            part.load_checkpoint_body(state)
+            start = batch.wal_from
+        return await self._recover_tail(part, node, session, epoch, start, upto)
+
+    async def _recover_tail(self, part: Partition, node: int, session: str, epoch: int, start: int,
+                            upto: int | None) -> int:
         keys = await retrying(lambda: self.store.list(layout.wal_prefix(node, session)))
         # The closed prefix: consecutive seqs after the checkpoint, up to the first gap.
         chain: list[str] = []
@@ -183,7 +227,7 @@ class PartitionManager:
             seq = layout.seq_of(key)
             if seq <= start:
                 continue
-            if seq != expected:
+            if seq != expected or (upto is not None and seq > upto):
                 break  # a gap: nothing after it can have been acknowledged
             chain.append(key)
             expected += 1
@@ -192,10 +236,11 @@ class PartitionManager:
 
         async def footer(key: str) -> tuple[list[Any], bytes]:
             async with sem:
-                suffix = await retrying(lambda: self.store.get_suffix(key, formats.SUFFIX_GUESS))
+                # Through the cache: the partitions of one failed session read the same footers.
+                suffix = await self.cache.read_suffix(key, formats.SUFFIX_GUESS)
                 index, length, magic = formats.index_from_suffix(suffix)
                 if index is None:
-                    suffix = await retrying(lambda: self.store.get_suffix(key, length + formats.FOOTER_SIZE))
+                    suffix = await self.cache.read_suffix(key, length + formats.FOOTER_SIZE)
                     index, _, _ = formats.index_from_suffix(suffix)
                     assert index is not None
                 return index, magic
@@ -210,7 +255,7 @@ class PartitionManager:
                 if (
                     entry.topic_id == part.topic_id
                     and entry.partition == part.index
-                    and entry.epoch == body["epoch"]
+                    and entry.epoch == epoch
                 ):
                     part.add_recovered(entry, key)
                     found += 1
@@ -252,6 +297,12 @@ class PartitionManager:
                     await self._write_checkpoint(held, clean=True)
                 except NotLeader:
                     pass
+        elif not self.wal.fenced:
+            # Not moved by us (its leader changed under us): our batches will stop
+            # carrying it, so leave its durable state where a successor looks first.
+            async with self._maintenance_lock:
+                with contextlib.suppress(Exception):
+                    await self._write_checkpoint(held, clean=False, attempts=3)
         self.held.pop((topic, index), None)
         part.close()
         metrics.PARTITIONS_LED.set(len(self.held))
@@ -265,12 +316,13 @@ class PartitionManager:
 
     # ---- checkpoints -----------------------------------------------------------
 
-    async def _write_checkpoint(self, held: Held, *, clean: bool = False) -> None:
+    async def _write_checkpoint(self, held: Held, *, clean: bool = False, attempts: int = 10) -> None:
+        """CAS the per-partition checkpoint (close and move only: the rare writes)."""
         part = held.partition
         ck_key = layout.checkpoint_key(part.topic_id, part.index)
         body = self._body(part, clean=clean)
         try:
-            held.etag = await retrying(lambda: self.store.put(ck_key, body, if_match=held.etag), attempts=10)
+            held.etag = await retrying(lambda: self.store.put(ck_key, body, if_match=held.etag), attempts=attempts)
         except PreconditionFailed:
             got = await retrying(lambda: self.store.get(ck_key))
             theirs = json.loads(got.data)
@@ -282,91 +334,46 @@ class PartitionManager:
             self.held.pop((part.topic, part.index), None)
             part.close()
             raise NotLeader(part.topic) from None
-        held.checkpointed_hw = part.high_watermark
-        held.checkpointed_pieces = len(part.pieces)
-        held.dirty = False
+        held.mark_checkpointed(part.high_watermark, len(part.pieces))
+
+    async def _write_batch(self, helds: list[Held]) -> None:
+        """One checkpoint batch: every partition that changed, or is due for a refresh."""
+        carried = [h for h in helds if h.changed or h.carry_again or self.batches.due(h.batch_seq)]
+        if not carried:
+            return
+        marks = [(h, h.partition.high_watermark, len(h.partition.pieces), h.dirty) for h in carried]
+        seq = await self.batches.write(
+            [h.partition for h in carried], wal_from=self.wal.completed_seq,
+            data_seq=self.consolidator.swapped_seq,
+        )
+        for held, hw, pieces, structural in marks:
+            held.batch_seq = seq
+            held.carry_again = structural
+            if held.partition.high_watermark == hw and len(held.partition.pieces) == pieces:
+                held.mark_checkpointed(hw, pieces)
 
     async def maintenance(self) -> None:
-        """One round of compaction, retention and checkpoints (called periodically)."""
+        """One round of consolidation, retention and one checkpoint batch (called periodically)."""
         async with self._maintenance_lock:
-            for held in list(self.held.values()):
-                part = held.partition
-                if not part.accepting:
-                    continue
+            helds = [h for h in self.held.values() if h.partition.accepting]
+            try:
+                await self.consolidator.run(helds)
+            except Exception as exc:  # keep serving; the runs stay WAL chunks until next round
+                log.warning("consolidation failed", error=repr(exc))
+            for held in helds:
                 try:
-                    await self._compact(held)
-                    dropped = self._retain(held)
-                    if (
-                        held.dirty
-                        or part.high_watermark != held.checkpointed_hw
-                        or len(part.pieces) != held.checkpointed_pieces
-                    ):
-                        await self._write_checkpoint(held)
-                    for piece in dropped:
-                        await self._delete_piece(piece)
-                except NotLeader:
-                    continue
-                except Exception as exc:  # keep serving; try again next round
-                    log.warning("maintenance failed", topic=part.topic, partition=part.index,
-                                error=repr(exc))
+                    self._retain(held)
+                except Exception as exc:
+                    part = held.partition
+                    log.warning("retention failed", topic=part.topic, partition=part.index, error=repr(exc))
+            helds = [h for h in helds if h.partition.accepting and self.held.get(
+                (h.partition.topic, h.partition.index)) is h]
+            try:
+                await self._write_batch(helds)
+            except Exception as exc:  # retried next round; nothing counts as checkpointed meanwhile
+                log.warning("checkpoint batch failed; retrying next round", error=repr(exc))
 
-    # ---- compaction & retention --------------------------------------------------
-
-    async def _compact(self, held: Held) -> None:
-        part = held.partition
-        count = 0
-        size = 0
-        for piece in part.pieces:
-            if isinstance(piece, Segment):
-                if count:
-                    break
-                continue
-            if not piece.durable or piece.last >= part.high_watermark:
-                break
-            count += 1
-            size += piece.size
-        first = next((i for i, p in enumerate(part.pieces) if isinstance(p, Chunk)), None)
-        if first is None or count == 0:
-            return
-        if any(isinstance(p, Segment) for p in part.pieces[first : first + count]):
-            return
-        old_enough = time.monotonic() - held.last_compaction >= self.settings.compact_after_ms / 1000
-        if size < self.settings.compact_after_bytes and not old_enough:
-            return
-        chunks = [p for p in part.pieces[first : first + count] if isinstance(p, Chunk)]
-        parts: list[bytes | bytearray] = []
-        index: list[list[int]] = []
-        pos = 0
-        block: list[Any] | None = None
-        for c in chunks:
-            data = c.data if c.data is not None else await self.cache.read(c.key or "", c.pos, c.size)
-            parts.append(data)
-            if block is None or block[4] >= self.settings.block_size:
-                block = [c.base, c.last, c.max_ts, pos, 0]
-                index.append(block)
-            block[1] = c.last
-            block[2] = max(block[2], c.max_ts)
-            block[4] += c.size
-            pos += c.size
-        key = layout.data_key(part.topic_id, part.index, chunks[0].base) + f"-{part.epoch}"
-        body = formats.encode_object(parts, index, formats.DATA_MAGIC)
-        try:
-            await retrying(lambda: self.store.put(key, body, if_none_match=True), attempts=10)
-        except PreconditionFailed:
-            existing = await retrying(lambda: self.store.get(key))
-            if existing.data != body:
-                log.warning("compaction target exists with other content", key=key)
-                return
-        segment = Segment(
-            chunks[0].base, chunks[-1].last, max(c.max_ts for c in chunks), pos, key,
-            entries=[Chunk(b, lst, ts, sz, key=key, pos=p) for b, lst, ts, p, sz in index],
-        )
-        # The list may have grown at the end meanwhile; the prefix is unchanged.
-        assert part.pieces[first : first + count] == chunks
-        part.pieces[first : first + count] = [segment]
-        part.bases[first : first + count] = [segment.base]
-        held.last_compaction = time.monotonic()
-        held.dirty = True
+    # ---- retention -----------------------------------------------------------------
 
     def _retain(self, held: Held) -> list[Segment]:
         part = held.partition
@@ -396,15 +403,8 @@ class PartitionManager:
         held.dirty = True
         log.info("retention dropped segments", topic=part.topic, partition=part.index,
                  segments=count, log_start=part.log_start)
-        return dropped
+        return dropped  # their objects go once no checkpoint references them (log.gc)
 
     def _topic_int(self, topic: str, key: str, default: int) -> int:
         value = self.topic_config(topic, key)
         return int(value) if value is not None else default
-
-    async def _delete_piece(self, piece: Segment) -> None:
-        try:
-            await retrying(lambda: self.store.delete(piece.key), attempts=5)
-        except Exception as exc:
-            log.warning("could not delete expired segment", key=piece.key, error=repr(exc))
-        self.cache.forget(piece.key)

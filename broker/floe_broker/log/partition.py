@@ -3,7 +3,8 @@
 The log is a sorted list of *chunks*. A chunk is the record batches of one
 produce request for this partition (contiguous offsets), or, once loaded
 from a checkpoint or recovered, one contiguous byte range of a WAL object.
-Compacted history is a list of :class:`Segment` objects (data objects) whose
+Consolidated history is a list of :class:`Segment` objects: ranges of data
+objects (a consolidated object holds many partitions' ranges), whose
 fine-grained index sits in the object's footer and is loaded on first read.
 
 Offsets are assigned at append time (``next_offset``). The high watermark
@@ -19,9 +20,9 @@ import asyncio
 import bisect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import NotLeader, OffsetOutOfRange, SequenceError
+from ..errors import BadObject, NotLeader, OffsetOutOfRange, SequenceError
 from ..protocol import records
 from . import formats
 
@@ -35,6 +36,8 @@ class Chunk:
     key: str | None = None  # the object holding these bytes; None until durable
     pos: int = 0
     data: bytes | bytearray | None = None  # in-memory copy (recent data)
+    # End of this partition's range in a shared object: read-ahead stops there (0: no bound).
+    span_end: int = 0
 
     @property
     def durable(self) -> bool:
@@ -43,7 +46,7 @@ class Chunk:
 
 @dataclass(slots=True, eq=False)
 class Segment:
-    """A compacted data object: many chunks' worth of batches for one partition."""
+    """One partition's range of a data object: many chunks' worth of its batches."""
 
     base: int
     last: int
@@ -55,8 +58,12 @@ class Segment:
 
 Piece = Chunk | Segment
 
-# Reads an object byte range (through the block cache).
-RangeReader = Callable[[str, int, int], Awaitable[bytes]]
+class RangeReader(Protocol):
+    """Reads an object byte range (through the block cache); ``until`` bounds read-ahead."""
+
+    def __call__(self, key: str, pos: int, size: int, until: int = 0) -> Awaitable[bytes]: ...
+
+
 SuffixReader = Callable[[str, int], Awaitable[bytes]]
 
 
@@ -244,7 +251,7 @@ class Partition:
     async def _chunk_for(self, piece: Piece, offset: int, read_suffix: SuffixReader) -> Chunk | None:
         if isinstance(piece, Chunk):
             return piece
-        entries = await load_segment_entries(piece, read_suffix)
+        entries = await load_segment_entries(piece, read_suffix, self.topic_id, self.index)
         bases = [e.base for e in entries]
         i = bisect.bisect_right(bases, offset) - 1
         return entries[i] if i >= 0 else None
@@ -254,7 +261,7 @@ class Partition:
         if chunk.data is not None:
             return chunk.data
         assert chunk.key is not None
-        return await read_range(chunk.key, chunk.pos, chunk.size)
+        return await read_range(chunk.key, chunk.pos, chunk.size, chunk.span_end)
 
     async def offset_for_timestamp(
         self, ts: int, read_range: RangeReader, read_suffix: SuffixReader
@@ -263,7 +270,8 @@ class Partition:
         for piece in list(self.pieces):
             if piece.max_ts < ts or piece.base >= self.high_watermark:
                 continue
-            chunks = [piece] if isinstance(piece, Chunk) else await load_segment_entries(piece, read_suffix)
+            chunks = ([piece] if isinstance(piece, Chunk)
+                      else await load_segment_entries(piece, read_suffix, self.topic_id, self.index))
             for chunk in chunks:
                 if chunk.max_ts < ts or chunk.base >= self.high_watermark:
                     continue
@@ -287,19 +295,14 @@ class Partition:
                 best = (piece.base, piece.max_ts)
         return best
 
-    # ---- compaction / retention helpers ------------------------------------
-
-    def replace_prefix(self, count: int, segment: Segment) -> None:
-        """Swap the first ``count`` WAL chunks for one compacted segment."""
-        self.pieces[:count] = [segment]
-        self.bases[:count] = [segment.base]
+    # ---- retention helpers ---------------------------------------------------
 
     def trim_before(self, offset: int) -> None:
         """Move the log start forward to ``offset`` (never past the high watermark, never back: I4).
 
-        Records below it are no longer served; whole data objects below it are
-        deleted by the next maintenance round, after the checkpoint records the
-        new start.
+        Records below it are no longer served; whole segments below it are
+        dropped by the next maintenance round, and their objects deleted by the
+        collector once no checkpoint references them.
         """
         self.log_start = max(self.log_start, min(offset, self.high_watermark))
 
@@ -364,19 +367,33 @@ class Partition:
         self.high_watermark = self.next_offset
 
 
-async def load_segment_entries(segment: Segment, read_suffix: SuffixReader) -> list[Chunk]:
-    """Fine-grained index of a data object, from its footer (cached on the segment)."""
+async def load_segment_entries(segment: Segment, read_suffix: SuffixReader, topic_id: str,
+                               partition: int) -> list[Chunk]:
+    """Fine-grained index of a segment, from its object's footer (cached on the segment).
+
+    A one-partition data object's index is the segment's; a consolidated
+    object's index holds every partition's range, and this segment's is the
+    one for this partition starting at the segment's base offset.
+    """
     if segment.entries is not None:
         return segment.entries
     suffix = await read_suffix(segment.key, formats.SUFFIX_GUESS)
-    index, length, _ = formats.index_from_suffix(suffix)
+    index, length, magic = formats.index_from_suffix(suffix)
     if index is None:
         suffix = await read_suffix(segment.key, length + formats.FOOTER_SIZE)
         index, _, _ = formats.index_from_suffix(suffix)
     assert index is not None
-    segment.entries = [
-        Chunk(base, last, max_ts, size, key=segment.key, pos=pos) for base, last, max_ts, pos, size in index
-    ]
+    if magic == formats.CONSOLIDATED_MAGIC:
+        rows = [r for r in formats.range_entries(index)
+                if r.topic_id == topic_id and r.partition == partition and r.base == segment.base]
+        if not rows:
+            raise BadObject(f"{segment.key} has no range of {topic_id}/{partition} at {segment.base}")
+        end = rows[0].pos + rows[0].size
+        segment.entries = [Chunk(base, last, max_ts, size, key=segment.key, pos=pos, span_end=end)
+                           for base, last, max_ts, pos, size in rows[0].blocks]
+    else:
+        segment.entries = [Chunk(base, last, max_ts, size, key=segment.key, pos=pos)
+                           for base, last, max_ts, pos, size in index]
     return segment.entries
 
 

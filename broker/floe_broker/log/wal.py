@@ -2,9 +2,14 @@
 
 Produce handlers call :meth:`WalWriter.add` for each partition chunk (no
 await in between, so one request's chunks land in one flush) and then await
-:meth:`WalWriter.durable` on the returned flush. A flush is cut every
-``flush_interval_ms`` after its first byte, or at once when ``flush_bytes``
-are pending, and PUT create-only at ``wal/<node>/<session>/<seq>``.
+:meth:`WalWriter.durable` on the returned flush. A flush is cut
+``flush_interval_ms`` after its first byte (not on a fixed tick: a produce
+waits at most the interval, never the interval plus the rest of a tick), or
+at once when ``flush_bytes`` are pending, and PUT create-only at
+``wal/<node>/<session>/<seq>``. So an idle broker makes no PUTs, a slow
+stream makes at most one PUT per interval whatever the number of partitions,
+and a fast one one PUT per ``flush_bytes``; the flush profiles in
+``floe_broker.config`` choose the two bounds per store.
 
 Several PUTs may be in flight (pipelining hides object-store latency), but
 acknowledgement is strictly in sequence order: a flush completes only when
@@ -106,7 +111,7 @@ class WalWriter:
         self._buffered += chunk.size
         metrics.WAL_PENDING_BYTES.set(self._buffered)
         if flush.size >= self.flush_bytes:
-            self._cut()
+            self._cut("size")
         return flush
 
     @staticmethod
@@ -117,7 +122,7 @@ class WalWriter:
         """Wait until everything added so far is durable (used before a checkpoint/move)."""
         if self._current is not None:
             flush = self._current
-            self._cut()
+            self._cut("barrier")
             await self.durable(flush)
         if self._inflight:
             await self.durable(self._inflight[max(self._inflight)])
@@ -144,13 +149,15 @@ class WalWriter:
             if delay > 0:
                 await asyncio.sleep(delay)
             if self._current is flush:
-                self._cut()
+                self._cut("interval")
 
-    def _cut(self) -> None:
+    def _cut(self, reason: str) -> None:
+        """Close the current flush and start its PUT; ``reason`` is interval, size or barrier."""
         flush = self._current
         if flush is None:
             return
         self._current = None
+        metrics.WAL_FLUSHES.labels(reason).inc()
         self._inflight[flush.seq] = flush
         task = asyncio.create_task(self._write(flush), name=f"wal-put-{flush.seq}")
         self._tasks.add(task)

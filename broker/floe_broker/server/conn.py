@@ -9,6 +9,12 @@ progress; beyond that we stop reading, which pushes back on the client.
 
 A malformed or oversized frame closes this connection with one log line; the
 broker and other connections are unaffected.
+
+On shutdown the listener calls :meth:`Connection.finish`: the connection stops
+reading but answers every request it already took before it closes. A request
+left unanswered looks to the client like a dropped connection, and a client
+that retries an old OffsetCommit after newer ones went elsewhere moves its
+group's offsets backwards.
 """
 
 from __future__ import annotations
@@ -51,13 +57,19 @@ class Connection:
         self._queue: asyncio.Queue[asyncio.Task[Frame | None] | None] = asyncio.Queue()
         self._slots = asyncio.Semaphore(max_inflight)
         self._closing = False
+        self._finishing = False
+        self._reader: asyncio.Task[None] | None = None
         self._last_turn: asyncio.Future[None] | None = None
 
     async def serve(self) -> None:
         metrics.CONNECTIONS.inc()
         writer_task = asyncio.create_task(self._write_loop())
+        self._reader = asyncio.create_task(self._read_loop())
         try:
-            await self._read_loop()
+            await self._reader
+        except asyncio.CancelledError:
+            if not self._finishing:
+                raise  # the connection itself was cancelled: the finally still answers what it can
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except errors.FrameError as exc:
@@ -74,6 +86,12 @@ class Connection:
                 writer_task.cancel()
             self.writer.close()
             metrics.CONNECTIONS.dec()
+
+    def finish(self) -> None:
+        """Stop reading requests; the ones already read are still answered, then the connection closes."""
+        self._finishing = True
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def _read_loop(self) -> None:
         while not self._closing:

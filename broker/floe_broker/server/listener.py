@@ -1,4 +1,4 @@
-"""Accept loop and graceful shutdown (uvicorn's order: stop accepting, close, wait)."""
+"""Accept loop and graceful shutdown (uvicorn's order: stop accepting, finish what was asked, close)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class KafkaListener:
         self.max_request_bytes = max_request_bytes
         self.max_inflight = max_inflight
         self.idle_timeout = idle_timeout
-        self.connections: set[asyncio.Task[None]] = set()
+        self.connections: dict[asyncio.Task[None], Connection] = {}
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -49,18 +49,25 @@ class KafkaListener:
         )
         task = asyncio.current_task()
         assert task is not None
-        self.connections.add(task)
+        self.connections[task] = conn
         try:
             await conn.serve()
         except asyncio.CancelledError:
             writer.close()  # shutdown: a cancelled accept callback would be logged as an error
         finally:
-            self.connections.discard(task)
+            self.connections.pop(task, None)
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let every connection answer the requests it already read (up to
+        ``grace`` seconds), then cancel what is left."""
         if self._server is not None:
             self._server.close()
-        for task in list(self.connections):
-            task.cancel()
+        for conn in list(self.connections.values()):
+            conn.finish()
         if self.connections:
             await asyncio.wait(list(self.connections), timeout=grace)
+        left = list(self.connections)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=1.0)

@@ -7,8 +7,16 @@ into the Prometheus metrics declared in :mod:`floe_broker.metrics` and into
 plain counters (:meth:`InstrumentedStore.stats`) that tests and benchmarks can
 read without scraping.
 
-``kind`` is the first component of the key relative to the cluster root —
-``wal``, ``data``, ``meta`` — or ``other``; it keeps the label set bounded.
+``kind`` says what a key holds, from its place in the layout
+(:mod:`floe_broker.storage.layout`): ``wal``, ``data``, ``checkpoint``
+(``meta/partitions/...`` and the per-broker batches ``meta/checkpoints/...``), ``cluster`` (``meta/cluster``), ``lease``
+(``meta/controller``), ``meta`` (any other ``meta/`` key) or ``other``. The
+set is small and fixed, so the label stays bounded, and fine enough to say
+which of the design's request streams a bill comes from (WAL flushes follow
+brokers and throughput; checkpoints and consolidation follow partitions;
+cluster metadata follows changes). Every PUT's size is observed too
+(``floe_objectstore_put_bytes``), since the price of a request is spread
+over the bytes it carries.
 Only real failures count as errors (``StoreUnavailable``,
 ``StoreMisconfigured``, unexpected exceptions): ``NotFound`` and
 ``PreconditionFailed`` are answers, counted separately in :meth:`stats` as
@@ -26,19 +34,34 @@ from typing import Any, TypeVar
 
 from .. import metrics
 from ..errors import NotFound, PreconditionFailed
+from . import layout
 from .objectstore import GetResult, ObjectInfo, ObjectStore
 
 __all__ = ["InstrumentedStore", "key_kind", "KINDS"]
 
 T = TypeVar("T")
 
-KINDS = ("wal", "data", "meta")
+KINDS = ("wal", "data", "checkpoint", "cluster", "lease", "meta")
+
+# Under meta/, the second component of a key says what it is (names from the layout).
+_META_KINDS = {
+    layout.CHECKPOINT_PREFIX.split("/")[1]: "checkpoint",
+    layout.BATCH_PREFIX.split("/")[1]: "checkpoint",
+    layout.CLUSTER_KEY.split("/")[1]: "cluster",
+    layout.METADATA_LOG_PREFIX.split("/")[1]: "cluster",  # metadata deltas: the cluster metadata too
+    layout.LEASE_KEY.split("/")[1]: "lease",
+}
 
 
 def key_kind(key: str) -> str:
-    """``wal/3/abc/00000001`` → ``wal``; anything outside the layout → ``other``."""
-    head = key.split("/", 1)[0]
-    return head if head in KINDS else "other"
+    """``wal/3/abc/00000001`` → ``wal``, ``meta/partitions/t/0`` → ``checkpoint``; else ``other``.
+
+    Works on list prefixes too (``meta/partitions/`` → ``checkpoint``).
+    """
+    head, _, rest = key.partition("/")
+    if head == "meta":
+        return _META_KINDS.get(rest.split("/", 1)[0], "meta")
+    return head if head in ("wal", "data") else "other"
 
 
 class InstrumentedStore:
@@ -131,6 +154,8 @@ class InstrumentedStore:
             if n:
                 metrics.STORE_BYTES_READ.labels(kind).inc(n)
                 self._read[kind] += n
+        if op == "put":
+            metrics.STORE_PUT_SIZE.labels(kind).observe(size_out)
         if size_out:
             metrics.STORE_BYTES_WRITTEN.labels(kind).inc(size_out)
             self._written[kind] += size_out

@@ -52,15 +52,27 @@ Deployments; Secrets are only read by name (to check the credentials exist).
 - apiGroups: [floe.dev]
   resources: [streamclusters/finalizers]
   verbs: [update]
+# StreamUsers: their finalizer (kopf keeps it in metadata, hence patch) and status.
+- apiGroups: [floe.dev]
+  resources: [streamusers]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [floe.dev]
+  resources: [streamusers/status]
+  verbs: [get, patch, update]
+- apiGroups: [floe.dev]
+  resources: [streamusers/finalizers]
+  verbs: [update]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Secrets: read the storage and TLS Secrets; create each cluster's Secret (once)
+# and each StreamUser's, and add a key that went missing.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create, patch]
 # The rebalance loop finds broker pods by label and keeps their
 # controller.kubernetes.io/pod-deletion-cost annotation.
 - apiGroups: [""]

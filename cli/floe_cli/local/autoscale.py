@@ -46,6 +46,7 @@ import aiohttp
 
 from floe_api import public as schema
 from floe_cli.local import flags, hpa
+from floe_cli.local import secrets as local_secrets
 from floe_cli.local.fleet import EventLog, Fleet
 from floe_cli.local.prometheus import LocalPrometheus
 from floe_operator import planner
@@ -241,12 +242,15 @@ async def _run(ns: argparse.Namespace, state: Path, min_brokers: int) -> int:
     storage = ns.storage or f"file://{state / 'data'}"
     events = EventLog(state / "autoscale.jsonl")
     session = aiohttp.ClientSession()
+    keys = local_secrets.ensure(state)
+    token = keys.admin_token()
 
     def admin_for(http: str) -> BrokerAdmin:
-        return BrokerAdmin(f"http://{http}", session=session)
+        return BrokerAdmin(f"http://{http}", session=session, token=token)
 
     fleet = Fleet(state=state, storage=storage, cluster=ns.cluster, host=ns.host, kafka_port=ns.kafka_port,
-                  http_port=ns.http_port, extra=list(ns.broker_args), events=events, admin_for=admin_for)
+                  http_port=ns.http_port, extra=[*keys.broker_flags(), *ns.broker_args], events=events,
+                  admin_for=admin_for)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -264,6 +268,7 @@ async def _run(ns: argparse.Namespace, state: Path, min_brokers: int) -> int:
         print(f"\nFloe is running on {storage}\n  bootstrap servers: {bootstrap}\n"
               f"  autoscaling {min_brokers}..{ns.max_brokers} brokers on bytes in per broker "
               f"(target {ns.target_bytes_in / 1e6:g} MB/s); events in {state / 'autoscale.jsonl'}\n"
+              f"  admin API token: {keys.export_hint()}\n"
               "Ctrl-C drains and stops the brokers.", flush=True)
         scaler = hpa.Autoscaler(min_replicas=min_brokers, max_replicas=ns.max_brokers, target=ns.target_bytes_in,
                                 behavior=flags.behavior_from(ns), tolerance=ns.tolerance)

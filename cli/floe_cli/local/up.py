@@ -2,7 +2,9 @@
 
 Starts N ``floe broker`` processes on one ``file://`` store under ``.floe/``,
 prints the bootstrap address and how to use it, and on Ctrl-C (or SIGTERM)
-drains every broker and waits for them to exit. Ports are checked before
+drains every broker and waits for them to exit. The admin API is secured by
+default: a cluster secret and an admin token are generated once in
+``DIR/secrets/`` and handed to every broker as files. Ports are checked before
 anything starts, and a broker that fails has its reason printed here rather
 than only in its log.
 
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from floe_cli.local import brokers, flags, ports
+from floe_cli.local import secrets as local_secrets
 from floe_cli.local.brokers import say
 
 START_TIMEOUT_S = 60.0
@@ -61,6 +64,7 @@ def run(ns: argparse.Namespace) -> int:
     state = Path(ns.dir).resolve()
     (state / "data").mkdir(parents=True, exist_ok=True)
     storage = ns.storage or f"file://{state / 'data'}"
+    keys = local_secrets.ensure(state)
     signals = {"n": 0}
 
     def on_signal(_sig: int, _frame: object) -> None:
@@ -71,12 +75,13 @@ def run(ns: argparse.Namespace) -> int:
 
     say(f"starting {ns.brokers} broker(s) on {storage}; logs in {state}/broker-N.log")
     fleet = brokers.start(count=ns.brokers, state=state, storage=storage, cluster=ns.cluster, host=ns.host,
-                          kafka_port=ns.kafka_port, http_port=ns.http_port, extra=list(ns.broker_args))
+                          kafka_port=ns.kafka_port, http_port=ns.http_port,
+                          extra=[*keys.broker_flags(), *ns.broker_args])
     if not brokers.wait_ready(fleet, timeout=START_TIMEOUT_S, stopping=lambda: signals["n"] > 0):
         brokers.stop(fleet, timeout=STOP_TIMEOUT_S, signals=lambda: signals["n"])
         say("floe local up: the cluster did not start (see above)", err=True)
         return 1
-    _print_banner(fleet, storage)
+    _print_banner(fleet, storage, keys)
     while signals["n"] == 0:
         brokers.report_exits(fleet)
         if all(b.exit_code is not None for b in fleet):
@@ -91,7 +96,7 @@ def run(ns: argparse.Namespace) -> int:
     return 1
 
 
-def _print_banner(fleet: list[brokers.LocalBroker], storage: str) -> None:
+def _print_banner(fleet: list[brokers.LocalBroker], storage: str, keys: local_secrets.LocalSecrets) -> None:
     bootstrap = ",".join(b.kafka for b in fleet)
     admin = fleet[0].http
     say(f"""
@@ -101,6 +106,9 @@ Floe is running on {storage}
   produce:  echo hello | kcat -P -b {bootstrap} -t demo
   consume:  kcat -C -b {bootstrap} -t demo -o beginning -e
   python:   from confluent_kafka import Producer; p = Producer({{"bootstrap.servers": "{bootstrap}"}})
+
+  the admin API needs this cluster's token (the brokers also share a cluster secret, in {keys.directory}):
+  token:    {keys.export_hint()}
   cluster:  floe admin --http {admin} cluster
   move:     floe admin --http {admin} reassign demo:0:{fleet[-1].node}   (metadata only, milliseconds)
   drain:    floe admin --http {admin} drain --node {fleet[-1].node}

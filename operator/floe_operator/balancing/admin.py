@@ -10,6 +10,10 @@ The request and response bodies are the broker's own pydantic models
 (``floe_api.public``), the one Floe package besides its own that the operator may
 import (an import-linter contract checks it), so both sides agree on the wire
 format by construction.
+
+With ``token`` set, every call carries ``Authorization: Bearer <token>``: the
+brokers' admin token, which ``/v1/cluster`` and ``/v1/reassignments`` need
+once the cluster has one.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ class BrokerAdminError(Exception):
 class BrokerAdmin:
     """One admin endpoint (``http://host:port``); ``session`` is for tests (None = own session)."""
 
-    def __init__(self, url: str, *, timeout_seconds: float = 10.0, session: aiohttp.ClientSession | None = None):
+    def __init__(self, url: str, *, timeout_seconds: float = 10.0, session: aiohttp.ClientSession | None = None,
+                 token: str | None = None):
         self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session = session
         self._owns_session = session is None
@@ -60,7 +66,8 @@ class BrokerAdmin:
         url = self.url + path
         per_call = aiohttp.ClientTimeout(total=limit_seconds) if limit_seconds is not None else self.timeout
         try:
-            async with self._client().request(method, url, json=body, timeout=per_call) as response:
+            async with self._client().request(method, url, json=body, timeout=per_call,
+                                                  headers=self._headers) as response:
                 text = await response.text()
                 if response.status >= 400:
                     raise BrokerAdminError(f"{method} {url} answered {response.status}: {text[:300]}")

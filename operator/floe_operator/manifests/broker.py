@@ -15,7 +15,14 @@ The broker contract they encode:
 * ``/readyz`` gates traffic, ``/healthz`` restarts a wedged broker;
 * stopping drains: the preStop hook asks ``POST /v1/drain`` and SIGTERM does
   the same, inside ``terminationGracePeriodSeconds``;
-* no volumes: all state is in the bucket.
+* no data volumes: all state is in the bucket. The only volumes are Secrets:
+  the cluster Secret (cluster secret, admin token, the operator's bootstrap
+  user) and each listener's TLS Secret, read-only (``manifests/security.py``);
+* ``spec.listeners`` become Kafka-style listener settings
+  (``FLOE_LISTENERS``, ``FLOE_ADVERTISED_LISTENERS``,
+  ``FLOE_LISTENER_SECURITY_PROTOCOL_MAP``, ``FLOE_SASL_ENABLED_MECHANISMS``,
+  ``FLOE_SSL_DIR_<NAME>``, ``FLOE_SSL_CLIENT_AUTH_<NAME>``), one container
+  port each; without them the broker has one plaintext listener as before.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 from floe_operator import config as config_
 from floe_operator import spec as spec_
-from floe_operator.manifests import naming
+from floe_operator.manifests import naming, security
 
 Manifest = dict[str, Any]
 
@@ -40,6 +47,7 @@ DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
     "runAsNonRoot": True,
     "runAsUser": 10001,
     "runAsGroup": 10001,
+    "fsGroup": 10001,  # the Secret volumes' files are group-readable by the broker, not world-readable
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
@@ -85,10 +93,12 @@ def broker_env(cluster: spec_.StreamCluster) -> dict[str, str]:
         "FLOE_STORAGE": s.storage.url,
         "FLOE_S3_REGION": s.storage.region,
         "FLOE_S3_PATH_STYLE": "true" if s.storage.path_style else "false",
-        "FLOE_LISTEN": f"0.0.0.0:{s.listener.kafka_port}",
         "FLOE_HTTP": f"0.0.0.0:{s.listener.admin_port}",
         "FLOE_LOG_FORMAT": "json",
     }
+    if not s.listeners:
+        env["FLOE_LISTEN"] = f"0.0.0.0:{s.listener.kafka_port}"
+    env.update(security.security_env(cluster))
     if s.storage.endpoint:
         env["FLOE_S3_ENDPOINT"] = s.storage.endpoint
     env.update(s.config_env())
@@ -119,9 +129,12 @@ def _container_env(cluster: spec_.StreamCluster) -> list[dict[str, Any]]:
             "name": "POD_NAMESPACE",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
-        # $(POD_IP) is expanded by the kubelet because POD_IP is defined above.
-        {"name": "FLOE_ADVERTISE", "value": f"$(POD_IP):{s.listener.kafka_port}"},
     ]
+    # $(POD_IP) is expanded by the kubelet because POD_IP is defined above.
+    if s.listeners:
+        env.append({"name": "FLOE_ADVERTISED_LISTENERS", "value": security.advertised_listeners(cluster)})
+    else:
+        env.append({"name": "FLOE_ADVERTISE", "value": f"$(POD_IP):{s.listener.kafka_port}"})
     ref = s.storage.credentials_secret_ref
     if ref is not None:
         for var, key in (
@@ -137,12 +150,16 @@ def _drain_command(cluster: spec_.StreamCluster) -> list[str]:
 
     The kubelet sends SIGTERM once the hook returns (or the grace period runs
     out); the broker drains on SIGTERM as well, so a failed hook loses nothing.
+    The admin token is read from the mounted Secret, never put in the command.
     """
     port = cluster.spec.listener.admin_port
     timeout = max(cluster.spec.brokers.termination_grace_period_seconds - 10, 5)
+    token_file = f"{security.SECRETS_DIR}/{security.ADMIN_TOKEN_KEY}"
     script = (
         "import urllib.request as r; "
-        f"r.urlopen(r.Request('http://127.0.0.1:{port}/v1/drain', method='POST'), "
+        f"t = open('{token_file}').read().strip(); "
+        f"r.urlopen(r.Request('http://127.0.0.1:{port}/v1/drain', method='POST', "
+        "headers={'Authorization': 'Bearer ' + t}), "
         f"timeout={timeout})"
     )
     return ["sh", "-c", f'python3 -c "{script}" || true']
@@ -207,11 +224,12 @@ def deployment(
         "command": ["floe"],
         "args": ["broker"],
         "ports": [
-            {"name": "kafka", "containerPort": s.listener.kafka_port, "protocol": "TCP"},
+            *({"name": ln.name, "containerPort": ln.port, "protocol": "TCP"} for ln in s.kafka_listeners()),
             {"name": "admin", "containerPort": admin, "protocol": "TCP"},
         ],
         "env": _container_env(cluster),
         "envFrom": [{"configMapRef": {"name": naming.config_map(cluster)}}],
+        "volumeMounts": security.volume_mounts(cluster),
         "resources": _resources(cluster),
         "startupProbe": {
             "httpGet": {"path": "/healthz", "port": "admin"},
@@ -242,6 +260,7 @@ def deployment(
         if tmpl.security_context is not None
         else dict(DEFAULT_POD_SECURITY_CONTEXT),
         "containers": [container],
+        "volumes": security.volumes(cluster),
     }
     if s.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": r.name} for r in s.image_pull_secrets]

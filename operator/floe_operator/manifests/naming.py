@@ -34,6 +34,11 @@ def bootstrap_service(cluster: spec_.StreamCluster) -> str:
     return f"{cluster.name}-bootstrap"
 
 
+def cluster_secret(cluster: spec_.StreamCluster) -> str:
+    """The Secret with the cluster secret, the admin token and the operator's own SCRAM user."""
+    return f"{cluster.name}-cluster-secrets"
+
+
 def hpa(cluster: spec_.StreamCluster) -> str:
     return f"{cluster.name}-broker"
 
@@ -68,4 +73,9 @@ def selector(cluster: spec_.StreamCluster) -> str:
 def bootstrap_servers(cluster: spec_.StreamCluster, cluster_domain: str) -> str:
     """The address Kafka clients start from: the bootstrap Service's FQDN and port."""
     host = f"{bootstrap_service(cluster)}.{cluster.namespace}.svc.{cluster_domain}"
-    return f"{host}:{cluster.spec.listener.kafka_port}"
+    return f"{host}:{cluster.spec.kafka_listeners()[0].port}"
+
+
+def bootstrap_for(cluster: spec_.StreamCluster, listener: spec_.KafkaListener, cluster_domain: str) -> str:
+    """The bootstrap address of one listener (what a StreamUser's client configuration names)."""
+    return f"{bootstrap_service(cluster)}.{cluster.namespace}.svc.{cluster_domain}:{listener.port}"

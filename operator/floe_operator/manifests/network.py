@@ -16,10 +16,11 @@ from floe_operator.manifests.broker import Manifest, metadata
 
 
 def _ports(cluster: spec_.StreamCluster) -> list[dict[str, object]]:
-    listener = cluster.spec.listener
+    """One port per Kafka listener (named as the listener), plus the admin port."""
     return [
-        {"name": "kafka", "port": listener.kafka_port, "targetPort": "kafka", "protocol": "TCP"},
-        {"name": "admin", "port": listener.admin_port, "targetPort": "admin", "protocol": "TCP"},
+        *({"name": ln.name, "port": ln.port, "targetPort": ln.name, "protocol": "TCP"}
+          for ln in cluster.spec.kafka_listeners()),
+        {"name": "admin", "port": cluster.spec.listener.admin_port, "targetPort": "admin", "protocol": "TCP"},
     ]
 
 

@@ -3,9 +3,11 @@
 Order matters for "nothing is half-applied":
 
 1. parse the spec (types, ranges, cross-field rules) -> ``InvalidSpec``;
-2. check what the spec points at (the credentials Secret and its keys)
-   -> ``MissingSecret``, retried until it appears;
-3. only then build every manifest and apply them in dependency order.
+2. check what the spec points at (the credentials Secret and its keys, each
+   listener's TLS Secret) -> ``MissingSecret``, retried until it appears;
+3. make sure the cluster Secret exists (``reconcile/secrets.py``: created
+   once with random values, never applied over);
+4. only then build every manifest and apply them in dependency order.
 
 A spec that fails 1 or 2 changes nothing in the cluster: brokers that were
 running keep running on the last good spec, and the StreamCluster shows
@@ -32,6 +34,7 @@ from floe_operator import kube as kube_
 from floe_operator import manifests
 from floe_operator import spec as spec_
 from floe_operator.manifests import naming
+from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
 
 # The field manager that holds the replica count between the operator and the HPA.
@@ -48,7 +51,8 @@ class Degraded(Exception):
 
 
 async def check_dependencies(cluster: spec_.StreamCluster, kube: kube_.KubeClient) -> None:
-    """Raise :class:`Degraded` if the credentials Secret or one of its keys is missing."""
+    """Raise :class:`Degraded` if a Secret the spec names, or one of its keys, is missing."""
+    await check_tls_secrets(cluster, kube)
     ref = cluster.spec.storage.credentials_secret_ref
     if ref is None:
         return
@@ -68,6 +72,24 @@ async def check_dependencies(cluster: spec_.StreamCluster, kube: kube_.KubeClien
             f"{where} has no key {', '.join(missing)}; add it or set "
             "spec.storage.credentialsSecretRef.accessKeyIdKey / secretAccessKeyKey",
         )
+
+
+async def check_tls_secrets(cluster: spec_.StreamCluster, kube: kube_.KubeClient) -> None:
+    """Each TLS listener's Secret must exist with cert-manager's keys (and ``ca.crt`` for mtls)."""
+    for ln in cluster.spec.listeners:
+        if ln.tls is None:
+            continue
+        where = f"Secret {cluster.namespace}/{ln.tls.secret_name} (listener {ln.name!r} tls.secretName)"
+        secret = await kube.get("v1", "Secret", cluster.namespace, ln.tls.secret_name)
+        needed = ["tls.crt", "tls.key", *(["ca.crt"] if ln.authentication == "mtls" else [])]
+        if secret is None:
+            raise Degraded("MissingSecret", f"{where} does not exist; create it (e.g. with a cert-manager "
+                                            f"Certificate) with the keys {', '.join(needed)}")
+        present = set((secret.get("data") or {}) | (secret.get("stringData") or {}))
+        missing = [k for k in needed if k not in present]
+        if missing:
+            reason = " (mtls checks client certificates against it)" if "ca.crt" in missing else ""
+            raise Degraded("MissingSecret", f"{where} has no key {', '.join(missing)}{reason}; add it")
 
 
 async def apply_all(
@@ -152,6 +174,7 @@ async def reconcile(
         return
     try:
         await check_dependencies(cluster, kube)
+        await secrets_.ensure(cluster, body=body, kube=kube)
         deployment = await apply_all(cluster, body=body, kube=kube, config=config)
     except Degraded as exc:
         report_degraded(body, patch, previous, exc.reason, exc.message, at, generation, logger)

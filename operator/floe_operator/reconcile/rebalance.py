@@ -52,6 +52,7 @@ from floe_operator.balancing.load import LoadSnapshot, LoadUnavailable
 from floe_operator.manifests import naming
 from floe_operator.planner import Move, PartitionInfo, RebalancePolicy
 from floe_operator.planner.costs import deletion_costs
+from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
 
 REBALANCING = "Rebalancing"
@@ -184,7 +185,8 @@ def condition_for(state: spec_.RebalanceStatus) -> tuple[bool, str, str]:
 # The loop (I/O)
 # ---------------------------------------------------------------------------
 
-AdminFactory = Callable[[str], admin_.BrokerAdmin]
+# Called as factory(url, token=...): the admin token from the cluster Secret (None before it exists).
+AdminFactory = Callable[..., admin_.BrokerAdmin]
 # Called as factory(url, rate_window=..., selector=...), like PrometheusReader.
 PrometheusFactory = Callable[..., prometheus_.PrometheusReader]
 
@@ -215,6 +217,7 @@ class Rebalancer:
         self.rounds: rounds_.Rounds | None = None
         self.policy_key: tuple[float, int] | None = None
         self.admin: admin_.BrokerAdmin | None = None
+        self.token: str | None = None  # the admin token self.admin sends
         self.prometheus: prometheus_.PrometheusReader | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_plan: spec_.RebalancePlan | None = None
@@ -239,7 +242,7 @@ class Rebalancer:
             await self.admin.close()
 
     def _clients(
-        self, cluster: spec_.StreamCluster
+        self, cluster: spec_.StreamCluster, token: str | None
     ) -> tuple[admin_.BrokerAdmin, prometheus_.PrometheusReader, rounds_.Rounds]:
         rb = cluster.spec.rebalance
         url = self.config.admin_url(
@@ -247,10 +250,11 @@ class Rebalancer:
             namespace=cluster.namespace,
             port=cluster.spec.listener.admin_port,
         )
-        if self.admin is None or self.admin.url != url.rstrip("/"):
+        if self.admin is None or self.admin.url != url.rstrip("/") or self.token != token:
             if self.admin is not None:
                 self.retired.append(self.admin)  # a running plan may still use it
-            self.admin = self.admin_factory(url)
+            self.admin = self.admin_factory(url, token=token)
+            self.token = token
         assert rb.prometheus_url is not None  # the spec refuses enabled without it
         wanted = (rb.prometheus_url, rb.window, rb.metrics_selector)
         reader = self.prometheus
@@ -270,7 +274,8 @@ class Rebalancer:
     async def tick(self, cluster: spec_.StreamCluster) -> spec_.RebalanceStatus:
         """One round: measure, maybe start a plan, keep deletion costs, report."""
         rb = cluster.spec.rebalance
-        admin, prometheus, rounds = self._clients(cluster)
+        keys = await secrets_.read(cluster, self.kube)
+        admin, prometheus, rounds = self._clients(cluster, keys.admin_token if keys else None)
         at = status_.now()
         if not self.restored:
             await self._restore()
