@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -308,3 +310,61 @@ def test_partition_released_for_a_move_that_never_commits_is_reclaimed(brokers, 
     produce_all(procs[0].bootstrap, [(topic, 0, None, b"after", None, None)])
     got = consume_exactly(procs[0].bootstrap, topic, 0, 0, 2)
     assert [m.value() for m in got] == [b"before", b"after"]
+
+
+def _bucket_dir(store) -> Path:  # type: ignore[no-untyped-def]
+    return Path(store.url.removeprefix("file://")) / "test"
+
+
+def test_a_bucket_from_before_deltas_opens_with_its_topics_and_records(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """Upgrade: a bucket holding only the whole ``meta/cluster`` (indented JSON, no ``meta/log/``)."""
+    first = brokers(file_store)
+    topic = f"up-{uuid.uuid4().hex[:6]}"
+    create_topic(first.bootstrap, topic, 3, config={"retention.ms": "3600000"})
+    sent = [(topic, p, None, f"v{p}-{i}".encode(), None, None) for p in range(3) for i in range(20)]
+    produce_all(first.bootstrap, sent)
+    assert first.terminate() == 0
+    bucket = _bucket_dir(file_store)
+    state = asyncio.run(_load_metadata(bucket))
+    for delta in (bucket / "meta" / "log").iterdir():
+        delta.unlink()
+    (bucket / "meta" / "cluster").write_bytes(json.dumps(json.loads(state.to_bytes()), indent=1,
+                                                         sort_keys=True).encode())
+
+    second = brokers(file_store)
+    md = AdminClient({"bootstrap.servers": second.bootstrap}).list_topics(topic, timeout=30)
+    assert len(md.topics[topic].partitions) == 3
+    for p in range(3):
+        got = consume_exactly(second.bootstrap, topic, p, 0, 20)
+        assert [m.value() for m in got] == [f"v{p}-{i}".encode() for i in range(20)]
+    produce_all(second.bootstrap, [(topic, p, None, b"after", None, None) for p in range(3)])
+    assert any(k.name != "00000000000000000000" for k in (bucket / "meta" / "log").iterdir())  # deltas from now on
+
+
+async def _load_metadata(bucket: Path):  # type: ignore[no-untyped-def]
+    from floe_broker.cluster.metadata_log import MetadataLog
+    from floe_broker.storage.local import FileStore
+
+    store = FileStore(bucket, fsync=False)
+    try:
+        return await MetadataLog(store).load()
+    finally:
+        await store.close()
+
+
+def test_a_push_from_far_ahead_or_garbage_makes_a_broker_read_the_bucket(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store, 2)
+    member = procs[1]
+    version = cluster_view(member)["version"]
+    ahead = {"version": version + 50, "delta": json.dumps({"version": version + 50, "sections": {},
+                                                           "topics": {"ghost": None}})}
+    assert post(member.http, "/internal/v1/metadata", ahead) == {"ok": True}
+    assert post(member.http, "/internal/v1/metadata", {"version": version + 1, "delta": "{not json"}) == {"ok": True}
+    assert cluster_view(member)["version"] == version  # nothing invented: the bucket had no such version
+    topic = f"gap-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, 2)
+    wait_until(lambda: leaders(member, topic), 20, message="the member sees the next real change")
+    produce_all(member.bootstrap, [(topic, p, None, b"x", None, None) for p in range(2)])
+    log = member.log_text()
+    assert "missed a metadata delta; catching up from the bucket" in log
+    assert "undecodable metadata push; reading the bucket instead" in log

@@ -58,9 +58,16 @@ class HeartbeatReply(BaseModel):
 
 
 class MetadataPush(BaseModel):
-    """The controller's committed cluster metadata, in the broker's own serialized form."""
+    """A committed metadata change, in the broker's own serialized form.
 
-    state: str
+    ``delta`` makes ``version`` from ``version - 1``; a broker that is not at
+    ``version - 1`` reads the metadata from the bucket instead. ``state`` (the
+    whole metadata) is what a controller from before deltas pushes.
+    """
+
+    version: int = 0
+    delta: str | None = None
+    state: str | None = None
 
 
 class ReleaseRequest(BaseModel):

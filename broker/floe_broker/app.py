@@ -27,12 +27,12 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY
 
-from floe_api.internal import RegisterRequest
+from floe_api.internal import MetadataPush, RegisterRequest
 from floe_api.public import MoveResult
 
 from . import metrics
 from .cluster.client import LocalController, RemoteController, RoutedController
-from .cluster.controller import Controller, new_session
+from .cluster.controller import Committed, Controller, new_session
 from .cluster.membership import Membership
 from .cluster.metadata import ClusterState
 from .cluster.peers import BrokerPeers
@@ -136,10 +136,16 @@ class Broker:
             self.leadership.metadata_changed()
         await self.leadership.sync(self.state())
 
-    async def _on_commit(self, state: ClusterState) -> None:
+    async def metadata_pushed(self, push: MetadataPush) -> None:
+        """A commit's delta from the controller: applied in order, or caught up from the bucket."""
+        state = await self.membership.receive(push)
+        if state is not None:
+            await self.apply_metadata(state)
+
+    async def _on_commit(self, committed: Committed) -> None:
         """After every controller commit: every live broker applies it before we go on."""
         self.leadership.metadata_changed()
-        await self.peers.broadcast(state)
+        await self.peers.broadcast(committed)
 
     # ---- lifecycle -------------------------------------------------------------------
 

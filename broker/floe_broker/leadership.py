@@ -19,7 +19,7 @@ import structlog
 from floe_api.internal import Reclaim
 
 from .cluster.client import ControllerClient
-from .cluster.metadata import ClusterState
+from .cluster.metadata import ClusterState, LedPartitions
 from .log.manager import PartitionManager
 from .log.partition import Partition
 
@@ -46,6 +46,7 @@ class Leadership:
         self._sync_lock = asyncio.Lock()
         self._waiters: set[asyncio.Future[None]] = set()
         self._stranded: dict[tuple[str, int, int], float] = {}  # released, still ours: since when
+        self._led = LedPartitions()
 
     async def leader_partition(self, topic: str, index: int) -> Partition | None:
         if self.partitions is None:
@@ -68,8 +69,7 @@ class Leadership:
             return
         node = self._node_id()
         async with self._sync_lock:
-            mine = {(t.name, i): (t.topic_id, p.epoch)
-                    for t in state.topics.values() for i, p in enumerate(t.partitions) if p.leader == node}
+            mine = self._led.of(state, node)  # costs the topics that changed, not every partition
             for key, held in list(pm.held.items()):
                 want = mine.get(key)
                 if want is None or want != (held.partition.topic_id, held.partition.epoch):

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from floe_api.internal import MetadataPush
 from floe_api.public import MoveResult
 from floe_broker.admin_http.server import build_app
 from floe_broker.cluster.client import LocalController, RemoteController
-from floe_broker.cluster.controller import Controller
+from floe_broker.cluster.controller import Committed, Controller
 from floe_broker.cluster.metadata import ClusterState
 from floe_broker.cluster.rpc import Rpc
 from floe_broker.config import Secrets
@@ -31,7 +32,7 @@ class NoPeers:
     async def release(self, node: int, topic: str, index: int, epoch: int) -> None:
         pass
 
-    async def push(self, node: int, state: ClusterState) -> None:
+    async def push(self, node: int, committed: Committed) -> None:
         pass
 
 
@@ -64,7 +65,7 @@ class Node:
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
         return await self.local.reassign(moves)
 
-    async def apply_metadata(self, state: ClusterState) -> None:
+    async def metadata_pushed(self, push: MetadataPush) -> None:
         pass
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None:

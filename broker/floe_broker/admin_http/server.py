@@ -69,7 +69,8 @@ class AdminBroker(Protocol):
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[schema.MoveResult]:
         """At the controller, wherever it is."""
 
-    async def apply_metadata(self, state: ClusterState) -> None: ...
+    async def metadata_pushed(self, push: api.MetadataPush) -> None:
+        """A commit's delta from the controller."""
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None: ...
 
@@ -125,8 +126,7 @@ def build_app(broker: AdminBroker) -> web.Application:
     # ---- internal: controller -> broker -------------------------------------------------
 
     async def metadata_push(request: web.Request) -> web.Response:
-        body = await parse(request, api.MetadataPush)
-        await broker.apply_metadata(ClusterState.from_bytes(body.state.encode()))
+        await broker.metadata_pushed(await parse(request, api.MetadataPush))
         return reply(api.Ok())
 
     async def release(request: web.Request) -> web.Response:

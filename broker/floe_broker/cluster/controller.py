@@ -1,10 +1,11 @@
 """The controller: lease, membership, placement, failover with fencing.
 
 Any broker can be the controller. It holds ``meta/controller`` (a lease with
-an expiry, renewed by CAS) and is the only writer of ``meta/cluster``
-(CAS on the ETag it last read). Losing the lease is harmless: the next lease
-holder re-reads and rewrites ``meta/cluster``, so every later CAS of the old
-controller fails.
+an expiry, renewed by CAS) and is the only writer of the metadata: each
+commit creates the next version's delta key (``cluster.metadata_log``),
+create-only. Losing the lease is harmless: the next lease holder reads the
+metadata and commits a version at once, so every later commit of the old
+controller fails on a key that is taken.
 
 Node ids are integers handed out from ``next_node_id``; a process that
 restarts registers again and gets a new id, so an id is never reused while
@@ -19,7 +20,6 @@ session's WAL (see ``log.manager``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 import uuid
@@ -32,9 +32,11 @@ import structlog
 from floe_api.public import MoveResult
 
 from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
-from ..storage.layout import CLUSTER_KEY, LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
+from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
+from .delta import Delta, diff
 from .metadata import BrokerInfo, ClusterState
+from .metadata_log import Conflict, MetadataLog
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +91,14 @@ class Lease:
         return cls(**json.loads(raw))
 
 
+@dataclass(frozen=True)
+class Committed:
+    """One commit: the new metadata and the delta (as stored) that made it from the one before."""
+
+    state: ClusterState
+    delta: bytes
+
+
 class Peers(Protocol):
     """How the controller reaches brokers (itself included)."""
 
@@ -96,7 +106,7 @@ class Peers(Protocol):
         """The old leader stops taking produce, makes pending data durable,
         writes a clean checkpoint and promises never to reopen at <= epoch."""
 
-    async def push(self, node: int, state: ClusterState) -> None:
+    async def push(self, node: int, committed: Committed) -> None:
         """Give a broker new metadata; returns once it opened/closed its partitions."""
 
 
@@ -110,7 +120,8 @@ class Controller:
         session: str,
         http: str,
         session_timeout_ms: int,
-        on_change: Callable[[ClusterState], Awaitable[None]] | None = None,
+        on_change: Callable[[Committed], Awaitable[None]] | None = None,
+        metadata_log: MetadataLog | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -121,7 +132,8 @@ class Controller:
         self.lease: Lease | None = None
         self._lease_etag: str | None = None
         self.state: ClusterState | None = None
-        self._etag: str | None = None
+        self.log = metadata_log or MetadataLog(store)
+        self._snapshotting: asyncio.Task[None] | None = None
         self._last_seen: dict[int, int] = {}
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
@@ -158,13 +170,14 @@ class Controller:
                 return False
         return True
 
-    async def renew(self) -> bool:
+    async def renew(self, *, reacquire: bool = True) -> bool:
         """Extend our lease. False only when another session holds it now.
 
         While the store is unreachable we keep our state but stop acting as
         controller once the lease may have run out; the next successful round
         takes it back if nobody else did (any write we then make is a CAS, so a
-        stale view cannot overwrite a newer controller's work).
+        stale view cannot overwrite a newer controller's work). Inside a commit,
+        ``reacquire=False``: taking the lease again commits, and the commit lock is held.
         """
         if self.lease is None:
             return False
@@ -187,6 +200,8 @@ class Controller:
         holder = Lease.from_bytes(got.data)
         if holder.holder != self.session and holder.expires_ms > now_ms():
             log.warning("controller lease now held by another broker", holder=holder.holder)
+            return False
+        if not reacquire:
             return False
         return await self.try_acquire() or True
 
@@ -213,7 +228,9 @@ class Controller:
 
     async def _become_active(self) -> None:
         await self._load()
-        # Rewrite meta/cluster at once so a deposed controller's next CAS fails.
+        assert self.state is not None
+        await self.log.ensure_base(self.state, self.session)
+        # Commit a version at once so a deposed controller's next commit finds its key taken.
         self.active = True
         await self.commit(lambda s: None)
         start = now_ms()
@@ -222,40 +239,59 @@ class Controller:
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
 
     async def _load(self) -> None:
-        try:
-            got = await retrying(lambda: self.store.get(CLUSTER_KEY))
-            self.state, self._etag = ClusterState.from_bytes(got.data), got.etag
-        except NotFound:
-            self.state, self._etag = ClusterState(), None
+        self.state = await self.log.load()
 
     # ---- commits ---------------------------------------------------------------
 
     async def commit(self, change: Callable[[ClusterState], object]) -> ClusterState:
-        """Apply ``change`` to a copy of the state and CAS-write it; retry on conflict."""
+        """Apply ``change`` to a copy of the state and commit it as the next version's delta.
+
+        The delta's key is created create-only, so of two controllers only one commits a
+        version; the other reads what was committed and tries again on top of it, while it
+        still holds the lease.
+        """
         async with self._lock:
             while True:
+                if not self.active:
+                    raise NotController("controller lease not held")
+                if self.lease is not None and self.lease.expires_ms <= now_ms() \
+                        and not await self.renew(reacquire=False):
+                    # By our own clock the lease ran out (we were paused?): commit only if it is ours still.
+                    raise NotController("controller lease expired")
                 if not self.active:
                     raise NotController("controller lease not held")
                 assert self.state is not None
                 new = self.state.copy()
                 change(new)
                 new.version += 1
+                delta: Delta = diff(self.state, new, by=self.session)
                 try:
-                    cond = {"if_none_match": True} if self._etag is None else {"if_match": self._etag}
-                    put = functools.partial(self.store.put, CLUSTER_KEY, new.to_bytes(), **cond)
-                    etag = await retrying(put, attempts=20)
-                except PreconditionFailed:
-                    # Someone else wrote (a deposed or new controller): re-read and retry
-                    # only if we still hold the lease.
+                    data = await self.log.append(delta)
+                except Conflict as exc:
+                    log.warning("metadata commit conflict; reading the committed metadata", reason=str(exc))
                     await self._load()
-                    if not await self.renew():
+                    if not await self.renew(reacquire=False) or not self.active:
                         raise NotController("lost controller lease during commit") from None
                     continue
-                self.state, self._etag = new, etag
+                self.state = new
                 break
         if self.on_change is not None:
-            await self.on_change(new)
+            await self.on_change(Committed(new, data))
+        self._maybe_snapshot()
         return new
+
+    def _maybe_snapshot(self) -> None:
+        """Write a snapshot in the background once the deltas since the last one are due."""
+        if not self.log.snapshot_due() or (self._snapshotting is not None and not self._snapshotting.done()):
+            return
+        assert self.state is not None
+        self._snapshotting = asyncio.create_task(self._snapshot(self.state), name="metadata-snapshot")
+
+    async def _snapshot(self, state: ClusterState) -> None:
+        try:
+            await self.log.snapshot(state)
+        except Exception as exc:  # the deltas stay; the next commit tries again
+            log.warning("metadata snapshot failed", error=repr(exc))
 
     # ---- membership --------------------------------------------------------------
 
@@ -324,12 +360,12 @@ class Controller:
 
     @staticmethod
     def _reassign_orphans(s: ClusterState) -> None:
-        for t in s.topics.values():
-            for i, p in enumerate(t.partitions):
-                if p.leader not in s.brokers:
-                    targets = s.place(1)
-                    if targets[0] != -1:
-                        s.set_leader(t.name, i, targets[0])
+        orphans = [(t.name, i) for t in s.topics.values() for i, p in enumerate(t.partitions)
+                   if p.leader not in s.brokers]
+        if not orphans:
+            return
+        targets = s.place(len(orphans))  # one count of the partitions, not one per orphan
+        s.set_leaders([(name, i, to) for (name, i), to in zip(orphans, targets, strict=True) if to != -1])
 
     async def place_orphans(self) -> None:
         """Give leaderless partitions (created with no live broker) a leader."""
@@ -398,8 +434,7 @@ class Controller:
                     ready.append(r)
 
             def change(s: ClusterState) -> None:
-                for r in ready:
-                    s.set_leader(r.topic, r.partition, r.to)
+                s.set_leaders([(r.topic, r.partition, r.to) for r in ready])
 
             if ready:
                 await self.commit(change)

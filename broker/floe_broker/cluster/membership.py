@@ -11,6 +11,11 @@ Every broker runs the same two loops; which role it plays follows the lease:
   the broker when the controller failed its session, and catches up on
   metadata when the controller's version moved past ours.
 
+Metadata arrives as deltas pushed by the controller (:meth:`Membership.receive`),
+applied in version order; a delta that does not follow our version (a push
+we missed, or two pushes crossing) makes us catch up from the bucket: the
+deltas after our version, or the snapshot when those are gone.
+
 A broker that drained and is leaving on purpose sets :attr:`Membership.leaving`:
 from then on the controller forgetting its session is expected, not a fence.
 
@@ -27,14 +32,15 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from floe_api.internal import HeartbeatRequest, RegisterRequest
+from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
-from ..errors import ClusterSecretRefused, NotController, NotFound, RpcError, StartupError, StoreUnavailable
-from ..storage.layout import CLUSTER_KEY
+from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
 from ..storage.objectstore import ObjectStore
 from .client import LocalController, RemoteController
 from .controller import Controller, now_ms
+from .delta import Delta, Gap, apply
 from .metadata import ClusterState
+from .metadata_log import MetadataLog
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +80,8 @@ class Membership:
         self.node_id = -1
         self.leaving = False  # drained, now leaving the cluster: heartbeats may be refused
         self.view = ClusterState()  # metadata as last pushed or read, when not the controller
+        self.reader = MetadataLog(store)
+        self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -98,15 +106,60 @@ class Membership:
         self.view = state
         return True
 
-    async def refresh_view(self) -> None:
-        """Read the metadata from the bucket and hand it on if it is newer than ours."""
+    async def refresh_view(self, target: int | None = None) -> None:
+        """Catch up from the bucket (to at least ``target`` when known) and hand the result on."""
+        async with self._catching_up:
+            state = await self._read_bucket(target)
+            if state is None or not self.adopt(state):
+                return
+        await self._on_metadata(state)
+
+    async def _read_bucket(self, target: int | None) -> ClusterState | None:
         try:
-            got = await self.store.get(CLUSTER_KEY)
-        except (NotFound, StoreUnavailable):
-            return
-        state = ClusterState.from_bytes(got.data)
-        if state.version > self.view.version:
-            await self._on_metadata(state)
+            if self.view.version == 0:
+                state = await self.reader.load()
+            else:
+                state = await self.reader.catch_up(self.view, target)
+        except StoreUnavailable as exc:
+            log.warning("could not read the metadata from the bucket", error=str(exc))
+            return None
+        return state if state.version > self.view.version else None
+
+    async def receive(self, push: MetadataPush) -> ClusterState | None:
+        """A push from the controller, as our new view (None when it changes nothing).
+
+        The next delta is applied to our view; a delta from further on means we missed
+        one, so we catch up from the bucket; a delta we already have is ignored.
+        """
+        async with self._catching_up:
+            if self.controller.active:
+                return None
+            if push.delta is not None:
+                try:
+                    delta = Delta.from_bytes(push.delta)
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Not ours to trust: the bucket says what was committed.
+                    log.warning("undecodable metadata push; reading the bucket instead", error=repr(exc))
+                    state: ClusterState | None = await self._read_bucket(None)
+                else:
+                    if delta.version <= self.view.version:
+                        return None
+                    try:
+                        state = apply(self.view, delta)
+                    except Gap:
+                        log.info("missed a metadata delta; catching up from the bucket",
+                                 have=self.view.version, got=delta.version)
+                        state = await self._read_bucket(delta.version)
+                    except (ValueError, KeyError, TypeError, IndexError) as exc:
+                        log.warning("metadata delta does not apply; reading the bucket instead", error=repr(exc))
+                        state = await self._read_bucket(delta.version)
+            elif push.state is not None:
+                state = ClusterState.from_bytes(push.state.encode())
+            else:
+                return None
+            if state is None or not self.adopt(state):
+                return None
+            return state
 
     # ---- joining --------------------------------------------------------------------
 
@@ -185,7 +238,7 @@ class Membership:
             self.fenced("the controller failed this session (missed heartbeats)")
             return
         if reply.version > self.view.version:
-            await self.refresh_view()
+            await self.refresh_view(reply.version)
 
     def fenced(self, reason: str) -> None:
         if self.leaving:

@@ -1,17 +1,38 @@
-"""Cluster metadata (``meta/cluster``) as pure state: no I/O, no asyncio.
+"""Cluster metadata as pure state: no I/O, no asyncio.
 
-The controller is the only writer; it changes a copy and CAS-writes it. Every
-broker reads it to answer Metadata requests and to learn which partitions it
-leads. Kept as plain JSON so an operator can read the bucket with any tool.
+The controller is the only writer: it changes a copy and commits the
+difference as a delta (``cluster.delta``, persisted by ``cluster.metadata_log``).
+Every broker reads it to answer Metadata requests and to learn which
+partitions it leads. The snapshot form (:meth:`ClusterState.to_bytes`) is
+plain JSON so an operator can read the bucket with any tool.
+
+Two rules keep a change cheap at 100,000 partitions
+(docs/architecture.md#controller-and-membership):
+
+* **Topics are shared between versions.** :meth:`ClusterState.copy` copies
+  the small sections (brokers, counters, fenced sessions, and any field added
+  later) but only the *dict* of topics; a :class:`TopicInfo` is replaced, never
+  changed in place, once another version may hold it. Change topics through
+  the methods here or :meth:`ClusterState.topic_for_update`, so a commit costs
+  the topics it touches and a delta finds them by identity.
+* **Every other field is a section**, serialized generically (pydantic's
+  ``TypeAdapter`` of the field's annotation), so a field added to
+  :class:`ClusterState` is persisted, diffed and pushed without code of its
+  own; a section with a custom JSON form registers it in ``SECTION_CODECS``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import typing
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from pydantic import TypeAdapter
 
 from floe_api.internal import (
     Acl,
@@ -62,20 +83,95 @@ class BrokerInfo:
         return (str(found[0]), int(found[1])) if found is not None else None
 
 
-@dataclass
-class PartitionLeader:
+class PartitionLeader(NamedTuple):
+    """One partition's leadership; immutable because versions of the metadata share it
+    (a tuple: cheap to build from a snapshot of 100,000 partitions, compared in C)."""
+
     leader: int  # node id, -1 when none
     epoch: int
     session: str = ""  # the leader's session (for fencing and recovery)
 
+    def to_json(self) -> list[Any]:
+        return list(self)
+
 
 @dataclass
 class TopicInfo:
+    """A topic. Shared between metadata versions: replace it, do not change it in place
+    (see :meth:`ClusterState.topic_for_update`)."""
+
     name: str
     topic_id: str
     partitions: list[PartitionLeader]
     configs: dict[str, str] = field(default_factory=dict)
     internal: bool = False
+
+    def clone(self) -> TopicInfo:
+        return TopicInfo(self.name, self.topic_id, list(self.partitions), dict(self.configs), self.internal)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.topic_id, "internal": self.internal, "configs": self.configs,
+                "partitions": [p.to_json() for p in self.partitions]}
+
+    @classmethod
+    def from_json(cls, name: str, doc: dict[str, Any]) -> TopicInfo:
+        return cls(name=name, topic_id=doc["id"], internal=doc.get("internal", False),
+                   configs=doc.get("configs", {}), partitions=[PartitionLeader(*p) for p in doc["partitions"]])
+
+
+def _dump_brokers(brokers: dict[int, BrokerInfo]) -> Any:
+    return {str(k): b.to_json() for k, b in brokers.items()}
+
+
+def _load_brokers(doc: Any) -> dict[int, BrokerInfo]:
+    return {int(k): BrokerInfo(node_id=int(k), **v) for k, v in doc.items()}
+
+
+# Sections whose JSON form is not what pydantic would make of their annotation (kept as the
+# snapshot has always had them, so an old bucket reads as it was written).
+SECTION_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "brokers": (_dump_brokers, _load_brokers),
+    "acls": (lambda acls: [b.to_json() for b in acls], lambda doc: [AclBinding.from_json(row) for row in doc]),
+}
+NOT_SECTIONS = frozenset({"version", "topics"})
+
+
+@dataclass(frozen=True)
+class Section:
+    """How one field of :class:`ClusterState` is written and read back as JSON."""
+
+    name: str
+    dump: Callable[[Any], Any]
+    load: Callable[[Any], Any]
+    default: Callable[[], Any]
+
+
+_SECTIONS: dict[type, tuple[Section, ...]] = {}
+
+
+def sections(cls: type[ClusterState]) -> tuple[Section, ...]:
+    """Every field of ``cls`` but the version and the topics, with its JSON codec."""
+    found = _SECTIONS.get(cls)
+    if found is not None:
+        return found
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in NOT_SECTIONS or f.name.startswith("_"):
+            continue
+        if f.default_factory is not dataclasses.MISSING:
+            default: Callable[[], Any] = f.default_factory
+        else:
+            default = (lambda v: lambda: copy.deepcopy(v))(f.default)
+        if f.name in SECTION_CODECS:
+            dump, load = SECTION_CODECS[f.name]
+        else:
+            adapter: TypeAdapter[Any] = TypeAdapter(hints[f.name])
+            dump = (lambda a: lambda v: a.dump_python(v, mode="json"))(adapter)
+            load = adapter.validate_python
+        out.append(Section(f.name, dump, load, default))
+    _SECTIONS[cls] = tuple(out)
+    return _SECTIONS[cls]
 
 
 @dataclass
@@ -95,59 +191,43 @@ class ClusterState:
     acls: list[AclBinding] = field(default_factory=list)
     # client quotas: entity key (security.quotas.entity_key) -> quota name -> value
     quotas: dict[str, dict[str, float]] = field(default_factory=dict)
+    # names of the topics this version owns (created or copied since it was copied): not persisted
+    _owned: set[str] = field(default_factory=set, repr=False, compare=False)
 
-    # ---- serialisation -----------------------------------------------------
+    # ---- serialisation (the snapshot) -------------------------------------------
+
+    def sections_json(self) -> dict[str, Any]:
+        return {s.name: s.dump(getattr(self, s.name)) for s in sections(type(self))}
 
     def to_bytes(self) -> bytes:
-        doc = {
-            "version": self.version,
-            "next_node_id": self.next_node_id,
-            "next_producer_id": self.next_producer_id,
-            "brokers": {str(k): b.to_json() for k, b in self.brokers.items()},
-            "topics": {
-                name: {
-                    "id": t.topic_id,
-                    "internal": t.internal,
-                    "configs": t.configs,
-                    "partitions": [[p.leader, p.epoch, p.session] for p in t.partitions],
-                }
-                for name, t in self.topics.items()
-            },
-            "fenced": self.fenced,
-            "retired": self.retired,
-            "scram": self.scram,
-            "acls": [b.to_json() for b in self.acls],
-            "quotas": self.quotas,
-        }
-        return json.dumps(doc, indent=1, sort_keys=True).encode()
+        doc = {"version": self.version, **self.sections_json(),
+               "topics": {name: t.to_json() for name, t in self.topics.items()}}
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ClusterState:
         doc = json.loads(raw)
-        return cls(
-            version=doc["version"],
-            next_node_id=doc["next_node_id"],
-            next_producer_id=doc.get("next_producer_id", 1000),
-            brokers={int(k): BrokerInfo(node_id=int(k), **v) for k, v in doc["brokers"].items()},
-            topics={
-                name: TopicInfo(
-                    name=name,
-                    topic_id=t["id"],
-                    internal=t.get("internal", False),
-                    configs=t.get("configs", {}),
-                    partitions=[PartitionLeader(*p) for p in t["partitions"]],
-                )
-                for name, t in doc["topics"].items()
-            },
-            fenced=doc.get("fenced", {}),
-            retired=doc.get("retired", {}),
-            scram=doc.get("scram", {}),
-            acls=[AclBinding.from_json(row) for row in doc.get("acls", [])],
-            quotas=doc.get("quotas", {}),
-        )
+        state = cls(version=doc["version"],
+                    topics={name: TopicInfo.from_json(name, t) for name, t in doc["topics"].items()})
+        for s in sections(cls):
+            setattr(state, s.name, s.load(doc[s.name]) if s.name in doc else s.default())
+        return state
 
     def copy(self) -> ClusterState:
-        return copy.deepcopy(self)
+        """A version to change: small sections copied, topics shared until changed."""
+        fresh = {s.name: copy.deepcopy(getattr(self, s.name)) for s in sections(type(self))}
+        return dataclasses.replace(self, topics=dict(self.topics), _owned=set(), **fresh)
+
+    def topic_for_update(self, name: str) -> TopicInfo:
+        """The topic ``name`` of this version, safe to change in place (copied on first use)."""
+        if name not in self._owned:
+            self.topics[name] = self.topics[name].clone()
+            self._owned.add(name)
+        return self.topics[name]
+
+    def put_topic(self, topic: TopicInfo) -> None:
+        self.topics[topic.name] = topic
+        self._owned.add(topic.name)
 
     # ---- queries -------------------------------------------------------------
 
@@ -193,6 +273,9 @@ class ClusterState:
 
     # ---- mutations (on a copy, by the controller) ----------------------------
 
+    def _session_of(self, node: int) -> str:
+        return self.brokers[node].session if node in self.brokers else ""
+
     def create_topic(
         self, name: str, partitions: int, configs: dict[str, str] | None = None, *, internal: bool = False
     ) -> TopicInfo:
@@ -200,28 +283,28 @@ class ClusterState:
         topic = TopicInfo(
             name=name,
             topic_id=str(uuid.uuid4()),
-            partitions=[
-                PartitionLeader(n, 0, self.brokers[n].session if n in self.brokers else "") for n in leaders
-            ],
+            partitions=[PartitionLeader(n, 0, self._session_of(n)) for n in leaders],
             configs=dict(configs or {}),
             internal=internal,
         )
-        self.topics[name] = topic
+        self.put_topic(topic)
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:
-        topic = self.topics[name]
+        topic = self.topic_for_update(name)
         leaders = self.place(total - len(topic.partitions))
-        topic.partitions.extend(
-            PartitionLeader(n, 0, self.brokers[n].session if n in self.brokers else "") for n in leaders
-        )
+        topic.partitions.extend(PartitionLeader(n, 0, self._session_of(n)) for n in leaders)
 
     def set_leader(self, name: str, index: int, node: int) -> PartitionLeader:
-        p = self.topics[name].partitions[index]
-        p.leader = node
-        p.epoch += 1
-        p.session = self.brokers[node].session if node in self.brokers else ""
+        topic = self.topic_for_update(name)
+        p = PartitionLeader(node, topic.partitions[index].epoch + 1, self._session_of(node))
+        topic.partitions[index] = p
         return p
+
+    def set_leaders(self, moves: list[tuple[str, int, int]]) -> None:
+        """Several :meth:`set_leader` at once."""
+        for name, index, node in moves:
+            self.set_leader(name, index, node)
 
 
 def apply_op(state: ClusterState, change: MetadataOp) -> None:
@@ -262,7 +345,7 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
                 if not values:
                     state.quotas.pop(key, None)
         case AlterConfigs(name=name, changes=changes):
-            configs = state.topics[name].configs
+            configs = state.topic_for_update(name).configs
             for c in changes:
                 if c.kind == 0 and c.value is not None:
                     configs[c.key] = c.value
@@ -288,3 +371,42 @@ def binding_from_api(a: Acl) -> AclBinding:
 def binding_to_api(b: AclBinding) -> Acl:
     return Acl(resource_type=b.resource_type, pattern_type=b.pattern_type, resource_name=b.resource_name,
                principal=b.principal, host=b.host, operation=b.operation, permission=b.permission)
+
+
+class LedPartitions:
+    """Which partitions a node leads, kept across metadata versions at the cost of what changed.
+
+    Scanning every partition on every metadata change costs the cluster's size per move;
+    unchanged topics are the same objects from one version to the next, so their part of
+    the answer is kept and only replaced (or removed) topics are looked at again.
+    """
+
+    def __init__(self) -> None:
+        self._node = -1
+        self._topics: dict[str, tuple[TopicInfo, list[int]]] = {}  # name -> (topic, indexes led)
+        self._led: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def of(self, state: ClusterState, node: int) -> Mapping[tuple[str, int], tuple[str, int]]:
+        """(topic, partition) -> (topic id, epoch) for every partition ``node`` leads in ``state``.
+
+        The mapping is this object's own, changed by the next call: read it, do not keep it.
+        """
+        if node != self._node:
+            self._node, self._topics, self._led = node, {}, {}
+        for name in [n for n in self._topics if n not in state.topics]:
+            self._forget(name)
+        for name, topic in state.topics.items():
+            hit = self._topics.get(name)
+            if hit is not None and hit[0] is topic:
+                continue
+            if hit is not None:
+                self._forget(name)
+            mine = [i for i, p in enumerate(topic.partitions) if p.leader == node]
+            self._topics[name] = (topic, mine)
+            for i in mine:
+                self._led[(name, i)] = (topic.topic_id, topic.partitions[i].epoch)
+        return self._led
+
+    def _forget(self, name: str) -> None:
+        for i in self._topics.pop(name)[1]:
+            self._led.pop((name, i), None)

@@ -3,7 +3,9 @@
 The controller's half of a move and of every commit (release a partition,
 push new metadata) goes through :class:`BrokerPeers`, the implementation of
 :class:`~.controller.Peers`; what "release" and "apply metadata" mean on a
-broker is the wiring's business, passed in as callbacks.
+broker is the wiring's business, passed in as callbacks. A push carries the
+commit's delta, not the metadata: its size follows the change, not the
+cluster (a broker that cannot apply it catches up from the bucket).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 from floe_api import internal as api
 
 from ..errors import RpcError
+from .controller import Committed
 from .metadata import ClusterState
 from .rpc import Rpc
 
@@ -36,13 +39,14 @@ class BrokerPeers:
         self._apply_here = apply_here
         self._release_here = release_here
 
-    async def push(self, node: int, state: ClusterState) -> None:
+    async def push(self, node: int, committed: Committed) -> None:
+        state = committed.state
         if node == self._node_id():
             await self._apply_here(state)
             return
         if node not in state.brokers:
             return
-        body = api.MetadataPush(state=state.to_bytes().decode())
+        body = api.MetadataPush(version=state.version, delta=committed.delta.decode())
         await self._post(state.brokers[node].http, api.METADATA_PATH, body)
 
     async def release(self, node: int, topic: str, index: int, epoch: int) -> None:
@@ -54,9 +58,10 @@ class BrokerPeers:
             raise RpcError(f"broker {node} is not live")
         await self._post(info.http, api.RELEASE_PATH, api.ReleaseRequest(topic=topic, partition=index, epoch=epoch))
 
-    async def broadcast(self, state: ClusterState) -> None:
-        """Every live broker applies ``state`` before this returns (failures are the liveness check's job)."""
-        await asyncio.gather(*(self.push(n, state) for n in list(state.brokers)), return_exceptions=True)
+    async def broadcast(self, committed: Committed) -> None:
+        """Every live broker applies the commit before this returns (failures are the liveness check's job)."""
+        nodes = list(committed.state.brokers)
+        await asyncio.gather(*(self.push(n, committed) for n in nodes), return_exceptions=True)
 
     async def _post(self, http: str, path: str, body: api.MetadataPush | api.ReleaseRequest) -> None:
         data = await self.rpc.call(http, path, body.model_dump(), timeout_s=10)

@@ -131,10 +131,26 @@ class FrameWriter:
         return [p for p in self.parts if len(p)]
 
 
+class EncodedBody:
+    """A response body its handler encoded itself, spliced in by reference.
+
+    For responses whose bulk does not change between requests: the Metadata
+    handler keeps each topic's encoded entry and re-encodes only changed topics.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> Frame:
     """Size-prefixed response frame, as parts for ``transport.writelines``."""
     header_type, write_header, write_body = _response_writer(api_key, api_version)
     out = FrameWriter()
     write_header(out, header_type(correlation_id=i32(correlation_id)))
-    write_body(out, body)
+    if isinstance(body, EncodedBody):
+        out.write(RecordsViews([memoryview(p) for p in body.parts]))
+    else:
+        write_body(out, body)
     return out.finish()

@@ -48,6 +48,7 @@ _META_KINDS = {
     layout.CHECKPOINT_PREFIX.split("/")[1]: "checkpoint",
     layout.BATCH_PREFIX.split("/")[1]: "checkpoint",
     layout.CLUSTER_KEY.split("/")[1]: "cluster",
+    layout.METADATA_LOG_PREFIX.split("/")[1]: "cluster",  # metadata deltas: the cluster metadata too
     layout.LEASE_KEY.split("/")[1]: "lease",
 }
 

@@ -5,7 +5,8 @@ checkpoints, consolidation) and WAL garbage collection all address the same
 objects; keeping the key scheme here lets them agree without importing each
 other, and makes the bucket readable from this file alone::
 
-    meta/cluster                         cluster metadata (controller writes, CAS)
+    meta/cluster                         cluster metadata snapshot (controller writes, CAS, now and then)
+    meta/log/<version>                   the metadata delta making <version> (controller, create-only)
     meta/controller                      the controller lease
     meta/partitions/<topic-id>/<p>       a partition's checkpoint (open, close, move)
     meta/checkpoints/<node>/<session>/<seq>  a checkpoint batch: every led partition of a session
@@ -22,6 +23,7 @@ from __future__ import annotations
 CLUSTER_KEY = "meta/cluster"
 LEASE_KEY = "meta/controller"
 CHECKPOINT_PREFIX = "meta/partitions/"
+METADATA_LOG_PREFIX = "meta/log/"
 BATCH_PREFIX = "meta/checkpoints/"
 WAL_PREFIX = "wal/"
 DATA_PREFIX = "data/"
@@ -82,3 +84,12 @@ def is_consolidated(key: str) -> bool:
 
 def checkpoint_key(topic_id: str, partition: int) -> str:
     return f"{CHECKPOINT_PREFIX}{topic_id}/{partition}"
+
+
+def metadata_delta_key(version: int) -> str:
+    """The delta that makes metadata ``version`` from ``version - 1`` (create-only, by the controller)."""
+    return f"{METADATA_LOG_PREFIX}{version:020d}"
+
+
+def metadata_delta_version(key: str) -> int:
+    return int(key.rsplit("/", 1)[1])
