@@ -10,6 +10,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from floe_broker.cluster.metadata import BrokerInfo, ClusterState
+from floe_broker.config import BrokerConfig
 from floe_broker.handlers import meta
 from floe_broker.protocol import codec
 from floe_broker.protocol.build import mk, nested, response_class
@@ -21,7 +22,7 @@ class Ctx:
     def __init__(self, state: ClusterState) -> None:
         self._state = state
         self.cluster_id = "scale"
-        self.config = SimpleNamespace(auto_create_topics=False, default_partitions=1)
+        self.config = BrokerConfig(storage="memory://meta", auto_create_topics=False, default_partitions=1)
 
     def state(self) -> ClusterState:
         return self._state
