@@ -180,8 +180,8 @@ class Broker:
             await self._seed_users(cfg.sasl_bootstrap_users_file)
         self.listener = self.endpoints.listeners[0]
         await self.endpoints.start()
-        if self.endpoints.tls is not None:
-            self._spawn(self.endpoints.tls.watch(), "tls-reload")
+        for i, tls in enumerate(self.endpoints.tls):
+            self._spawn(tls.watch(), f"tls-reload-{i}")
         self._spawn(self.membership.lease_loop(), "lease")
         self._spawn(self.membership.heartbeat_loop(), "controller-loop")
         self._spawn(self.leadership.reclaim_loop(cfg.heartbeat_interval_ms / 1000), "reclaim")

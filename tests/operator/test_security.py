@@ -116,9 +116,7 @@ async def test_the_cluster_secret_is_made_once_owned_mounted_and_kept(api: Api, 
     values = decoded(secret)
     assert set(values) == {"cluster-secret", "admin-token", "operator-password", "bootstrap-users"}
     assert len(values["cluster-secret"]) >= 40 and values["cluster-secret"] != values["admin-token"]
-    users = json.loads(values["bootstrap-users"])["users"]
-    assert {u["name"] for u in users} == {"floe-operator"}
-    assert {u["password"] for u in users} == {values["operator-password"]}
+    assert values["bootstrap-users"] == f"floe-operator:{values['operator-password']}\n"
 
     pod = api.get("apps/v1/deployments", "demo-broker")["spec"]["template"]["spec"]  # type: ignore[index]
     assert {"name": "cluster-secrets", "secret": {"secretName": CLUSTER_SECRET, "defaultMode": 0o440}} in pod["volumes"]

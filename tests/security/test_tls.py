@@ -151,7 +151,36 @@ async def test_half_written_certificate_files_keep_the_old_certificate(tmp_path:
         port = b.ports["SSL"]
         before = await asyncio.to_thread(_server_serial, port, b.ca.ca_path)
         (b.ssl_dir / "tls.crt").write_text("-----BEGIN CERTIFICATE-----\ntruncated")
-        tls = b.broker.endpoints.tls
-        assert tls is not None
+        (tls,) = b.broker.endpoints.tls
         assert await tls.check() is False
         assert await asyncio.to_thread(_server_serial, port, b.ca.ca_path) == before
+
+
+async def test_each_listener_may_have_its_own_certificate_and_client_certificate_rule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's StreamCluster with a SASL_SSL and an mTLS listener: FLOE_SSL_DIR_<NAME> and
+    FLOE_SSL_CLIENT_AUTH_<NAME> give each its own Secret and rule (Kafka's listener.name.<name>.*)."""
+    ca = CertificateAuthority(tmp_path / "ca")
+    server_secret(ca, tmp_path / "external")
+    server_secret(ca, tmp_path / "mtls")
+    ports = {"EXTERNAL": free_port(), "MTLS": free_port()}
+    monkeypatch.setenv("FLOE_SSL_DIR_EXTERNAL", str(tmp_path / "external"))
+    monkeypatch.setenv("FLOE_SSL_DIR_MTLS", str(tmp_path / "mtls"))
+    monkeypatch.setenv("FLOE_SSL_CLIENT_AUTH_MTLS", "required")
+    config = dataclasses.replace(
+        CONFIG, listeners=",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
+        listener_security_protocol_map="EXTERNAL:SASL_SSL,MTLS:SSL", sasl_enabled_mechanisms="SCRAM-SHA-512",
+        ssl_principal_mapping_rules="RULE:^CN=([A-Za-z]+),.*$/$1/L,DEFAULT")
+    async with started_broker(config, listen=True) as broker:
+        await broker.controller_client.apply(await asyncio.to_thread(seed_change, {"bob": "bob-pw"}))
+        assert len(broker.endpoints.tls) == 2, "one watched certificate per directory"
+        ca_conf = {"ssl.ca.location": str(ca.ca_path)}
+        sasl = {"bootstrap.servers": f"127.0.0.1:{ports['EXTERNAL']}", "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "bob", "sasl.password": "bob-pw", **ca_conf}
+        await list_topics(sasl)  # no client certificate needed on the SASL_SSL listener
+        no_cert = {"bootstrap.servers": f"127.0.0.1:{ports['MTLS']}", "security.protocol": "SSL", **ca_conf}
+        with pytest.raises(Exception):  # noqa: B017 - librdkafka reports the refused handshake as a timeout
+            await list_topics(no_cert, wait_s=3)
+        alice = ca.issue("Alice", tmp_path / "alice", server=False)
+        await list_topics({**no_cert, "ssl.certificate.location": str(alice.cert),
+                           "ssl.key.location": str(alice.key)})

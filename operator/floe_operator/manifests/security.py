@@ -20,7 +20,6 @@ the file paths. TLS Secrets are mounted at ``/etc/floe/tls/<listener>``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +36,6 @@ BOOTSTRAP_USERS_KEY = "bootstrap-users"
 SECRET_KEYS = (CLUSTER_SECRET_KEY, ADMIN_TOKEN_KEY, OPERATOR_PASSWORD_KEY, BOOTSTRAP_USERS_KEY)
 # The operator's own Kafka user: a super user it creates through bootstrap-users.
 OPERATOR_USER = "floe-operator"
-# Both SCRAM mechanisms, so the operator can log in on whichever SCRAM listener comes first.
-OPERATOR_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -51,9 +48,9 @@ class ClusterSecrets:
 
 
 def bootstrap_users(operator_password: str) -> str:
-    """The brokers' bootstrap-users file: SCRAM users to create at start if they do not exist yet."""
-    users = [{"name": OPERATOR_USER, "mechanism": m, "password": operator_password} for m in OPERATOR_MECHANISMS]
-    return json.dumps({"users": users}, indent=2) + "\n"
+    """The brokers' bootstrap-users file (``USER:PASSWORD`` lines): users created at start, with a
+    credential for every SCRAM mechanism, if they do not exist yet."""
+    return f"{OPERATOR_USER}:{operator_password}\n"
 
 
 def cluster_secret(cluster: spec_.StreamCluster, values: ClusterSecrets) -> dict[str, Any]:
