@@ -45,7 +45,7 @@ def test_single_node_round_trip_and_perf_tool(jars: Path, tmp_path: Path) -> Non
         got: list[bytes] = []
 
         def all_read() -> bool:
-            got.extend(m.value() for m in consumer.consume(100, 1.0) if m.error() is None)
+            got.extend(m.value() or b"" for m in consumer.consume(100, 1.0) if m.error() is None)
             return len(got) >= len(sent)
 
         wait_until(all_read, 120, interval=0, message="the 20 records back from Kafka")
