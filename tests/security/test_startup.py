@@ -10,7 +10,7 @@ from tests.infra.broker import BrokerProcess, free_port
 
 
 @pytest.mark.parametrize(("flags", "reason"), [
-    (["--listeners", "SASL_SSL://127.0.0.1:{port}"], "use TLS: give --ssl-dir"),
+    (["--listeners", "SASL_SSL://127.0.0.1:{port}"], "uses TLS: give --ssl-dir"),
     (["--listeners", "CLIENT://127.0.0.1:{port}"], "CLIENT has no security protocol"),
     (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{port}", "--sasl-enabled-mechanisms", "GSSAPI"],
      "unsupported SASL mechanisms"),
