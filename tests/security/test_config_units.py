@@ -73,11 +73,14 @@ def test_a_subject_no_rule_matches_is_refused() -> None:
 
 
 def test_scram_keys_from_a_salted_password_match_keys_from_the_password() -> None:
-    c = from_password("SCRAM-SHA-256", "pw", 4096)
-    salted = hashlib.pbkdf2_hmac("sha256", b"pw", c.salt, 4096)
+    # "-" and "!" are outside the base64 alphabet, so the password cannot turn
+    # up by chance inside the encoded salt or keys.
+    password = "not-in-b64!"
+    c = from_password("SCRAM-SHA-256", password, 4096)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), c.salt, 4096)
     assert from_salted_password("SCRAM-SHA-256", c.salt, salted, 4096) == c
-    assert verify_password(c, "pw") and not verify_password(c, "pW")
-    assert "pw" not in str(c.to_json())
+    assert verify_password(c, password) and not verify_password(c, "Not-in-b64!")
+    assert password not in str(c.to_json())
 
 
 def test_the_metadata_change_upserts_deletes_and_seeds_only_the_absent() -> None:
