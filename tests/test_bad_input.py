@@ -21,6 +21,7 @@ from floe_broker.protocol import codec
 from floe_broker.protocol.build import response_class
 from tests.infra.batches import record_batch
 from tests.infra.broker import BrokerProcess
+from tests.infra.frames import read_frame, send_frame
 from tests.test_clients import consume_exactly, create_topic, produce_all
 
 
@@ -35,24 +36,8 @@ def raw_request(sock: socket.socket, api_key: int, version: int, body: object, c
     entity_writer(schema.__header_schema__)(buf, header)
     entity_writer(schema)(buf, body)
     frame = buf.getvalue()
-    sock.sendall(struct.pack(">i", len(frame)) + frame)
+    send_frame(sock, frame)
     return read_frame(sock)
-
-
-def read_frame(sock: socket.socket) -> bytes:
-    head = recv_exactly(sock, 4)
-    (size,) = struct.unpack(">i", head)
-    return recv_exactly(sock, size)
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError("closed")
-        out += chunk
-    return out
 
 
 def connect(broker: BrokerProcess) -> socket.socket:

@@ -11,6 +11,7 @@ import socket
 import struct
 from typing import Any
 
+from tests.infra.frames import read_frame, send_frame
 from tests.inprocess.wire import decode_response, encode_request
 
 
@@ -18,19 +19,8 @@ def request(address: str, api_key: int, version: int, body: Any, *, client_id: s
     host, _, port = address.rpartition(":")
     frame = encode_request(api_key, version, body, correlation_id=7, client_id=client_id)
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(struct.pack(">i", len(frame)) + frame)
-        head = _read(s, 4)
-        (size,) = struct.unpack(">i", head)
-        corr, decoded = decode_response(api_key, version, [head + _read(s, size)])
+        send_frame(s, frame)
+        raw = read_frame(s)
+    corr, decoded = decode_response(api_key, version, [struct.pack(">i", len(raw)), raw])
     assert corr == 7
     return decoded
-
-
-def _read(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf

@@ -38,6 +38,7 @@ from floe_broker.security.quotas import (
 from floe_broker.security.throttle import MUTE, Mute
 from tests.conftest import BrokerFactory, StoreSpec
 from tests.infra.batches import record_batch
+from tests.infra.frames import read_frame
 from tests.inprocess.harness import CONFIG, started_broker
 from tests.inprocess.wire import PEER, decode_response, encode_request
 from tests.inprocess.wire import request as entity
@@ -278,9 +279,8 @@ def test_a_client_ignoring_its_throttle_is_muted(brokers: BrokerFactory, file_st
         sender = threading.Thread(target=s.sendall, args=(frames,))  # blocks while the broker does not read
         sender.start()
         for _ in range(count):
-            (n,) = struct.unpack(">i", _read(s, 4))
-            raw = _read(s, n)
-            _, resp = decode_response(PRODUCE_API, 9, [struct.pack(">i", n) + raw])
+            raw = read_frame(s)
+            _, resp = decode_response(PRODUCE_API, 9, [struct.pack(">i", len(raw)) + raw])
             assert resp.responses[0].partition_responses[0].error_code == ErrorCode.none
             throttles.append(_ms(resp.throttle_time))
         elapsed = time.monotonic() - start
@@ -293,16 +293,6 @@ def test_a_client_ignoring_its_throttle_is_muted(brokers: BrokerFactory, file_st
 
 def _ms(value: Any) -> int:
     return int(value.total_seconds() * 1000) if hasattr(value, "total_seconds") else int(value)
-
-
-def _read(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
 
 
 # ---- fetch quotas ------------------------------------------------------------------------------------------
