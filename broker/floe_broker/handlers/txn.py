@@ -21,7 +21,7 @@ from kio.schema.errors import ErrorCode
 from ..errors import JournalClosed, TopicError
 from ..groups.state import OffsetEntry
 from ..ordering import CURRENT_TURN
-from ..protocol.build import mk, nested, response_class
+from ..protocol.build import EPOCH, NO_TIME, mk, nested, response_class
 from ..security.session import current_listener
 from ..txn.coordinator import TXN_TOPIC, partition_for
 from ..txn.state import TxnMeta, TxnState
@@ -31,7 +31,6 @@ from .context import BrokerContext
 
 ADD_PARTITIONS, ADD_OFFSETS, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 26, 28
 DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 61, 65, 66
-NO_TIME = datetime.datetime.fromtimestamp(-0.001, datetime.UTC)  # encodes as -1: "none"
 
 
 def _release_turn() -> None:
@@ -196,7 +195,7 @@ async def describe_transactions(ctx: BrokerContext, version: int, req: Any) -> A
     for txn_id in req.transactional_ids:
         if not authz.allowed(ctx, DESCRIBE, TXN, txn_id):
             out.append(mk(state_cls, error_code=ErrorCode.transactional_id_authorization_failed,
-                          transactional_id=txn_id, transaction_state="", transaction_start_time=NO_TIME,
+                          transactional_id=txn_id, transaction_state="", transaction_start_time=EPOCH,
                           producer_id=-1, producer_epoch=-1))
             continue
         shard = await ctx.txn.shard_for(txn_id)
@@ -204,7 +203,7 @@ async def describe_transactions(ctx: BrokerContext, version: int, req: Any) -> A
         if meta is None:
             code = ErrorCode.not_coordinator if shard is None else ErrorCode.transactional_id_not_found
             out.append(mk(state_cls, error_code=code, transactional_id=txn_id, transaction_state="",
-                          transaction_start_time=NO_TIME, producer_id=-1, producer_epoch=-1))
+                          transaction_start_time=EPOCH, producer_id=-1, producer_epoch=-1))
             continue
         topics: dict[str, list[int]] = {}
         for t, p in sorted(meta.partitions):
