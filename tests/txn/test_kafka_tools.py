@@ -62,7 +62,6 @@ async def test_kafka_transactions_tool_lists_and_describes(jars) -> None:  # typ
         await asyncio.to_thread(producer.commit_transaction, 30)
         listed = await asyncio.to_thread(tool, "list")
         assert "CompleteCommit" in listed, listed
-        del producer
 
 
 async def test_the_java_clients_exactly_once_copier(jars) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +85,8 @@ async def test_the_java_clients_exactly_once_copier(jars) -> None:  # type: igno
         done = await asyncio.to_thread(
             run_tool, COPIER, "--broker-list", boot, "--input-topic", "src", "--input-partition", "0",
             "--output-topic", "dst", "--transactional-id", f"copier-{uuid.uuid4().hex[:6]}",
-            "--consumer-group", "copier", "--group-mode", "--use-group-metadata", "--max-messages", str(len(sent)), "--transaction-size", "20",
+            "--consumer-group", "copier", "--group-mode", "--use-group-metadata",
+            "--max-messages", str(len(sent)), "--transaction-size", "20",
             "--enable-random-aborts", "--transaction-timeout", "30000", jars=jars, timeout=240)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         copied = await asyncio.to_thread(consume_all, broker, "dst", "read_committed", len(sent))
