@@ -78,6 +78,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def _quietly(durable: Awaitable[None]) -> None:
+    try:
+        await durable
+    except JournalClosed:
+        pass
+
+
 class TxnShard:
     """The transactional ids of one ``__transaction_state`` partition led by this broker."""
 
@@ -146,8 +153,24 @@ class TxnShard:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         done = sm.complete(meta, self.clock())
-        await self._persist(done)
+        await self._persist_behind(done)
         return done
+
+    async def _persist_behind(self, meta: TxnMeta) -> None:
+        """Append Complete* and apply it at once, without waiting for it to be durable.
+
+        The markers are durable already, so the outcome is fixed everywhere; if
+        this record is lost, a new coordinator finds Prepare* and writes the
+        same markers again (a duplicate marker changes nothing). Anything the
+        client does next is appended after it, so the journal stays in order.
+        """
+        if self.closed:
+            raise JournalClosed(f"{TXN_TOPIC}-{self.partition} is no longer led here")
+        entry = (meta.transactional_id.encode(), json.dumps(meta.to_json()).encode())
+        await self.journal.reserve(len(entry[0]) + len(entry[1]) + 64)
+        _, durable = self.journal.append([entry])
+        self.txns[meta.transactional_id] = meta
+        self._spawn(_quietly(durable))
 
     async def _finish_locked(self, transactional_id: str) -> None:
         try:
