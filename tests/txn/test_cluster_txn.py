@@ -124,7 +124,7 @@ def test_moves_and_a_killed_coordinator_lose_no_commit_and_show_no_abort(brokers
         moves = [{"topic": TXN_TOPIC, "partition": 0, "to": next(n for n in nodes if n != coord)},
                  {"topic": topic, "partition": 0, "to": next(n for n in nodes if n != data_leader)}]
         reply = post(controller.http, "/v1/reassignments", {"moves": moves})
-        assert all(m.get("ok", True) for m in reply.get("results", [])), reply
+        assert all(r["error"] is None for r in reply["results"]), reply
 
     values = write_txn(producer, topic, "moved", during=move_coordinator_and_a_partition)
     record(values, end(producer, commit=True))
