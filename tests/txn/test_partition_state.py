@@ -7,6 +7,8 @@ from a checkpoint body, or rebuilt from the stored bytes after a crash.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import struct
 import time
 
@@ -16,9 +18,11 @@ import pytest
 from floe_broker.errors import SequenceError
 from floe_broker.log.partition import Partition
 from floe_broker.protocol import records
+from floe_broker.txn.coordinator import TXN_TOPIC, TxnShard
+from floe_broker.txn.state import Refused
 from floe_broker.txn_journal import encode_marker
 from tests.infra.batches import record_batch, zigzag
-from tests.inprocess.harness import started_broker
+from tests.inprocess.harness import CONFIG, started_broker
 
 
 def txn_batch(pid: int, epoch: int, seq: int, value: bytes = b"v", count: int = 1) -> bytes:
@@ -103,3 +107,34 @@ async def test_a_marker_fences_older_epochs_and_a_stale_marker_is_refused() -> N
             await marker(log, part, 100, 0, commit=True)
         await append(log, part, txn_batch(100, 1, 0))  # the new incarnation starts at sequence 0
         assert part.txn_open == {100: 2}
+
+
+async def test_transaction_state_is_snapshotted_and_replays_from_the_snapshot() -> None:
+    """Many transactions of few ids: the coordinator rewrites the live state and trims the rest, and a
+    coordinator loading the partition afterwards knows every id's last state."""
+    async with started_broker(dataclasses.replace(CONFIG, transaction_state_partitions=1)) as broker:
+        await broker.serving.ensure_txn_topic()
+        shard = await broker.serving.txn.shard_at(0)
+        assert shard is not None
+        shard.snapshot_after = 40
+        await broker.serving.create_topic("s", 1, {})
+
+        async def new_pid() -> int:
+            return await broker.serving.next_producer_id()
+
+        for _ in range(30):
+            for txn_id in ("a", "b"):
+                meta = await shard.init_producer(txn_id, 60_000, (-1, -1), new_pid)
+                assert not isinstance(meta, Refused)
+        part = await broker.serving.leader_partition(TXN_TOPIC, 0)
+        assert part is not None
+        for _ in range(100):  # the snapshot runs in the background: poll for its trim
+            if part.log_start > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert part.log_start > 0, "the snapshot moved the log start"
+        fresh = TxnShard(0, shard.journal, shard.markers, shard.limits)
+        await fresh.load()
+        assert {k: (m.producer_id, m.producer_epoch) for k, m in fresh.txns.items()} == \
+            {k: (m.producer_id, m.producer_epoch) for k, m in shard.txns.items()}
+        assert shard.txns["a"].producer_epoch == 29

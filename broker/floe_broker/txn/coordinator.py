@@ -40,6 +40,7 @@ TICK_S = 0.2
 LOAD_EVERY_TICKS = 5
 RETRY_S = 0.1
 RETRY_MAX_S = 2.0
+SNAPSHOT_AFTER = 10_000  # records in a partition before its live state is rewritten and the rest trimmed
 
 
 class Journal(Protocol):
@@ -55,6 +56,9 @@ class Journal(Protocol):
 
     def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
         """Every record from the log start to the high watermark."""
+
+    def trim_before(self, offset: int) -> None:
+        """Move the log start forward: records below ``offset`` are no longer replayed."""
 
 
 class Markers(Protocol):
@@ -89,7 +93,7 @@ class TxnShard:
     """The transactional ids of one ``__transaction_state`` partition led by this broker."""
 
     def __init__(self, partition: int, journal: Journal, markers: Markers, limits: Limits, *,
-                 clock: Callable[[], int] = _now_ms) -> None:
+                 clock: Callable[[], int] = _now_ms, snapshot_after: int = SNAPSHOT_AFTER) -> None:
         self.partition = partition
         self.journal = journal
         self.markers = markers
@@ -99,6 +103,11 @@ class TxnShard:
         self.closed = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Snapshots keep the replay short (see maybe_snapshot)
+        self.snapshot_after = snapshot_after
+        self.appended = 0  # records since the partition's start or the last snapshot
+        self._inflight: dict[int, str] = {}  # first offset -> id, of appends not yet applied
+        self._snapshotting = False
 
     @property
     def txns(self) -> dict[str, TxnMeta]:
@@ -112,6 +121,7 @@ class TxnShard:
                 self.shelf.apply(key.decode(), json.loads(value) if value is not None else None)
             except (ValueError, KeyError):
                 log.warning("skipping undecodable record in transaction state", partition=self.partition)
+        self.appended = records
         unfinished = [m for m in self.txns.values() if m.state.preparing]
         for meta in unfinished:
             self._spawn(self._finish_locked(meta.transactional_id))
@@ -132,9 +142,14 @@ class TxnShard:
             raise JournalClosed(f"{TXN_TOPIC}-{self.partition} is no longer led here")
         entry = (meta.transactional_id.encode(), json.dumps(meta.to_json()).encode())
         await self.journal.reserve(len(entry[0]) + len(entry[1]) + 64)
-        _, durable = self.journal.append([entry])
-        await durable
+        base, durable = self.journal.append([entry])
+        self._inflight[base] = meta.transactional_id
+        try:
+            await durable
+        finally:
+            del self._inflight[base]
         self.txns[meta.transactional_id] = meta
+        self._appended(1)
 
     async def _finish(self, meta: TxnMeta) -> TxnMeta:
         """Write the markers of a prepared end until they are durable, then persist Complete*."""
@@ -171,6 +186,43 @@ class TxnShard:
         _, durable = self.journal.append([entry])
         self.txns[meta.transactional_id] = meta
         self._spawn(_quietly(durable))
+        self._appended(1)
+
+    # ---- snapshots ---------------------------------------------------------------------
+
+    def _appended(self, n: int) -> None:
+        self.appended += n
+        if self.appended >= self.snapshot_after and not self._snapshotting and not self.closed:
+            self._snapshotting = True
+            self._spawn(self._snapshot())
+
+    async def _snapshot(self) -> None:
+        """Once the partition holds far more records than ids, append every id's current state and
+        move the log start behind it, so a new coordinator replays little (the partition is
+        otherwise only ever appended to). Ids whose new state is still on its way to durability
+        stay out, and the cut stays at or below their records, which then win on replay."""
+        try:
+            if self.appended < 4 * max(len(self.txns), 1):
+                return
+            await self.journal.reserve(sum(len(k) + 300 for k in self.txns))
+            pending = dict(self._inflight)
+            skip = set(pending.values())
+            entries: list[tuple[bytes, bytes | None]] = [
+                (m.transactional_id.encode(), json.dumps(m.to_json()).encode())
+                for m in self.txns.values() if m.transactional_id not in skip]
+            if not entries:
+                return
+            base, durable = self.journal.append(entries)
+            await durable
+            cut = min([base, *pending])
+            self.journal.trim_before(cut)
+            log.info("transaction state snapshot", partition=self.partition, records=len(entries),
+                     replaced=self.appended, log_start=cut)
+            self.appended = len(entries)
+        except JournalClosed:
+            pass
+        finally:
+            self._snapshotting = False
 
     async def _finish_locked(self, transactional_id: str) -> None:
         try:
