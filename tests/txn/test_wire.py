@@ -8,7 +8,10 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
+from floe_api.internal import Acl, CreateAcls
 from floe_broker.dispatch import Dispatcher
+from floe_broker.security.acls import Operation, PatternType, Permission, ResourceType
+from floe_broker.security.principal import PRINCIPAL, Principal
 from tests.inprocess.harness import CONFIG, started_broker
 from tests.inprocess.test_core import create_topic
 from tests.inprocess.wire import call, request
@@ -112,3 +115,34 @@ async def test_a_new_incarnation_fences_the_old_one() -> None:
         assert await produce(d, "tx-x", "x", txn_batch(pid, epoch, 1)) == ErrorCode.invalid_producer_epoch
         after = await fetch(d, "x", 1)
         assert [a.producer_id for a in after.aborted_transactions] == [pid]  # type: ignore[attr-defined]
+
+
+async def test_transactional_ids_need_kafkas_acls() -> None:
+    """WRITE on the transactional id to use it, DESCRIBE to find or list it (Kafka's rules)."""
+    secured = dataclasses.replace(CONFIG_TXN, authorizer="on", super_users="User:admin")
+    async with started_broker(secured) as broker:
+        d = Dispatcher(broker.serving)
+        admin = PRINCIPAL.set(Principal.parse("User:admin"))
+        await create_topic(d, "a")
+        await broker.serving.ensure_txn_topic()
+        PRINCIPAL.reset(admin)
+
+        def acl(rt: ResourceType, name: str, op: Operation) -> Acl:
+            return Acl(resource_type=int(rt), pattern_type=int(PatternType.LITERAL), resource_name=name,
+                       principal="User:alice", host="*", operation=int(op), permission=int(Permission.ALLOW))
+
+        await broker.serving.apply_metadata(CreateAcls(acls=[acl(ResourceType.TOPIC, "a", Operation.WRITE)]))
+        alice = PRINCIPAL.set(Principal.parse("User:alice"))
+        try:
+            found = await call(d, FIND, 4, request(FIND, 4, key_type=1, coordinator_keys=["tx-acl"]))
+            assert found.coordinators[0].error_code == ErrorCode.transactional_id_authorization_failed
+            r = await call(d, INIT, 4, request(INIT, 4, transactional_id="tx-acl",
+                                               transaction_timeout=datetime.timedelta(seconds=60),
+                                               producer_id=-1, producer_epoch=-1))
+            assert r.error_code == ErrorCode.transactional_id_authorization_failed
+            await broker.serving.apply_metadata(CreateAcls(acls=[acl(ResourceType.TRANSACTIONAL_ID, "tx-acl",
+                                                                     Operation.WRITE)]))
+            pid, epoch = await init(d, "tx-acl")  # WRITE implies DESCRIBE: found and initialised
+            assert await add(d, "tx-acl", pid, epoch, "a") == ErrorCode.none
+        finally:
+            PRINCIPAL.reset(alice)
