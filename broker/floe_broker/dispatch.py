@@ -31,21 +31,8 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
-from .handlers import (
-    acls,
-    admin,
-    authz,
-    fetch,
-    groups,
-    meta,
-    produce,
-    producer_id,
-    quotas,
-    reassign,
-    sasl,
-    scram_users,
-    txn,
-)
+from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
+from .handlers import txn as txn_handlers
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
@@ -113,13 +100,13 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
-            24: (0, 3, txn.add_partitions_to_txn),
-            25: (0, 4, txn.add_offsets_to_txn),
-            26: (0, 4, txn.end_txn),
-            28: (0, 4, txn.txn_offset_commit),
-            61: (0, 0, txn.describe_producers),
-            65: (0, 0, txn.describe_transactions),
-            66: (0, 1, txn.list_transactions),
+            24: (0, 3, txn_handlers.add_partitions_to_txn),
+            25: (0, 4, txn_handlers.add_offsets_to_txn),
+            26: (0, 4, txn_handlers.end_txn),
+            28: (0, 4, txn_handlers.txn_offset_commit),
+            61: (0, 0, txn_handlers.describe_producers),
+            65: (0, 0, txn_handlers.describe_transactions),
+            66: (0, 1, txn_handlers.list_transactions),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}
