@@ -1,4 +1,5 @@
-"""confluent-kafka's transactional producer and read_committed consumers against an in-process broker.
+"""Transactional producers and read_committed consumers (confluent-kafka, kafka-python, aiokafka) against
+an in-process broker.
 
 The broker listens on a free local port; client calls run in threads while the
 event loop serves them. Everything asserted is what a user of the client sees.
@@ -14,7 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as AioTopicPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from kafka import KafkaProducer
 
 from floe_broker.app import Broker
 from tests.inprocess.harness import CONFIG, started_broker
@@ -244,3 +248,50 @@ async def test_read_committed_waits_at_the_last_stable_offset(broker: Broker) ->
     assert held == []
     assert released == [b"in-txn", b"after"]
     assert uncommitted == [b"in-txn", b"after"]
+
+
+async def test_kafka_python_and_aiokafka_transactions(broker: Broker) -> None:
+    """kafka-python 3's transactional producer commits and aborts; aiokafka's read_committed consumer
+    and transactional producer see and write the same thing librdkafka does."""
+    await broker.serving.create_topic("kp", 1, {})
+
+    def kafka_python() -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap(broker), transactional_id="tx-kafka-python")
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send("kp", b"kp-committed")
+        producer.commit_transaction()
+        producer.begin_transaction()
+        producer.send("kp", b"kp-aborted").get(30)
+        producer.abort_transaction()
+        producer.close(10)
+
+    await asyncio.to_thread(kafka_python)
+    aio = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), transactional_id="tx-aiokafka")
+    await aio.start()
+    try:
+        async with aio.transaction():
+            await aio.send_and_wait("kp", b"aio-committed")
+        await aio.begin_transaction()
+        await aio.send_and_wait("kp", b"aio-aborted")
+        await aio.abort_transaction()
+    finally:
+        await aio.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), isolation_level="read_committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = AioTopicPartition("kp", 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            seen.extend(m.value for m in batch.get(tp, []))
+        end = await consumer.end_offsets([tp])
+    finally:
+        await consumer.stop()
+    assert seen == [b"kp-committed", b"aio-committed"]
+    part = await broker.serving.leader_partition("kp", 0)
+    assert part is not None and end[tp] == part.last_stable_offset == part.high_watermark
