@@ -138,3 +138,64 @@ async def test_transaction_state_is_snapshotted_and_replays_from_the_snapshot() 
         assert {k: (m.producer_id, m.producer_epoch) for k, m in fresh.txns.items()} == \
             {k: (m.producer_id, m.producer_epoch) for k, m in shard.txns.items()}
         assert shard.txns["a"].producer_epoch == 29
+
+
+class _Markers:
+    """Markers that fail until allowed (a partition leader that is down), recording what they wrote."""
+
+    def __init__(self) -> None:
+        self.allowed = False
+        self.written: list[tuple[str, bool]] = []
+
+    async def write(self, meta, commit: bool) -> None:  # type: ignore[no-untyped-def]
+        if not self.allowed:
+            raise ConnectionError("leader unreachable")
+        self.written.append((meta.transactional_id, commit))
+
+
+async def test_a_new_coordinator_finishes_a_decided_commit() -> None:
+    """PrepareCommit is durable but the markers never got written (the coordinator died): the broker that
+    loads the partition next writes them and completes the transaction, without any client."""
+    async with started_broker(dataclasses.replace(CONFIG, transaction_state_partitions=1)) as broker:
+        await broker.serving.ensure_txn_topic()
+        part = await broker.serving.leader_partition(TXN_TOPIC, 0)
+        assert part is not None
+        journal = await broker.serving.txn_journal(0)
+        assert journal is not None
+        markers = _Markers()
+        first = TxnShard(0, journal, markers, broker.serving.txn.limits)
+
+        async def new_pid() -> int:
+            return 42
+
+        meta = await first.init_producer("tx-dead", 60_000, (-1, -1), new_pid)
+        assert not isinstance(meta, Refused)
+        assert await first.add_partitions("tx-dead", 42, 0, {("t", 0)}) == 0
+        ending = asyncio.create_task(first.end("tx-dead", 42, 0, True))
+        for _ in range(100):  # PrepareCommit durable, markers failing
+            if first.txns["tx-dead"].state.value == "PrepareCommit":
+                break
+            await asyncio.sleep(0.02)
+        assert first.txns["tx-dead"].state.value == "PrepareCommit"
+        first.close()  # the coordinator is gone
+        ending.cancel()
+
+        markers_next = _Markers()
+        markers_next.allowed = True
+        second = TxnShard(0, journal, markers_next, broker.serving.txn.limits)
+        await second.load()
+        for _ in range(100):
+            if second.txns["tx-dead"].state.value == "CompleteCommit":
+                break
+            await asyncio.sleep(0.02)
+        assert markers_next.written == [("tx-dead", True)]
+        assert second.txns["tx-dead"].state.value == "CompleteCommit"
+        second.close()
+        for _ in range(100):  # Complete is appended without waiting: a reload sees it once durable
+            third = TxnShard(0, journal, _Markers(), broker.serving.txn.limits)
+            await third.load()
+            third.close()
+            if third.txns["tx-dead"].state.value == "CompleteCommit":
+                break
+            await asyncio.sleep(0.02)
+        assert third.txns["tx-dead"].state.value == "CompleteCommit"
