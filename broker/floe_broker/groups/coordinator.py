@@ -375,7 +375,8 @@ class Shard:
         pending = {k: e for k, e in self.txn_pending.get(producer_id, {}).items() if k[0] == group_id}
         entries: list[tuple[bytes, bytes | None]] = (
             [(offset_key(g, t, p), offset_value(e)) for (g, t, p), e in pending.items()] if commit else [])
-        entries.append((json.dumps(["e", group_id, producer_id]).encode(), None))
+        # a value, not a tombstone: key compaction must keep it after the "t" records it closes
+        entries.append((json.dumps(["e", group_id, producer_id]).encode(), b"{}"))
 
         def apply() -> None:
             mine = self.txn_pending.get(producer_id, {})
