@@ -6,7 +6,10 @@ session timeout and resumes it, and kills the controller (restarting
 replacements as it goes). Afterwards every partition is read back and
 checked: every acknowledged value is present at the offset it was
 acknowledged at, no offset holds two different values, and offsets are
-never reused. Runs on the file:// store and on Ceph radosgw.
+never reused. Beside them a transactional writer commits and aborts
+transactions through the same faults (``tests/txn/ledger.py``): read_committed
+must show no aborted value, lose no committed one, never part of a
+transaction, and nothing twice. Runs on the file:// store and on Ceph radosgw.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uuid
 from tests.infra.broker import wait_until
 from tests.test_clients import create_topic
 from tests.test_cluster import Ledger, cluster_view, leaders, post, start_cluster
+from tests.txn.ledger import TxnLedger
 
 PARTITIONS = 6
 
@@ -44,7 +48,9 @@ def test_history_under_moves_drains_crashes_pauses_and_controller_loss(brokers, 
         http = next(b["http"] for b in view["brokers"] if b["node_id"] == node)
         return next(p for p in live() if p.http == http)
 
-    with Ledger(bootstrap, topic, PARTITIONS) as ledger:
+    txn_topic = f"jepsen-txn-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, txn_topic, 3)
+    with Ledger(bootstrap, topic, PARTITIONS) as ledger, TxnLedger(bootstrap, txn_topic, 3) as txns:
         progress(ledger, "start")
 
         # 1. reassign every partition one step around the ring
@@ -104,9 +110,12 @@ def test_history_under_moves_drains_crashes_pauses_and_controller_loss(brokers, 
                    message="the old controller's partitions moved")
         events.append(f"killed controller node {controller}")
         progress(ledger, "controller loss")
+        commits = txns.count()
+        wait_until(lambda: txns.count() > commits + 3, 120, message="transactions after the faults")
         time.sleep(0.5)
 
     ledger.verify(some_live().bootstrap)
+    txns.verify(",".join(p.bootstrap for p in live()))
     per_part: dict[int, list[int]] = {}
     for part, off in ledger.acked:
         per_part.setdefault(part, []).append(off)

@@ -222,3 +222,38 @@ class ProducerIdsRequest(BaseModel):
 
 class ProducerIdsReply(BaseModel):
     start: int
+
+
+# ---- transactions: coordinator <-> partition leaders and group coordinators -------------------
+
+TXN_MARKERS_PATH = "/internal/v1/txn-markers"
+TXN_VERIFY_PATH = "/internal/v1/txn-verify"
+
+
+class TxnMarkersRequest(BaseModel):
+    """A transaction's end, for the partitions and groups one broker leads: a commit or abort
+    marker appended to each partition, the group's pending transactional offsets applied or dropped.
+    Answered only once every one of them is durable."""
+
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    coordinator_epoch: int = 0
+    partitions: list[tuple[str, int]] = []
+    groups: list[str] = []
+
+
+class TxnVerifyRequest(BaseModel):
+    """A partition leader asks the coordinator whether a transactional batch belongs to an open
+    transaction that added this partition (the hanging-transaction guard)."""
+
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    topic: str
+    partition: int
+
+
+class TxnVerifyReply(BaseModel):
+    error_code: int  # Kafka's error code; 0: the batch may be appended

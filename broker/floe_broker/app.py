@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY
 
-from floe_api.internal import MetadataPush, RegisterRequest
+from floe_api.internal import MetadataPush, RegisterRequest, TxnMarkersRequest, TxnVerifyReply, TxnVerifyRequest
 from floe_api.public import MoveResult
 
 from . import metrics
@@ -104,8 +104,10 @@ class Broker:
                                  apply_here=self.leadership.sync, release_here=self.leadership.release_partition)
         self.controller.peers = self.peers
         self.cache = BlockCache(store, block_size=config.block_size, capacity_bytes=config.block_cache_bytes)
-        self.serving = Serving(config, self.cache, self.membership, self.leadership, self.controller_client)
+        self.serving = Serving(config, self.cache, self.membership, self.leadership, self.controller_client,
+                               rpc=self.rpc)
         self.groups = self.serving.groups
+        self.txn = self.serving.txn
 
     # ---- what the admin HTTP server asks (admin_http.server.AdminBroker) ----------------
 
@@ -124,6 +126,12 @@ class Broker:
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None:
         await self.leadership.release_partition(topic, index, epoch)
+
+    async def txn_markers(self, body: TxnMarkersRequest) -> None:
+        await self.serving.txn_links.apply_markers(body)
+
+    async def txn_verify(self, body: TxnVerifyRequest) -> TxnVerifyReply:
+        return await self.serving.txn_links.answer_verify(body)
 
     def _leaders(self) -> dict[tuple[str, int], tuple[int, str]]:
         """Every partition's leader epoch and session, for the collector to skip unchanged checkpoints."""
@@ -187,6 +195,7 @@ class Broker:
         self._spawn(self.leadership.reclaim_loop(cfg.heartbeat_interval_ms / 1000), "reclaim")
         self._spawn(self._maintenance_loop(partitions), "maintenance")
         self.groups.start()
+        self.txn.start()
         if cfg.per_partition_metrics:
             self._group_collector = GroupOffsetsCollector(self.groups, self.serving.local_high_watermark)
             REGISTRY.register(self._group_collector)
@@ -245,6 +254,7 @@ class Broker:
         except Exception as exc:
             log.warning("could not move partitions away; closing them in place", error=repr(exc))
         await self.groups.stop()
+        await self.txn.stop()
         if partitions is not None:
             await partitions.close_all()
         self.membership.leaving = True  # from here a refused heartbeat is our own doing, not a fence
@@ -258,6 +268,7 @@ class Broker:
 
     async def stop(self) -> None:
         await self.groups.stop()
+        await self.txn.stop()
         if self._group_collector is not None:
             REGISTRY.unregister(self._group_collector)
             self._group_collector = None

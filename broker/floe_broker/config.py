@@ -152,6 +152,9 @@ class BrokerConfig:
     group_max_size: int = 1000
     offset_metadata_max_bytes: int = 4096
     offsets_snapshot_records: int = 10_000
+    # transactions (docs/architecture.md#transactions)
+    transaction_state_partitions: int = 16
+    transaction_max_timeout_ms: int = 900_000
     # admin API security: paths to files, never the secrets themselves (see load_secrets)
     cluster_secret_file: str | None = None
     admin_token_file: str | None = None
@@ -227,6 +230,9 @@ _HELP = {
     "max_inflight_requests": "requests one connection may have in progress (default: from --flush-profile)",
     "offsets_topic_partitions": "partitions of __consumer_offsets (fixed once the topic exists)",
     "offsets_snapshot_records": "rewrite live offsets and trim __consumer_offsets after this many records",
+    "transaction_state_partitions": "partitions of __transaction_state (fixed once the topic exists)",
+    "transaction_max_timeout_ms": "largest transaction.timeout.ms a producer may ask for (Kafka's "
+                                  "transaction.max.timeout.ms)",
     "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
     "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",

@@ -32,6 +32,7 @@ from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
+from .handlers import txn as txn_handlers
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
@@ -56,6 +57,8 @@ API_NAMES = {
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
     29: "describe_acls", 30: "create_acls", 31: "delete_acls",
     48: "describe_client_quotas", 49: "alter_client_quotas",
+    24: "add_partitions_to_txn", 25: "add_offsets_to_txn", 26: "end_txn", 28: "txn_offset_commit",
+    61: "describe_producers", 65: "describe_transactions", 66: "list_transactions",
 }
 
 
@@ -97,6 +100,13 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
+            24: (0, 3, txn_handlers.add_partitions_to_txn),
+            25: (0, 4, txn_handlers.add_offsets_to_txn),
+            26: (0, 4, txn_handlers.end_txn),
+            28: (0, 4, txn_handlers.txn_offset_commit),
+            61: (0, 0, txn_handlers.describe_producers),
+            65: (0, 0, txn_handlers.describe_transactions),
+            66: (0, 1, txn_handlers.list_transactions),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

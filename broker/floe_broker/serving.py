@@ -3,10 +3,13 @@
 It only delegates, one line per member, to the module that owns each rule
 (topics, leadership, membership, producer ids), so handlers see one flat
 interface while the rules stay where they belong. It also gives the group
-coordinator its journal: an ``__consumer_offsets`` partition this broker leads.
+coordinator its journal: an ``__consumer_offsets`` partition this broker leads, and the
+transaction coordinator its own: a ``__transaction_state`` partition.
 """
 
 from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
 
 from floe_api.internal import AlterScramCredentials, MetadataOp
 from floe_api.public import MoveResult
@@ -15,6 +18,7 @@ from .cluster.client import ControllerClient
 from .cluster.membership import Membership
 from .cluster.metadata import ClusterState
 from .cluster.producer_ids import ProducerIds
+from .cluster.rpc import Rpc
 from .config import BrokerConfig
 from .group_journal import PartitionJournal
 from .groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
@@ -26,18 +30,22 @@ from .log.partition import Partition
 from .log.service import LogService
 from .log.wal import WalWriter
 from .topics import Topics
+from .txn.coordinator import TXN_TOPIC, TxnCoordinator
+from .txn.state import Limits as TxnLimits
+from .txn_journal import TxnJournal, TxnLinks
 
 
 class Serving:
     def __init__(self, config: BrokerConfig, cache: BlockCache, membership: Membership,
-                 leadership: Leadership, controller: ControllerClient) -> None:
+                 leadership: Leadership, controller: ControllerClient, *, rpc: Rpc | None = None) -> None:
         self.config = config
         self.cluster_id = config.cluster
         self.cache = cache
         self.membership = membership
         self.leadership = leadership
         self.controller = controller
-        self.topics = Topics(controller, membership.state, offsets_topic_partitions=config.offsets_topic_partitions)
+        self.topics = Topics(controller, membership.state, offsets_topic_partitions=config.offsets_topic_partitions,
+                             txn_topic_partitions=config.transaction_state_partitions)
         self.producer_ids = ProducerIds(controller)
         # Set by the broker once it joined and started its WAL (handlers run only after that).
         self.node_id = -1
@@ -54,6 +62,11 @@ class Serving:
             ),
             snapshot_after=config.offsets_snapshot_records,
         )
+        self.txn_links = TxnLinks(state=self.state, node_id=lambda: self.node_id, rpc=rpc,
+                                  leader_partition=self.leader_partition, log=lambda: self.log, groups=self.groups,
+                                  txn=lambda: self.txn)
+        self.txn = TxnCoordinator(self.txn_journal, self.txn_partitions, self.txn_links,
+                                  TxnLimits(max_timeout_ms=config.transaction_max_timeout_ms))
 
     def serve(self, node_id: int, wal: WalWriter, partitions: PartitionManager) -> None:
         self.node_id, self.partitions = node_id, partitions
@@ -71,6 +84,25 @@ class Serving:
     def offsets_partitions(self) -> int:
         info = self.state().topics.get(OFFSETS_TOPIC)
         return len(info.partitions) if info else 0
+
+    # ---- the transaction coordinator's view of the log ---------------------------------
+
+    async def txn_journal(self, index: int) -> TxnJournal | None:
+        part = await self.leader_partition(TXN_TOPIC, index)
+        if part is None or self.log is None:
+            return None
+        return TxnJournal(part, self.log)
+
+    def txn_partitions(self) -> int:
+        info = self.state().topics.get(TXN_TOPIC)
+        return len(info.partitions) if info else 0
+
+    async def ensure_txn_topic(self) -> None:
+        await self.topics.ensure_txn_topic()
+
+    async def verify_txn(self, transactional_id: str, producer_id: int, epoch: int, topic: str,
+                         index: int) -> ErrorCode:
+        return await self.txn_links.verify(transactional_id, producer_id, epoch, topic, index)
 
     def local_high_watermark(self, topic: str, index: int) -> int | None:
         part = self.partitions.get(topic, index) if self.partitions is not None else None

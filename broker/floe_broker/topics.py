@@ -19,6 +19,7 @@ from .cluster.client import ControllerClient
 from .cluster.metadata import ClusterState
 from .errors import NotController, RpcError, TopicError
 from .groups.coordinator import OFFSETS_TOPIC
+from .txn.coordinator import TXN_TOPIC
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +27,8 @@ MAX_PARTITIONS_PER_TOPIC = 100_000
 MAX_NAME_LENGTH = 249
 # Committed offsets live until their group is deleted, so the offsets topic never expires data.
 OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "compact"}
+# Transaction state is kept until a transactional id is rewritten, like committed offsets.
+TXN_TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "compact"}
 SET, DELETE = 0, 1  # the IncrementalAlterConfigs operations that make sense for scalar configs
 
 
@@ -35,10 +38,11 @@ def valid_name(name: str) -> bool:
 
 class Topics:
     def __init__(self, controller: ControllerClient, state: Callable[[], ClusterState], *,
-                 offsets_topic_partitions: int) -> None:
+                 offsets_topic_partitions: int, txn_topic_partitions: int = 16) -> None:
         self._controller = controller
         self._state = state
         self.offsets_topic_partitions = offsets_topic_partitions
+        self.txn_topic_partitions = txn_topic_partitions
 
     async def create(self, name: str, partitions: int, configs: dict[str, str], *,
                      validate_only: bool = False) -> None:
@@ -96,6 +100,17 @@ class Topics:
             if OFFSETS_TOPIC not in self._state().topics:
                 raise TopicError(ErrorCode.coordinator_not_available,
                                  f"cannot create {OFFSETS_TOPIC}: {exc}") from exc
+
+    async def ensure_txn_topic(self) -> None:
+        """Create ``__transaction_state`` on first use (FindCoordinator for a transactional id)."""
+        if TXN_TOPIC in self._state().topics:
+            return
+        try:
+            await self._apply(CreateTopic(name=TXN_TOPIC, partitions=self.txn_topic_partitions,
+                                          configs=TXN_TOPIC_CONFIGS))
+        except Exception as exc:
+            if TXN_TOPIC not in self._state().topics:
+                raise TopicError(ErrorCode.coordinator_not_available, f"cannot create {TXN_TOPIC}: {exc}") from exc
 
     async def _apply(self, change: MetadataOp) -> None:
         try:

@@ -67,7 +67,7 @@ def error_codes(entity: Any) -> Iterator[int]:
         return
     for f in dataclasses.fields(entity):
         value = getattr(entity, f.name)
-        if f.name == "error_code":
+        if f.name in ("error_code", "partition_error_code"):  # AddPartitionsToTxn names it so
             yield int(value)
         elif isinstance(value, tuple):
             for item in value:

@@ -74,6 +74,12 @@ class AdminBroker(Protocol):
 
     async def release_partition(self, topic: str, index: int, epoch: int) -> None: ...
 
+    async def txn_markers(self, body: api.TxnMarkersRequest) -> None:
+        """Append a transaction's markers here (this broker leads the partitions) and end its groups."""
+
+    async def txn_verify(self, body: api.TxnVerifyRequest) -> api.TxnVerifyReply:
+        """The coordinator's answer to a partition leader's hanging-transaction check."""
+
 
 def reply(body: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(body.model_dump(mode="json"), status=status)
@@ -133,6 +139,18 @@ def build_app(broker: AdminBroker) -> web.Application:
         body = await parse(request, api.ReleaseRequest)
         await broker.release_partition(body.topic, body.partition, body.epoch)
         return reply(api.Ok())
+
+    async def txn_markers(request: web.Request) -> web.Response:
+        try:
+            await broker.txn_markers(await parse(request, api.TxnMarkersRequest))
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # not led here (moved) or not durable: the coordinator retries
+            return error(f"transaction markers not written: {exc!r}", 503)
+        return reply(api.Ok())
+
+    async def txn_verify(request: web.Request) -> web.Response:
+        return reply(await broker.txn_verify(await parse(request, api.TxnVerifyRequest)))
 
     # ---- internal: broker -> controller (503 anywhere but at the controller) ------------
 
@@ -201,6 +219,8 @@ def build_app(broker: AdminBroker) -> web.Application:
     app.router.add_post(api.DRAIN_PATH, drain_node)
     app.router.add_post(api.LEAVE_PATH, leave)
     app.router.add_post(api.PRODUCER_IDS_PATH, producer_ids)
+    app.router.add_post(api.TXN_MARKERS_PATH, txn_markers)
+    app.router.add_post(api.TXN_VERIFY_PATH, txn_verify)
     return app
 
 

@@ -83,6 +83,10 @@ def group_key(group: str) -> bytes:
     return json.dumps(["g", group]).encode()
 
 
+def txn_offset_key(group: str, topic: str, partition: int, producer_id: int) -> bytes:
+    return json.dumps(["t", group, topic, partition, producer_id]).encode()
+
+
 SNAPSHOT_KEY = b'["s"]'  # marks where a snapshot of the live state starts (ignored on replay)
 
 
@@ -109,6 +113,8 @@ class Shard:
         self._inflight: dict[int, list[bytes]] = {}  # first offset -> keys, of appends not yet applied
         self._snapshot_task: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[bool]] = set()
+        # Transactional offsets not yet committed: producer id -> {(group, topic, partition): entry}
+        self.txn_pending: dict[int, dict[tuple[str, str, int], OffsetEntry]] = {}
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -136,6 +142,8 @@ class Shard:
                     self.groups.pop(k[1], None)
                 else:
                     self._group(k[1]).restore(json.loads(value), now)
+            elif k[0] in ("t", "e"):
+                self._replay_txn(k, value)
         self.appended = records
         log.info("group coordinator loaded", partition=self.partition, groups=len(self.groups),
                  records=records, seconds=round(time.perf_counter() - t0, 3))
@@ -210,6 +218,8 @@ class Shard:
             entries.extend((offset_key(g.group_id, t, p), offset_value(e)) for (t, p), e in g.offsets.items())
             if g.persisted is not None:
                 entries.append((group_key(g.group_id), json.dumps(g.persisted).encode()))
+        entries.extend((txn_offset_key(g, t, p, pid), offset_value(e))
+                       for pid, pending in self.txn_pending.items() for (g, t, p), e in pending.items())
         return entries
 
     def maybe_snapshot(self) -> None:
@@ -337,6 +347,59 @@ class Shard:
 
         await self._append([(offset_key(group_id, t, p), offset_value(e)) for t, p, e in offsets], apply)
         return ErrorCode.none
+
+    # ---- transactional offsets (TxnOffsetCommit, docs/architecture.md#transactions) ------------
+    # ["t", group, topic, partition, pid] -> offset: pending until the transaction's end record
+    # ["e", group, pid], which follows the offsets it commits (as "o" records) in one append.
+
+    async def txn_commit(self, group_id: str, producer_id: int, *, member_id: str, instance_id: str | None,
+                         generation: int, offsets: list[tuple[str, int, OffsetEntry]]) -> ErrorCode:
+        """Journal offsets of an open transaction; OffsetFetch sees them only after its commit."""
+        group = self._group(group_id)
+        if generation >= 0 or member_id:  # exactly-once v2 (KIP-447): the member must be current
+            code = group.check_commit(member_id=member_id, instance_id=instance_id, generation=generation)
+            if code != ErrorCode.none:
+                return code
+
+        def apply() -> None:
+            pending = self.txn_pending.setdefault(producer_id, {})
+            for t, p, e in offsets:
+                pending[(group_id, t, p)] = e
+
+        await self._append([(txn_offset_key(group_id, t, p, producer_id), offset_value(e))
+                            for t, p, e in offsets], apply)
+        return ErrorCode.none
+
+    async def end_txn(self, group_id: str, producer_id: int, commit: bool) -> None:
+        """The transaction ended: its offsets for this group become committed offsets, or are dropped."""
+        pending = {k: e for k, e in self.txn_pending.get(producer_id, {}).items() if k[0] == group_id}
+        entries: list[tuple[bytes, bytes | None]] = (
+            [(offset_key(g, t, p), offset_value(e)) for (g, t, p), e in pending.items()] if commit else [])
+        # a value, not a tombstone: key compaction must keep it after the "t" records it closes
+        entries.append((json.dumps(["e", group_id, producer_id]).encode(), b"{}"))
+
+        def apply() -> None:
+            mine = self.txn_pending.get(producer_id, {})
+            for key in pending:
+                mine.pop(key, None)
+            if not mine:
+                self.txn_pending.pop(producer_id, None)
+            if commit and pending:
+                group = self._group(group_id)
+                for (_, t, p), e in pending.items():
+                    group.offsets[(t, p)] = e
+
+        await self._append(entries, apply)
+
+    def _replay_txn(self, k: list[object], value: bytes | None) -> None:
+        if k[0] == "t" and value is not None:
+            v = json.loads(value)
+            self.txn_pending.setdefault(int(k[4]), {})[(str(k[1]), str(k[2]), int(k[3]))] = OffsetEntry(  # type: ignore[call-overload]
+                int(v["offset"]), int(v["epoch"]), v.get("metadata"), int(v["ts"]))
+        elif k[0] == "e":
+            mine = self.txn_pending.get(int(k[2]), {})  # type: ignore[call-overload]
+            for key in [key for key in mine if key[0] == k[1]]:
+                del mine[key]
 
     def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
         group = self.groups.get(group_id)

@@ -49,7 +49,7 @@ class Rule:
 
 
 RULES: dict[int, Rule] = {
-    0: Rule(((WRITE, TOPIC),), note="per topic; transactional batches are refused"),
+    0: Rule(((WRITE, TOPIC), (WRITE, TXN)), note="per topic; WRITE on the transactional id for transactional batches"),
     1: Rule(((READ, TOPIC),), note="per topic"),
     2: Rule(((DESCRIBE, TOPIC),), note="per topic"),
     3: Rule(((DESCRIBE, TOPIC), (CREATE, CLUSTER), (CREATE, TOPIC)),
@@ -69,7 +69,7 @@ RULES: dict[int, Rule] = {
     19: Rule(((CREATE, CLUSTER), (CREATE, TOPIC)), note="CREATE on the cluster, or on the topic"),
     20: Rule(((DELETE, TOPIC),)),
     22: Rule(((IDEMPOTENT_WRITE, CLUSTER), (WRITE, TOPIC), (WRITE, TXN)),
-             note="IDEMPOTENT_WRITE on the cluster or WRITE on any topic; transactional ids are refused"),
+             note="IDEMPOTENT_WRITE on the cluster or WRITE on any topic; WRITE on a transactional id"),
     29: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     30: Rule(((ALTER, CLUSTER),), request=ALTER),
     31: Rule(((ALTER, CLUSTER),), request=ALTER),
@@ -86,6 +86,13 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
+    24: Rule(((WRITE, TXN), (WRITE, TOPIC)), note="AddPartitionsToTxn: the id, then every topic"),
+    25: Rule(((WRITE, TXN), (READ, GROUP)), note="AddOffsetsToTxn"),
+    26: Rule(((WRITE, TXN),), note="EndTxn"),
+    28: Rule(((WRITE, TXN), (READ, GROUP), (READ, TOPIC)), note="TxnOffsetCommit"),
+    61: Rule(((READ, TOPIC),), note="DescribeProducers, per topic"),
+    65: Rule(((DESCRIBE, TXN), (DESCRIBE, TOPIC)), note="DescribeTransactions: the id; topics not described left out"),
+    66: Rule(((DESCRIBE, TXN),), note="ListTransactions: ids not described are left out"),
 }
 
 

@@ -17,6 +17,7 @@ from ..config import BrokerConfig
 from ..groups.coordinator import GroupCoordinator
 from ..log.partition import Partition
 from ..log.service import LogService
+from ..txn.coordinator import TxnCoordinator
 
 # (client id, client host) of the request being handled, set by the dispatcher
 CLIENT: ContextVar[tuple[str, str]] = ContextVar("floe_client", default=("", ""))
@@ -25,6 +26,7 @@ CLIENT: ContextVar[tuple[str, str]] = ContextVar("floe_client", default=("", "")
 class BrokerContext(Protocol):
     config: BrokerConfig
     groups: GroupCoordinator
+    txn: TxnCoordinator
     node_id: int
     cluster_id: str
     log: LogService  # appends and reads; handlers never touch the WAL, partition manager or cache
@@ -51,6 +53,15 @@ class BrokerContext(Protocol):
 
     async def ensure_offsets_topic(self) -> None:
         """Create ``__consumer_offsets`` if it does not exist yet (TopicError on failure)."""
+
+    async def ensure_txn_topic(self) -> None:
+        """Create ``__transaction_state`` if it does not exist yet (TopicError on failure)."""
+
+    async def verify_txn(self, transactional_id: str, producer_id: int, epoch: int, topic: str,
+                         index: int) -> Any:
+        """The coordinator's ErrorCode for a transactional batch to this partition (none: append it)."""
+
+    async def next_producer_id(self) -> int: ...
 
     async def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None: ...
 

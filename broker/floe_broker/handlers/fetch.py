@@ -1,6 +1,8 @@
 """Fetch (long-poll, byte limits) and ListOffsets.
 
-Fetch returns whole batches below the high watermark (I5, docs/architecture.md#i5-read-committed). It honours
+Fetch returns whole batches below the high watermark (I5, docs/architecture.md#i5-read-committed);
+with ``isolation_level=1`` (read_committed) below the last stable offset, with the
+aborted transactions of the returned range (docs/architecture.md#transactions). It honours
 ``partition_max_bytes`` per partition and ``max_bytes`` overall, but always
 returns the first batch even when it is larger (Kafka's rule, so a consumer
 cannot get stuck behind one big batch). With less than ``min_bytes`` ready it
@@ -29,6 +31,16 @@ from .context import BrokerContext
 
 FETCH, LIST_OFFSETS = 1, 2
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+READ_COMMITTED = 1
+
+
+def _aborted(part: Partition, fetch_offset: int, views: list[memoryview], aborted_cls: Any) -> tuple[Any, ...]:
+    """The aborted transactions overlapping the returned batches: the consumer drops their records."""
+    last_view = views[-1]
+    headers = records.iter_headers(last_view)
+    last = headers[-1].last_offset if headers else fetch_offset
+    return tuple(mk(aborted_cls, producer_id=pid, first_offset=first)
+                 for pid, first in part.aborted_between(fetch_offset, last))
 
 
 async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
@@ -36,6 +48,8 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
     topic_cls = nested(cls, "FetchableTopicResponse")
     part_cls = nested(cls, "PartitionData")
     state = ctx.state()
+    aborted_cls = nested(cls, "AbortedTransaction")
+    committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
 
     wanted: list[tuple[Any, str | None, list[Any]]] = []
     denied: set[str] = set()
@@ -77,22 +91,25 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                 budget = min(fp.partition_max_bytes, max(req.max_bytes - total, 0))
                 code = ErrorCode.none
                 data: RecordsViews | None = None
+                aborted = None
                 try:
                     views = await ctx.log.read(
-                        part, fp.fetch_offset, budget, strict_max=total > 0,
+                        part, fp.fetch_offset, budget, strict_max=total > 0, committed=committed,
                     ) if budget > 0 or total == 0 else []
                     if views:
                         data = RecordsViews(views)
                         total += data.size
+                        if committed:
+                            aborted = _aborted(part, fp.fetch_offset, views, aborted_cls)
                     else:
                         waits.append(part)
                 except OffsetOutOfRange:
                     code = ErrorCode.offset_out_of_range
                 parts_out.append(
                     mk(part_cls, partition_index=fp.partition, error_code=code,
-                       high_watermark=part.high_watermark, last_stable_offset=part.high_watermark,
+                       high_watermark=part.high_watermark, last_stable_offset=part.last_stable_offset,
                        log_start_offset=part.log_start, preferred_read_replica=-1,
-                       aborted_transactions=None, records=data or b"")
+                       aborted_transactions=aborted, records=data or b"")
                 )
                 if data:
                     n_records = sum(h.last_offset - h.base_offset + 1 for v in data.views
@@ -138,7 +155,8 @@ async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
                 continue
             ts, offset = -1, -1
             if lp.timestamp == LATEST:
-                offset = part.high_watermark
+                committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
+                offset = part.last_stable_offset if committed else part.high_watermark
             elif lp.timestamp == EARLIEST:
                 offset = part.log_start
             elif lp.timestamp == MAX_TIMESTAMP:

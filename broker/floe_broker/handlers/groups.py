@@ -4,7 +4,7 @@ FindCoordinator hashes the group id over the ``__consumer_offsets``
 partitions (creating the topic on first use) and answers with that
 partition's leader. Every other group API is answered by the coordinating
 broker, or NOT_COORDINATOR so the client looks the coordinator up again.
-Transactions (FindCoordinator key type 1) are not supported and say so.
+FindCoordinator key type 1 (a transactional id) is answered by ``handlers.txn``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..ordering import CURRENT_TURN
 from ..protocol.build import mk, nested, response_class
 from ..security.acls import Operation
 from ..security.session import current_listener
-from . import authz
+from . import authz, txn
 from .authz import GROUP, TOPIC
 from .context import CLIENT, BrokerContext
 
@@ -74,7 +74,7 @@ async def find_coordinator(ctx: BrokerContext, version: int, req: Any) -> Any:
 
 async def _locate(ctx: BrokerContext, key: str, key_type: int) -> tuple[ErrorCode, str | None, int, str, int]:
     if key_type == 1:
-        return ErrorCode.transactional_id_authorization_failed, "transactions are not supported by Floe", -1, "", -1
+        return await txn.locate_coordinator(ctx, key)
     if key_type != 0:
         return ErrorCode.invalid_request, f"coordinator key type {key_type} is not supported", -1, "", -1
     if not authz.allowed(ctx, Operation.DESCRIBE, GROUP, key):

@@ -27,7 +27,7 @@ from ..protocol import records
 from ..protocol.build import has_field, mk, nested, response_class
 from ..security.session import current_listener
 from . import authz
-from .authz import TOPIC, WRITE
+from .authz import TOPIC, TXN, WRITE
 from .context import BrokerContext
 
 log = structlog.get_logger(__name__)
@@ -86,8 +86,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                 log.info("rejecting produce: batch too large", topic=name, partition=pd.index, reason=str(exc))
                 row[1] = ErrorCode.message_too_large
                 continue
-            if any(b.attributes & records.ATTR_TRANSACTIONAL for b in batches):
-                row[1] = ErrorCode.transactional_id_authorization_failed
+            txn_code = _transactional_check(ctx, req, batches)
+            if txn_code is not None:
+                row[1] = txn_code
                 continue
             pending.append((name, pd.index, pd.records, batches, row))  # type: ignore[arg-type]
             total += len(pd.records)
@@ -96,6 +97,11 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     targets: list[tuple[Partition | None, bytes, list[records.BatchInfo], list[Any]]] = []
     for name, index, data, batches, row in pending:
         part = await ctx.leader_partition(name, index)
+        if part is not None and batches[0].attributes & records.ATTR_TRANSACTIONAL:
+            code = await _verify_in_transaction(ctx, req, part, batches[0])
+            if code != ErrorCode.none:
+                row[1] = code
+                continue
         targets.append((part, data, batches, row))
     appended: list[Appended] = []
     async with ctx.log.appending(total) as appender:
@@ -159,6 +165,32 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                partition_responses=tuple(parts_out))
         )
     return mk(cls, responses=tuple(topics_out), node_endpoints=tuple(hints.values()))
+
+
+def _transactional_check(ctx: BrokerContext, req: Any, batches: list[records.BatchInfo]) -> ErrorCode | None:
+    """Kafka's request-level rules for transactional batches: all or none of a partition's batches,
+    a transactional id, WRITE on it. None: nothing to object to (yet)."""
+    flags = {bool(b.attributes & records.ATTR_TRANSACTIONAL) for b in batches}
+    if flags == {False}:
+        return None
+    if len(flags) > 1 or any(b.producer_id < 0 for b in batches):
+        return ErrorCode.invalid_record
+    txn_id = getattr(req, "transactional_id", None)
+    if not txn_id:
+        return ErrorCode.invalid_txn_state
+    if not authz.allowed(ctx, WRITE, TXN, txn_id):
+        return ErrorCode.transactional_id_authorization_failed
+    return None
+
+
+async def _verify_in_transaction(ctx: BrokerContext, req: Any, part: Partition, first: records.BatchInfo) -> ErrorCode:
+    """The hanging-transaction guard (KIP-890): a producer's first transactional batch on a partition is
+    accepted only if its coordinator says the partition is in its open transaction at this epoch.
+    Later batches of the same transaction pass without asking (no per-batch round trip)."""
+    if first.producer_id in part.txn_open:
+        return ErrorCode.none
+    return ErrorCode(await ctx.verify_txn(req.transactional_id, first.producer_id, first.producer_epoch,
+                                          part.topic, part.index))
 
 
 def _leader_hint(ctx: BrokerContext, cls: Any, state: Any, name: str | None, index: int,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -103,6 +104,10 @@ class Partition:
     bases: list[int] = field(default_factory=list)
     producers: dict[int, ProducerState] = field(default_factory=dict)
     accepting: bool = True  # False while moving away: produce gets NOT_LEADER
+    # Transactions (docs/architecture.md#transactions): producer id -> first offset of its open
+    # transaction here, and the aborted-transaction index [producer id, first offset, marker offset].
+    txn_open: dict[int, int] = field(default_factory=dict)
+    txn_aborted: list[list[int]] = field(default_factory=list)
     _waiters: set[asyncio.Future[None]] = field(default_factory=set)
 
     # ---- write path -------------------------------------------------------
@@ -186,8 +191,61 @@ class Partition:
         """Producer state from stored batches (tail recovery after a crash)."""
         for h in records.iter_headers(data):
             pid, epoch, seq, count = records.producer_fields(data, h.position)
-            if pid >= 0:
+            if pid >= 0 and not _attributes(data, h.position) & records.ATTR_CONTROL:
                 self.record_producer(pid, epoch, seq, (seq + count - 1) % SEQ_MOD, h.base_offset, h.last_offset)
+        self.rebuild_transactions(data)
+
+    # ---- transactions -------------------------------------------------------------------
+
+    @property
+    def last_stable_offset(self) -> int:
+        """First offset of the earliest open transaction, else the high watermark (never above it)."""
+        return min(min(self.txn_open.values(), default=self.high_watermark), self.high_watermark)
+
+    def note_transactional(self, pid: int, base: int) -> None:
+        """A transactional batch was appended at ``base``: its transaction is open here from its first one."""
+        self.txn_open.setdefault(pid, base)
+
+    def fence_epoch(self, pid: int, epoch: int) -> None:
+        """A marker of ``epoch`` is on its way: older epochs of the producer may not write any more."""
+        state = self.producers.get(pid)
+        if state is not None and epoch > state.epoch:
+            state.epoch, state.last_seq, state.recent = epoch, -1, []
+
+    def end_transaction(self, pid: int, commit: bool, marker_offset: int) -> None:
+        """The producer's commit or abort marker at ``marker_offset`` is durable: close its transaction."""
+        first = self.txn_open.pop(pid, None)
+        if not commit and first is not None:
+            self.txn_aborted.append([pid, first, marker_offset])
+        self._wake()  # the last stable offset may have moved: read_committed fetches look again
+
+    def aborted_between(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping ``first..last`` (Fetch's list)."""
+        return [(pid, f) for pid, f, end in self.txn_aborted if end >= first and f <= last]
+
+    def rebuild_transactions(self, data: bytes | bytearray | memoryview) -> None:
+        """Open transactions and the aborted index from stored batches (after the checkpoint's)."""
+        for h in records.iter_headers(data):
+            attrs = _attributes(data, h.position)
+            if not attrs & records.ATTR_TRANSACTIONAL:
+                continue
+            pid = records.producer_fields(data, h.position)[0]
+            if attrs & records.ATTR_CONTROL:
+                kind = _control_type(data, h.position)
+                if kind in (CONTROL_ABORT, CONTROL_COMMIT):
+                    self.fence_epoch(pid, records.producer_fields(data, h.position)[1])
+                    self.end_transaction(pid, kind == CONTROL_COMMIT, h.base_offset)
+            else:
+                self.note_transactional(pid, h.base_offset)
+
+    def _txn_body(self) -> dict[str, Any]:
+        """The durable part: transactions opened below the high watermark, aborts still readable."""
+        return {"open": {str(pid): first for pid, first in self.txn_open.items() if first < self.high_watermark},
+                "aborted": [a for a in self.txn_aborted if a[2] >= self.log_start and a[2] < self.high_watermark]}
+
+    def _load_txn_body(self, body: dict[str, Any]) -> None:
+        self.txn_open = {int(pid): int(first) for pid, first in body.get("open", {}).items()}
+        self.txn_aborted = [[int(x) for x in a] for a in body.get("aborted", [])]
 
     # ---- read path --------------------------------------------------------
 
@@ -206,8 +264,10 @@ class Partition:
         read_suffix: SuffixReader,
         *,
         strict_max: bool = False,
+        until: int | None = None,
     ) -> list[memoryview]:
-        """Whole batches from the one containing ``offset`` up to the high watermark.
+        """Whole batches from the one containing ``offset`` up to the high watermark
+        (or ``until``, below it: the last stable offset for read_committed).
 
         Returns at least one batch when any is available, even if it is larger
         than ``max_bytes`` (Kafka's rule, so consumers always make progress),
@@ -221,7 +281,8 @@ class Partition:
         out: list[memoryview] = []
         total = 0
         wanted = offset
-        while wanted < self.high_watermark and total < max_bytes:
+        stop = self.high_watermark if until is None else min(until, self.high_watermark)
+        while wanted < stop and total < max_bytes:
             piece = self._locate(wanted)
             if piece is None:
                 break
@@ -233,7 +294,7 @@ class Partition:
             for h in records.iter_headers(data):
                 if h.last_offset < wanted:
                     continue
-                if h.base_offset >= self.high_watermark:
+                if h.base_offset >= stop:
                     break
                 if total + h.size > max_bytes and (out or strict_max):
                     return out
@@ -341,6 +402,7 @@ class Partition:
             "producers": {
                 str(pid): [s.epoch, s.last_seq, s.last_offset, s.recent] for pid, s in self.producers.items()
             },
+            "txn": self._txn_body(),
         }
 
     def load_checkpoint_body(self, body: dict[str, Any]) -> None:
@@ -357,6 +419,7 @@ class Partition:
             int(pid): ProducerState(v[0], v[1], v[2], [list(r) for r in (v[3] if len(v) > 3 else [])])
             for pid, v in body.get("producers", {}).items()
         }
+        self._load_txn_body(body.get("txn", {}))
 
     def add_recovered(self, entry: formats.WalEntry, key: str) -> None:
         """A chunk found in a dead (fenced) session's WAL after the checkpoint."""
@@ -395,6 +458,31 @@ async def load_segment_entries(segment: Segment, read_suffix: SuffixReader, topi
         segment.entries = [Chunk(base, last, max_ts, size, key=segment.key, pos=pos)
                            for base, last, max_ts, pos, size in index]
     return segment.entries
+
+
+CONTROL_ABORT, CONTROL_COMMIT = 0, 1
+_ATTRS = struct.Struct(">h")
+
+
+def _attributes(data: bytes | bytearray | memoryview, position: int) -> int:
+    return int(_ATTRS.unpack_from(data, position + 21)[0])
+
+
+def _control_type(data: bytes | bytearray | memoryview, position: int) -> int:
+    """The type (0 abort, 1 commit) in a control batch's one record key: version int16, type int16.
+
+    Control batches are never compressed, so the key sits right after the record's
+    length, attributes, timestamp delta, offset delta and key length varints.
+    """
+    view = memoryview(data)
+    pos = position + records.HEADER_SIZE
+    for _ in range(4):  # length, timestamp delta, offset delta, key length (attributes byte in between)
+        while view[pos] & 0x80:
+            pos += 1
+        pos += 1
+        if _ == 0:
+            pos += 1  # the record's attributes byte
+    return int(struct.unpack_from(">h", view, pos + 2)[0])
 
 
 def _seq_before(a: int, b: int) -> bool:

@@ -1,7 +1,7 @@
 """The log service: append batches to a partition, await durability, read them back.
 
 This is the one write path of the broker. Produce, the group coordinator's
-journal (``__consumer_offsets``) and, later, transaction markers all go
+journal (``__consumer_offsets``) and transaction markers all go
 through :meth:`LogService.append`, so the rules live in one place:
 
 * backpressure: callers :meth:`reserve` WAL buffer room first, once for
@@ -27,9 +27,9 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ..errors import NotLeader
+from ..errors import NotLeader, SequenceError
 from ..ordering import CURRENT_TURN
-from ..protocol.records import BatchInfo
+from ..protocol.records import ATTR_TRANSACTIONAL, BatchInfo
 from .cache import BlockCache
 from .manager import PartitionManager
 from .partition import SEQ_MOD, Duplicate, Partition
@@ -113,6 +113,8 @@ class LogService:
         if idempotent:
             part.record_producer(first.producer_id, first.producer_epoch, first.base_sequence, last_seq,
                                  chunk.base, chunk.last)
+            if first.attributes & ATTR_TRANSACTIONAL:
+                part.note_transactional(first.producer_id, chunk.base)
         self.partitions.track(chunk)
         return Appended(part, chunk.base, chunk.last, chunk.size, flush)
 
@@ -139,6 +141,34 @@ class LogService:
         await self.wait_durable([appended])
         return appended
 
+    async def append_marker(self, part: Partition, data: bytes, batches: list[BatchInfo], *,
+                            commit: bool) -> int:
+        """Append a transaction's commit or abort marker (one control batch) and wait until durable.
+
+        The marker carries the producer's epoch: an older one is refused
+        (SequenceError 47, a zombie coordinator's), and from the append on the
+        producer's older epochs are fenced here. Only once the marker is durable
+        does the partition close the transaction (its last stable offset moves,
+        an abort joins the aborted index), so read_committed never runs ahead
+        of what a successor would rebuild (I5). Returns the marker's offset.
+        """
+        if not part.accepting:
+            raise NotLeader(f"{part.topic}-{part.index} is moving")
+        marker = batches[0]
+        state = part.producers.get(marker.producer_id)
+        if state is not None and marker.producer_epoch < state.epoch:
+            raise SequenceError(47, f"marker epoch {marker.producer_epoch} is older than {state.epoch}")
+        await self.reserve(len(data))
+        if not part.accepting:
+            raise NotLeader(f"{part.topic}-{part.index} is moving")
+        part.fence_epoch(marker.producer_id, marker.producer_epoch)
+        chunk = part.append(data, batches)
+        flush = self.wal.add(part, chunk)
+        self.partitions.track(chunk)
+        await self.wal.durable(flush)
+        part.end_transaction(marker.producer_id, commit, chunk.base)
+        return chunk.base
+
     # ---- partitions ---------------------------------------------------------------------
 
     def is_current(self, part: Partition) -> bool:
@@ -152,10 +182,11 @@ class LogService:
     # ---- read path ----------------------------------------------------------------------
 
     async def read(self, part: Partition, offset: int, max_bytes: int, *,
-                   strict_max: bool = False) -> list[memoryview]:
-        """Whole batches from ``offset`` below the high watermark, through the memory tail
-        and the block cache (see :meth:`Partition.read` for the byte-limit rules)."""
-        return await part.read(offset, max_bytes, self.cache.read, self.cache.read_suffix, strict_max=strict_max)
+                   strict_max: bool = False, committed: bool = False) -> list[memoryview]:
+        """Whole batches from ``offset`` below the high watermark (below the last stable offset when
+        ``committed``), through the memory tail and the block cache (see :meth:`Partition.read`)."""
+        return await part.read(offset, max_bytes, self.cache.read, self.cache.read_suffix, strict_max=strict_max,
+                               until=part.last_stable_offset if committed else None)
 
     async def offset_for_timestamp(self, part: Partition, ts: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``ts``, below the high watermark."""

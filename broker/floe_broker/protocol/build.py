@@ -22,6 +22,9 @@ from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
 ZERO_UUID = uuid.UUID(int=0)
+EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+# A timestamp that encodes as -1, Kafka's "no time" (a transaction that has not started); kio cannot decode it
+NO_TIME = datetime.datetime.fromtimestamp(-0.001, datetime.UTC)
 
 
 @cache
@@ -56,6 +59,8 @@ def _neutral(f: dataclasses.Field[Any]) -> Any:
         return 0
     if kind == "timedelta_i32" or kind == "timedelta_i64":
         return datetime.timedelta(0)
+    if kind == "datetime_i64":
+        return EPOCH
     if kind == "bool":
         return False
     if kind == "string":

@@ -41,6 +41,9 @@ _MIRRORS: dict[str, tuple[str, ...]] = {
     "coordinators": ("coordinator_keys",),
     "groups": ("groups",),
     "members": ("members",),
+    "results_by_topic_v3_and_below": ("v3_and_below_topics",),
+    "results_by_partition": ("partitions",),
+    "transaction_states": ("transactional_ids",),
 }
 
 # identifying response field -> request fields it is copied from, first present wins
@@ -59,6 +62,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "resource_name": ("resource_name",),
     "entity_type": ("entity_type",),
     "entity_name": ("entity_name",),
+    "transactional_id": ("transactional_id",),
 }
 
 # fields Kafka answers with -1 ("unknown") rather than 0 when there is no value
@@ -78,7 +82,7 @@ def _build(cls: Any, source: Any, code: ErrorCode, message: str | None) -> Any:
     values: dict[str, Any] = {}
     scalar_key_done = False
     for name, element in _shape(cls):
-        if name == "error_code":
+        if name in ("error_code", "partition_error_code"):
             values[name] = code
         elif name == "error_message":
             values[name] = message
