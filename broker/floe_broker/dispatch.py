@@ -56,6 +56,7 @@ API_NAMES = {
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
     29: "describe_acls", 30: "create_acls", 31: "delete_acls",
     48: "describe_client_quotas", 49: "alter_client_quotas",
+    33: "alter_configs", 74: "list_config_resources",
 }
 
 
@@ -97,6 +98,8 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
+            33: (0, 2, admin.alter_configs),
+            74: (0, 1, admin.list_config_resources),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

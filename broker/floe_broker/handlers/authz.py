@@ -86,6 +86,8 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
+    33: Rule(((ALTER_CONFIGS, TOPIC), (ALTER_CONFIGS, CLUSTER)), note="legacy AlterConfigs; per resource"),
+    74: Rule(((DESCRIBE_CONFIGS, CLUSTER),), request=DESCRIBE_CONFIGS, note="ListConfigResources, as Kafka"),
 }
 
 
