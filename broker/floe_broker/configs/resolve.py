@@ -56,6 +56,7 @@ class ConfigView:
         self._cluster = dynamic.get(CLUSTER_DEFAULT, {})
         self._node = node
         self._advertised = advertised_listeners
+        self._topic_defaults: dict[str, str | None] = {}
 
     # ---- broker level ----------------------------------------------------------------
 
@@ -120,10 +121,10 @@ class ConfigView:
         """The value a topic config has (its override, else the broker-level default); None if unknown."""
         if name in overrides:
             return overrides[name]
-        d = TOPIC_CONFIGS.get(name)
-        if d is None:
-            return None
-        return _first_value(d, self._topic_chain(d, overrides))
+        if name not in self._topic_defaults:  # the same for every topic without an override: once per view
+            d = TOPIC_CONFIGS.get(name)
+            self._topic_defaults[name] = _first_value(d, self._topic_chain(d, {})) if d is not None else None
+        return self._topic_defaults[name]
 
     def describe_topic(self, overrides: Mapping[str, str], names: Iterable[str] | None = None) -> list[Described]:
         out = []
