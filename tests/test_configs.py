@@ -278,3 +278,18 @@ def test_list_offsets_max_timestamp_answers_the_record_with_the_max_timestamp(fl
     tp = TopicPartition(topic, 0)
     result = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(30)
     assert (result.offset, result.timestamp) == (1, base + 5000)
+
+
+def test_authorized_operations_come_from_the_authorizer(floe: BrokerProcess) -> None:
+    """With authorization off every operation is allowed: the bit fields say so instead of 0."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    admin = _admin(floe)
+    topic = _name("ops")
+    create_topic(floe.bootstrap, topic)
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+    assert AclOperation.ALTER_CONFIGS in cluster.authorized_operations, cluster.authorized_operations
+    described = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)[topic].result(30)
+    assert {AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE_CONFIGS} <= set(
+        described.authorized_operations), described.authorized_operations
