@@ -293,3 +293,17 @@ def test_authorized_operations_come_from_the_authorizer(floe: BrokerProcess) -> 
     described = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)[topic].result(30)
     assert {AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE_CONFIGS} <= set(
         described.authorized_operations), described.authorized_operations
+
+
+def test_a_cluster_wide_default_set_on_one_broker_is_seen_by_every_broker(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """The dynamic config is metadata: whichever broker took the change, every broker answers it."""
+    first, second = brokers(file_store), brokers(file_store)
+    admin = AdminClient({"bootstrap.servers": f"{first.bootstrap},{second.bootstrap}"})
+    wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 60, message="both brokers registered")
+    _config_command("--entity-type", "brokers", "--entity-default", "--alter",
+                    "--add-config", "log.retention.bytes=1048576", bootstrap=first.bootstrap)
+    for node in admin.list_topics(timeout=10).brokers:  # each broker resource is answered by that broker
+        def seen(node: int = node) -> bool:
+            entry = _describe(admin, "broker", str(node))["log.retention.bytes"]
+            return (entry.value, entry.source) == ("1048576", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+        wait_until(seen, 30, message=f"broker {node} to answer the cluster-wide log.retention.bytes")
