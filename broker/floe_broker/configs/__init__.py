@@ -12,6 +12,7 @@ the log manager and the produce path share one answer to "what is retention.ms h
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from ..config import BrokerConfig
@@ -19,7 +20,7 @@ from .definitions import ConfigDef, ConfigType, InvalidConfig, Source
 from .resolve import CLUSTER_DEFAULT, ConfigView, Described, Dynamic
 
 __all__ = ["CLUSTER_DEFAULT", "ConfigDef", "ConfigType", "ConfigView", "Described", "Dynamic", "InvalidConfig",
-           "Source", "topic_value"]
+           "Source", "log_append_time", "topic_value"]
 
 _last: tuple[BrokerConfig, int, Mapping[str, Mapping[str, str]], ConfigView] | None = None
 
@@ -32,3 +33,8 @@ def topic_value(config: BrokerConfig, dynamic: Dynamic, node: int, overrides: Ma
     if _last is None or _last[0] is not config or _last[1] != node or _last[2] is not dynamic:
         _last = (config, node, dynamic, ConfigView(config, dynamic, node))
     return _last[3].topic_value(name, overrides)
+
+
+def log_append_time(timestamp_type: str | None) -> int | None:
+    """The time to stamp into a topic's batches now if its ``message.timestamp.type`` is LogAppendTime, else None."""
+    return int(time.time() * 1000) if timestamp_type == "LogAppendTime" else None

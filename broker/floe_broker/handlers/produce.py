@@ -14,13 +14,12 @@ batches, metrics, and the response (with KIP-951 leader hints).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import structlog
 from kio.schema.errors import ErrorCode
 
-from .. import errors, metrics
+from .. import configs, errors, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
 from ..log.partition import Partition
 from ..log.service import Appended
@@ -65,7 +64,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             state = ctx.state()
         info = state.topics.get(name) if name else None
         max_bytes = int(ctx.topic_config(name, "max.message.bytes") or ctx.config.max_message_bytes) if name else 0
-        log_append_ms = _log_append_ms(ctx, name)  # message.timestamp.type=LogAppendTime (configs)
+        log_append_ms = configs.log_append_time(ctx.topic_config(name, "message.timestamp.type") if name else None)
         for pd in topic.partition_data:
             row: list[Any] = [pd.index, ErrorCode.none, -1, None]
             rows.append(row)
@@ -91,9 +90,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if any(b.attributes & records.ATTR_TRANSACTIONAL for b in batches):
                 row[1] = ErrorCode.transactional_id_authorization_failed
                 continue
-            data = pd.records
-            if log_append_ms is not None:
-                data, batches = records.stamp_log_append_time(data, batches, log_append_ms)
+            data, batches = records.stamp_log_append_time(pd.records, batches, log_append_ms)
             pending.append((name, pd.index, data, batches, row))  # type: ignore[arg-type]
             total += len(pd.records)
 
@@ -196,9 +193,3 @@ def _fail_all(results: list[tuple[Any, str | None, list[list[Any]]]], code: Erro
             if row[1] == ErrorCode.none:
                 row[1] = code
 
-
-def _log_append_ms(ctx: BrokerContext, name: str | None) -> int | None:
-    """The append time to stamp into the topic's batches, or None if it keeps the producers' CreateTime."""
-    if name is None or ctx.topic_config(name, "message.timestamp.type") != "LogAppendTime":
-        return None
-    return int(time.time() * 1000)

@@ -117,15 +117,18 @@ def assign_offsets(
 
 
 def stamp_log_append_time(
-    data: bytes | bytearray | memoryview, batches: list[BatchInfo], now_ms: int
-) -> tuple[bytearray, list[BatchInfo]]:
-    """For ``message.timestamp.type=LogAppendTime``: mark each batch and set its maxTimestamp to ``now_ms``.
+    data: bytes, batches: list[BatchInfo], now_ms: int | None
+) -> tuple[bytes | bytearray, list[BatchInfo]]:
+    """For ``message.timestamp.type=LogAppendTime``: mark each batch and set its maxTimestamp to ``now_ms``
+    (``None``: the topic keeps the producers' CreateTime, and ``data`` is returned as it is).
 
     As Kafka does it: the timestamp-type attribute bit and maxTimestamp are header
     fields, so only the header changes and the CRC is computed again (one C pass
     over the batch); records stay opaque, consumers read every record's timestamp
     as the batch's maxTimestamp.
     """
+    if now_ms is None:
+        return data, batches
     out = bytearray(data)
     stamped = []
     for b in batches:
