@@ -129,6 +129,9 @@ def test_java_admin_creates_topics_and_describes_every_config(floe: BrokerProces
     assert "retention.ms=90000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=90000" in described, \
         described
     assert "segment.bytes=1073741824" in described, described
+    # kafka-configs lists client-metrics and group resources through ListConfigResources (Floe has none)
+    for kind in ("client-metrics", "groups"):
+        _config_command("--entity-type", kind, "--describe", bootstrap=floe.bootstrap)
     bad = run_tool("org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", floe.bootstrap, "--entity-type",
                    "topics", "--entity-name", topic, "--alter", "--add-config", "bogus.config=1", timeout=300,
                    heap="256m")
