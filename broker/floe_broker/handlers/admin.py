@@ -190,7 +190,8 @@ def _documentation(d: Described) -> str:
 
 
 def _broker_node(ctx: BrokerContext, name: str) -> int:
-    """The node a broker resource names; any registered broker's view is answered (they share the metadata)."""
+    """The node a broker resource names. Any registered broker is answered here: its dynamic configs and
+    addresses come from the shared metadata, its flags are taken to be this broker's (a cluster shares them)."""
     try:
         node = int(name)
     except ValueError:
