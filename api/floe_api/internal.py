@@ -189,9 +189,20 @@ class AlterQuotas(BaseModel):
     changes: list[QuotaChange]
 
 
+class AlterBrokerConfigs(BaseModel):
+    """Dynamic broker configs of one broker (``broker``: its node id) or, ``broker`` empty, the cluster default.
+
+    ``changes`` are resolved by the broker that took the request: kind 0 sets, 1 deletes.
+    """
+
+    op: Literal["alter_broker_configs"] = "alter_broker_configs"
+    broker: str
+    changes: list[ConfigChange]
+
+
 MetadataOp = Annotated[
     CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials | CreateAcls
-    | DeleteAcls | AlterQuotas,
+    | DeleteAcls | AlterQuotas | AlterBrokerConfigs,
     Field(discriminator="op"),
 ]
 

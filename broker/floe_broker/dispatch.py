@@ -59,6 +59,7 @@ API_NAMES = {
     48: "describe_client_quotas", 49: "alter_client_quotas",
     24: "add_partitions_to_txn", 25: "add_offsets_to_txn", 26: "end_txn", 28: "txn_offset_commit",
     61: "describe_producers", 65: "describe_transactions", 66: "list_transactions",
+    33: "alter_configs", 74: "list_config_resources",
 }
 
 
@@ -107,6 +108,8 @@ class Dispatcher:
             61: (0, 0, txn_handlers.describe_producers),
             65: (0, 0, txn_handlers.describe_transactions),
             66: (0, 1, txn_handlers.list_transactions),
+            33: (0, 2, admin.alter_configs),
+            74: (0, 1, admin.list_config_resources),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 from floe_api.internal import AlterScramCredentials, MetadataOp
 from floe_api.public import MoveResult
 
+from . import configs
 from .cluster.client import ControllerClient
 from .cluster.membership import Membership
 from .cluster.metadata import ClusterState
@@ -118,7 +119,10 @@ class Serving:
 
     def topic_config(self, topic: str, key: str) -> str | None:
         info = self.state().topics.get(topic)
-        return info.configs.get(key) if info else None
+        if info is None:
+            return None
+        # its override, else the dynamic broker default (per broker, cluster-wide), flag or default: live
+        return configs.topic_value(self.config, self.state().broker_configs, self.node_id, info.configs, key)
 
     async def leader_partition(self, topic: str, index: int) -> Partition | None:
         return await self.leadership.leader_partition(topic, index)

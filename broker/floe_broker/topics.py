@@ -17,6 +17,8 @@ from floe_api.internal import AddPartitions, AlterConfigs, ConfigChange, CreateT
 
 from .cluster.client import ControllerClient
 from .cluster.metadata import ClusterState
+from .configs import InvalidConfig
+from .configs.resolve import validate_topic_configs
 from .errors import NotController, RpcError, TopicError
 from .groups.coordinator import OFFSETS_TOPIC
 from .txn.coordinator import TXN_TOPIC
@@ -52,6 +54,10 @@ class Topics:
             raise TopicError(ErrorCode.invalid_partitions, f"partition count {partitions} out of range")
         if name in self._state().topics:
             raise TopicError(ErrorCode.topic_already_exists, f"topic {name!r} already exists")
+        try:
+            validate_topic_configs(configs)
+        except InvalidConfig as exc:
+            raise TopicError(ErrorCode.invalid_config, str(exc)) from None
         if validate_only:
             return
         await self._apply(CreateTopic(name=name, partitions=partitions, configs=configs))
@@ -78,12 +84,17 @@ class Topics:
 
     async def alter_configs(self, name: str, changes: list[tuple[str, int, str | None]], *,
                             validate_only: bool = False) -> None:
-        """``changes``: (key, IncrementalAlterConfigs operation, value)."""
+        """``changes``: (key, IncrementalAlterConfigs operation, value), APPEND and SUBTRACT already resolved
+        into SETs (``configs.resolve.incremental``)."""
         if name not in self._state().topics:
             raise TopicError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
         for key, op, _ in changes:
             if op not in (SET, DELETE):
-                raise TopicError(ErrorCode.invalid_config, f"operation {op} on {key} is not supported for scalars")
+                raise TopicError(ErrorCode.invalid_config, f"operation {op} on {key} is not supported here")
+        try:
+            validate_topic_configs({k: v for k, op, v in changes if op == SET})
+        except InvalidConfig as exc:
+            raise TopicError(ErrorCode.invalid_config, str(exc)) from None
         if validate_only:
             return
         await self._apply(AlterConfigs(name=name, changes=[ConfigChange(key=k, kind=op, value=v)

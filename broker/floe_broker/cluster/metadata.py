@@ -37,6 +37,7 @@ from pydantic import TypeAdapter
 from floe_api.internal import (
     Acl,
     AddPartitions,
+    AlterBrokerConfigs,
     AlterConfigs,
     AlterQuotas,
     AlterScramCredentials,
@@ -191,6 +192,8 @@ class ClusterState:
     acls: list[AclBinding] = field(default_factory=list)
     # client quotas: entity key (security.quotas.entity_key) -> quota name -> value
     quotas: dict[str, dict[str, float]] = field(default_factory=dict)
+    # dynamic broker configs: node id as a string, or "" for the cluster-wide default -> name -> value
+    broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     # names of the topics this version owns (created or copied since it was copied): not persisted
     _owned: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -351,6 +354,15 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
                     configs[c.key] = c.value
                 else:
                     configs.pop(c.key, None)
+        case AlterBrokerConfigs(broker=broker, changes=broker_changes):
+            dynamic = state.broker_configs.setdefault(broker, {})
+            for c in broker_changes:
+                if c.kind == 0 and c.value is not None:
+                    dynamic[c.key] = c.value
+                else:
+                    dynamic.pop(c.key, None)
+            if not dynamic:
+                state.broker_configs.pop(broker, None)
         case AlterScramCredentials(upsertions=upsertions, deletions=deletions):
             existed = {user for user, creds in state.scram.items() if creds}
             for d in deletions:

@@ -93,6 +93,8 @@ RULES: dict[int, Rule] = {
     61: Rule(((READ, TOPIC),), note="DescribeProducers, per topic"),
     65: Rule(((DESCRIBE, TXN), (DESCRIBE, TOPIC)), note="DescribeTransactions: the id; topics not described left out"),
     66: Rule(((DESCRIBE, TXN),), note="ListTransactions: ids not described are left out"),
+    33: Rule(((ALTER_CONFIGS, TOPIC), (ALTER_CONFIGS, CLUSTER)), note="legacy AlterConfigs; per resource"),
+    74: Rule(((DESCRIBE_CONFIGS, CLUSTER),), request=DESCRIBE_CONFIGS, note="ListConfigResources, as Kafka"),
 }
 
 

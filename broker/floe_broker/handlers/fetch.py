@@ -162,7 +162,9 @@ async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
             elif lp.timestamp == MAX_TIMESTAMP:
                 found = part.max_timestamp()
                 if found is not None:
-                    offset, ts = found
+                    # the record that holds the max timestamp, not the first offset of its piece
+                    exact = await ctx.log.offset_for_timestamp(part, found[1])
+                    offset, ts = exact if exact is not None else found
             elif lp.timestamp >= 0:
                 hit = await ctx.log.offset_for_timestamp(part, lp.timestamp)
                 if hit is not None:

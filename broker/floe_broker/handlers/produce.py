@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from kio.schema.errors import ErrorCode
 
-from .. import errors, metrics
+from .. import configs, errors, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
 from ..log.partition import Partition
 from ..log.service import Appended
@@ -64,6 +64,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             state = ctx.state()
         info = state.topics.get(name) if name else None
         max_bytes = int(ctx.topic_config(name, "max.message.bytes") or ctx.config.max_message_bytes) if name else 0
+        log_append_ms = configs.log_append_time(ctx.topic_config(name, "message.timestamp.type") if name else None)
         for pd in topic.partition_data:
             row: list[Any] = [pd.index, ErrorCode.none, -1, None]
             rows.append(row)
@@ -90,7 +91,8 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if txn_code is not None:
                 row[1] = txn_code
                 continue
-            pending.append((name, pd.index, pd.records, batches, row))  # type: ignore[arg-type]
+            data, batches = records.stamp_log_append_time(pd.records, batches, log_append_ms)
+            pending.append((name, pd.index, data, batches, row))  # type: ignore[arg-type]
             total += len(pd.records)
 
     # Resolve leadership first (may open partitions), then append without awaiting.

@@ -39,6 +39,7 @@ _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
 _CRC = struct.Struct(">I")
 
+ATTR_LOG_APPEND_TIME = 0x08
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
 
@@ -115,6 +116,31 @@ def assign_offsets(
     return out, offset - 1
 
 
+def stamp_log_append_time(
+    data: bytes, batches: list[BatchInfo], now_ms: int | None
+) -> tuple[bytes | bytearray, list[BatchInfo]]:
+    """For ``message.timestamp.type=LogAppendTime``: mark each batch and set its maxTimestamp to ``now_ms``
+    (``None``: the topic keeps the producers' CreateTime, and ``data`` is returned as it is).
+
+    As Kafka does it: the timestamp-type attribute bit and maxTimestamp are header
+    fields, so only the header changes and the CRC is computed again (one C pass
+    over the batch); records stay opaque, consumers read every record's timestamp
+    as the batch's maxTimestamp.
+    """
+    if now_ms is None:
+        return data, batches
+    out = bytearray(data)
+    stamped = []
+    for b in batches:
+        attrs = b.attributes | ATTR_LOG_APPEND_TIME
+        struct.pack_into(">h", out, b.position + 21, attrs)
+        _I64.pack_into(out, b.position + 35, now_ms)
+        _CRC.pack_into(out, b.position + 17, crc32c.crc32c(memoryview(out)[b.position + 21 : b.position + b.size]))
+        stamped.append(BatchInfo(b.position, b.size, b.last_offset_delta, now_ms, b.base_timestamp, b.producer_id,
+                                 b.producer_epoch, b.base_sequence, b.records_count, attrs))
+    return out, stamped
+
+
 @dataclass(frozen=True, slots=True)
 class BatchHeader:
     position: int
@@ -155,7 +181,7 @@ def first_offset_at_or_after_timestamp(batch: bytes | memoryview, target_ts: int
     attrs, lod, base_ts, max_ts, *_rest = _TAIL.unpack_from(view, 21)
     if max_ts < target_ts:
         return None
-    if attrs & 0x07:
+    if attrs & 0x07 or attrs & ATTR_LOG_APPEND_TIME:  # LogAppendTime: every record has maxTimestamp
         return base
     pos = HEADER_SIZE
     end = len(view)
