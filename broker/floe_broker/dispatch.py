@@ -33,6 +33,7 @@ from kio.schema.errors import ErrorCode
 from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
 from .handlers.context import CLIENT, BrokerContext
+from .handlers.delete_records import delete_records
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
@@ -56,6 +57,7 @@ API_NAMES = {
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
     29: "describe_acls", 30: "create_acls", 31: "delete_acls",
     48: "describe_client_quotas", 49: "alter_client_quotas",
+    21: "delete_records",
 }
 
 
@@ -97,6 +99,7 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
+            21: (0, 2, delete_records),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

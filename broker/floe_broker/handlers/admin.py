@@ -15,6 +15,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..errors import TopicError
+from ..log import compaction
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
 from ..security.acls import Operation
 from . import authz
@@ -30,7 +31,7 @@ TOPIC_CONFIGS = {
     "retention.ms": ("retention_ms", "How long data is kept before whole segments are deleted."),
     "retention.bytes": ("retention_bytes", "Size a partition may reach before old segments are deleted."),
     "max.message.bytes": ("max_message_bytes", "Largest record batch accepted."),
-    "cleanup.policy": (None, "Only 'delete' is implemented."),
+    "cleanup.policy": (None, "delete, compact, or compact,delete (key compaction)."),
 }
 DEFAULT_SOURCE, TOPIC_SOURCE, STATIC_BROKER_SOURCE = 5, 1, 4
 
@@ -75,8 +76,8 @@ def _validate_configs(configs: dict[str, str]) -> None:
             except ValueError:
                 raise TopicError(ErrorCode.invalid_config, f"{key} must be an integer, got {configs[key]!r}") from None
     policy = configs.get("cleanup.policy")
-    if policy is not None and policy != "delete":
-        raise TopicError(ErrorCode.invalid_config, f"cleanup.policy={policy!r} is not supported (only 'delete')")
+    if policy is not None and policy.replace(" ", "") not in compaction.POLICIES:
+        raise TopicError(ErrorCode.invalid_config, f"cleanup.policy={policy!r} is not supported")
 
 
 async def delete_topics(ctx: BrokerContext, version: int, req: Any) -> Any:

@@ -86,6 +86,7 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
+    21: Rule(((DELETE, TOPIC),), note="DeleteRecords, per topic"),
 }
 
 

@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from .. import errors, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
+from ..log import compaction
 from ..log.partition import Partition
 from ..log.service import Appended
 from ..protocol import records
@@ -89,6 +90,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if any(b.attributes & records.ATTR_TRANSACTIONAL for b in batches):
                 row[1] = ErrorCode.transactional_id_authorization_failed
                 continue
+            if (keyless := compaction.produce_error(ctx.topic_config(name, "cleanup.policy"), pd.records)):  # type: ignore[arg-type]
+                row[1] = keyless
+                continue
             pending.append((name, pd.index, pd.records, batches, row))  # type: ignore[arg-type]
             total += len(pd.records)
 
@@ -152,7 +156,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             parts_out.append(
                 mk(part_cls, index=index, error_code=error, base_offset=base if error == ErrorCode.none else -1,
                    log_append_time=None, log_start_offset=part.log_start if part is not None else -1,
-                   record_errors=(), error_message=None, **extra)
+                   record_errors=(), error_message=compaction.produce_message(error), **extra)
             )
         topics_out.append(
             mk(topic_cls, name=name or "", topic_id=getattr(topic, "topic_id", None),
