@@ -5,11 +5,13 @@ For every led partition whose topic has ``cleanup.policy`` ``compact`` (or
 
 1. **What is cleanable**: the leading run of consolidated segments, below the
    high watermark, whose newest record is older than
-   ``min.compaction.lag.ms``, never the partition's last piece (the active
-   part, like Kafka's active segment, so the newest record always stays).
-   It is due when its dirty part (offsets at or above ``compacted_upto``)
-   is at least ``min.cleanable.dirty.ratio`` of it, or its oldest dirty
-   piece is older than ``max.compaction.lag.ms``, or a kept tombstone's
+   ``min.compaction.lag.ms``; WAL chunks not consolidated yet are the active
+   part and left alone, and the partition's newest batch is always kept
+   whole (like Kafka's active segment, so a consumer at the end of the log
+   always has a record to reach the high watermark with). It is due when
+   its dirty part (offsets at or above ``compacted_upto``) is at least
+   ``min.cleanable.dirty.ratio`` of it, or its oldest dirty piece is older
+   than ``max.compaction.lag.ms``, or a kept tombstone's
    ``delete.retention.ms`` has run out.
 2. **Map**: one read of the dirty part builds digest(key) -> last offset in a
    :class:`~.keymap.KeyMap` bounded by bytes; when it fills, the pass covers
@@ -214,7 +216,7 @@ class Compactor:
     def plan(self, part: Partition, settings: CompactionSettings, now_ms: int, *,
              continuing: bool = False) -> Plan | None:
         prefix: list[Segment] = []
-        for piece in part.pieces[:-1]:
+        for piece in part.pieces:
             if not isinstance(piece, Segment) or piece.last >= part.high_watermark:
                 break
             if piece.max_ts > now_ms - settings.min_compaction_lag_ms:
@@ -265,7 +267,7 @@ class Compactor:
             first = next((ms for upto, ms in marks if upto > offset), None)
             return first is not None and first + settings.delete_retention_ms <= now_ms
 
-        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired)
+        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired, keep_from=part.next_offset - 1)
         out = _Output(self.target_bytes, self.index_block, plan.start)
         written: list[tuple[int, str, list[Any]]] = []
         oldest_tombstone: int | None = None

@@ -5,9 +5,11 @@ compaction has to, because it keeps the last record per key. This module
 reads each record's offset delta, timestamp delta, key and whether its value
 is null, and rebuilds a batch from a subset of its records.
 
-Why not ``kio.records``: its reader turns timestamps into whole seconds and
-knows no compression, and a compacted record must keep its exact timestamp
-and a compressed batch must stay readable. The varint primitives are kio's.
+Why not ``kio.records``: its reader turns timestamps into whole seconds,
+knows no compression and builds every field of every record, while a
+compacted record must keep its exact timestamp, a compressed batch must stay
+readable, and a pass reads millions of records (the inline varint reader
+here is about twice as fast as calling kio's primitives).
 
 A rebuilt batch keeps the original base offset, ``lastOffsetDelta``, base
 timestamp, producer id, epoch and base sequence, attributes and leader
@@ -27,7 +29,6 @@ from dataclasses import dataclass
 
 import cramjam
 import crc32c
-from kio.serial.readers import read_signed_varint, read_signed_varlong
 
 from ...errors import InvalidRecords
 from ...protocol.records import ATTR_CONTROL, HEADER_SIZE
@@ -144,34 +145,47 @@ def _compress(section: bytes, codec: int, original: bytes | bytearray | memoryvi
     raise InvalidRecords(f"unknown compression codec {codec}")
 
 
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint (Kafka's record fields) at ``pos``: (value, position after it)."""
+    b = buf[pos]
+    if b < 0x80:  # one byte: by far the most common case
+        return (b >> 1) ^ -(b & 1), pos + 1
+    raw, shift = b & 0x7F, 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        raw |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (raw >> 1) ^ -(raw & 1), pos + 1
+        shift += 7
+        if shift > 63:
+            raise InvalidRecords("varint longer than 10 bytes")
+
+
 def parse_records(section: bytes, count: int) -> list[Record]:
     """Every record of a records section (InvalidRecords if it does not add up)."""
     out: list[Record] = []
     pos = 0
+    end = len(section)
     try:
         for _ in range(count):
             start = pos
-            length, n = read_signed_varint(section, pos)
-            pos += n
+            length, pos = _varint(section, pos)
             body_end = pos + length
-            pos += 1  # attributes
-            ts_delta, n = read_signed_varlong(section, pos)
-            pos += n
-            off_delta, n = read_signed_varint(section, pos)
-            pos += n
-            key_len, n = read_signed_varint(section, pos)
-            pos += n
+            if length < 0 or body_end > end:
+                raise InvalidRecords("record runs past the end of its batch")
+            ts_delta, pos = _varint(section, pos + 1)  # after the attributes byte
+            off_delta, pos = _varint(section, pos)
+            key_len, pos = _varint(section, pos)
             key = None
             if key_len >= 0:
                 key = section[pos : pos + key_len]
                 pos += key_len
-            value_len, _ = read_signed_varint(section, pos)
-            if body_end > len(section) or length < 0:
-                raise InvalidRecords("record runs past the end of its batch")
+            value_len, _ = _varint(section, pos)
             out.append(Record(off_delta, ts_delta, key, value_len < 0, start, body_end))
             pos = body_end
-    except (IndexError, ValueError) as exc:
-        raise InvalidRecords(f"malformed record: {exc}") from None
+    except IndexError:
+        raise InvalidRecords("malformed record: truncated") from None
     return out
 
 

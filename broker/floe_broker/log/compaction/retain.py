@@ -7,6 +7,7 @@ too), or when it is a tombstone that was already compacted once and whose
 ``delete.retention.ms`` has passed since. Records at or beyond the end of
 the map's coverage (``mapped_upto``) are kept: a later pass decides.
 
+The partition's newest batch is kept whole, so the log never ends in a gap.
 Batches are kept whole (bytes untouched) when nothing in them goes, dropped
 when everything goes, and rebuilt (``records.rebuild``) otherwise, so every
 surviving record stays at its original offset.
@@ -40,6 +41,7 @@ class Rules:
     log_start: int
     cleaned_before: int  # offsets below this were compacted by an earlier pass
     tombstone_expired: Callable[[int], bool]  # offset (below cleaned_before) -> its tombstone may go
+    keep_from: int = 1 << 62  # a batch reaching this offset (the partition's newest) is kept whole
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Outcome:
 
 def filter_batch(batch: memoryview, rules: Rules) -> Outcome:
     head = records.header(batch)
-    if kept_whole(head):
+    if kept_whole(head) or head.last_offset >= rules.keep_from:
         return Outcome(batch, head.records_count, head.records_count)
     if head.last_offset < rules.log_start:
         return Outcome(None, head.records_count, 0)
