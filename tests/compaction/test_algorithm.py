@@ -13,6 +13,7 @@ from typing import Any
 
 import cramjam
 import crc32c
+import pytest
 
 from floe_broker.cluster.controller import fence_session
 from floe_broker.log.compaction import records as rec
@@ -259,3 +260,26 @@ def test_settings_have_kafkas_defaults() -> None:
     both = CompactionSettings.from_topic_configs({"cleanup.policy": "compact, delete"})
     assert both.compact and both.delete
     assert not CompactionSettings.from_topic_configs({"cleanup.policy": "compact"}).delete
+
+
+@pytest.mark.slow
+async def test_a_million_keys_compact_within_the_map_bound_in_several_passes() -> None:
+    store = MemoryStore()
+    _, topic = topic_state()
+    bound = 48 * 1024 * 1024  # about 315,000 keys a pass: four passes over 1.1 million records
+    n = await node(store, map_bytes=bound)
+    part = await n.pm.open(topic.name, topic.topic_id, 0, epoch=1)
+    keys, per_batch = 1_000_000, 1000
+    for first in range(0, keys, per_batch):
+        await n.produce(part, keyed_batch([(b"%07d" % k, b"a") for k in range(first, first + per_batch)]))
+    for first in range(0, keys, 10 * per_batch):  # every tenth thousand keys written again
+        await n.produce(part, keyed_batch([(b"%07d" % k, b"b") for k in range(first, first + per_batch)]))
+    await consolidate(n)
+    passes = await compact(n, part)
+    stats = n.pm.compactor.stats
+    assert passes >= 3
+    assert stats.peak_map_bytes <= bound and stats.peak_map_entries * ENTRY_BYTES <= bound
+    views = await n.log.read(part, 0, 1 << 31)
+    assert sum(rec.header(v).records_count for v in views) == keys
+    assert part.compacted_upto == part.next_offset
+    await n.wal.stop()

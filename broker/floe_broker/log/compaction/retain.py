@@ -5,7 +5,8 @@ map holds a later offset for its key (it was superseded), when it has no
 key (written before the topic became compacted; Kafka's cleaner drops those
 too), or when it is a tombstone that was already compacted once and whose
 ``delete.retention.ms`` has passed since. Records at or beyond the end of
-the map's coverage (``mapped_upto``) are kept: a later pass decides.
+the map's coverage (``mapped_upto``) are kept: a later pass decides (a
+batch wholly there is kept without reading its records).
 
 The partition's newest batch is kept whole, so the log never ends in a gap.
 Batches are kept whole (bytes untouched) when nothing in them goes, dropped
@@ -55,7 +56,7 @@ class Outcome:
 
 def filter_batch(batch: memoryview, rules: Rules) -> Outcome:
     head = records.header(batch)
-    if kept_whole(head) or head.last_offset >= rules.keep_from:
+    if kept_whole(head) or head.last_offset >= rules.keep_from or head.base_offset >= rules.mapped_upto:
         return Outcome(batch, head.records_count, head.records_count)
     if head.last_offset < rules.log_start:
         return Outcome(None, head.records_count, 0)
