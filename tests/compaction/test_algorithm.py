@@ -149,6 +149,23 @@ async def test_tombstones_go_only_after_delete_retention_once_compacted() -> Non
     await n.wal.stop()
 
 
+
+async def test_a_range_compacted_to_nothing_is_skipped_by_fetch() -> None:
+    store = MemoryStore()
+    _, topic = topic_state()
+    n = await node(store, configs=compacted({"delete.retention.ms": "1"}))
+    clock = [int(time.time() * 1000) + 10_000]
+    n.pm.compactor.clock_ms = lambda: clock[0]
+    part = await n.pm.open(topic.name, topic.topic_id, 0, epoch=1)
+    await n.produce(part, keyed_batch([(b"k", b"v"), (b"k", None)]))
+    await consolidate(n)
+    await n.produce(part, keyed_batch([(b"x", b"1")]))  # a WAL chunk: the active part
+    assert await compact(n, part) == 1  # the tombstone is kept: compacted for the first time
+    clock[0] += 1
+    assert await compact(n, part) == 1  # now it goes, and nothing is left of offsets 0-1
+    assert [(o, k) for o, k, _, _ in await read(n, part, 0)] == [(2, b"x")]
+    await n.wal.stop()
+
 async def test_a_full_key_map_makes_several_passes_within_its_bound() -> None:
     store = MemoryStore()
     _, topic = topic_state()
