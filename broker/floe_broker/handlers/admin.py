@@ -1,9 +1,9 @@
 """Topic administration: CreateTopics, DeleteTopics, CreatePartitions, configs.
 
 Topic configs Floe acts on: ``retention.ms``, ``retention.bytes``,
-``max.message.bytes``. Other keys are stored and described but have no
-effect (they are accepted so tools that set e.g. ``cleanup.policy=delete`` do
-not fail). Replication factor is accepted and ignored: durability comes from
+``max.message.bytes``, and ``cleanup.policy`` with the key-compaction settings
+(``log.compaction.settings``). Other keys are stored and described but have no
+effect. Replication factor is accepted and ignored: durability comes from
 the object store, there are no broker-side replicas.
 """
 
