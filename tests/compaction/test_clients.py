@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -89,6 +90,8 @@ def test_after_compaction_every_key_reads_its_last_value_at_its_original_offset(
     wait_until(lambda: compacted_to(b.bootstrap, topic, expected), 60, 0.5, "the log compacted to one record per key")
     by_offset = {o: (k, v) for _, o, k, v in written}
     assert all(by_offset[o] == (k, v) for o, k, v in read_log(b.bootstrap, topic))
+    passes = re.search(r"^floe_key_compaction_passes_total (\S+)$", b.metrics_text(), re.M)
+    assert passes is not None and float(passes.group(1)) >= 1
 
 
 def test_tombstones_disappear_after_delete_retention(brokers, file_store) -> None:  # type: ignore[no-untyped-def]

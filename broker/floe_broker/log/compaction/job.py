@@ -49,6 +49,7 @@ from typing import Any
 
 import structlog
 
+from ... import metrics
 from ...errors import PreconditionFailed
 from ...storage import layout
 from ...storage.objectstore import ObjectStore, retrying
@@ -345,6 +346,10 @@ class Compactor:
         t.peak_map_entries = max(t.peak_map_entries, s.peak_map_entries)
         t.peak_map_bytes = max(t.peak_map_bytes, s.peak_map_bytes)
         t.seconds += s.seconds
+        metrics.KEY_COMPACTION_PASSES.inc(s.passes)
+        metrics.KEY_COMPACTION_BYTES.labels("in").inc(s.bytes_in)
+        metrics.KEY_COMPACTION_BYTES.labels("out").inc(s.bytes_out)
+        metrics.KEY_COMPACTION_MAP_PEAK_BYTES.set(t.peak_map_bytes)
 
 
 def _map_block(data: bytes | bytearray, keys: KeyMap, first: int) -> int | None:
