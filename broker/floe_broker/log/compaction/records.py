@@ -206,10 +206,9 @@ KEYLESS_MESSAGE = "Compacted topic cannot accept message without key"
 
 
 def first_keyless(data: bytes | bytearray | memoryview) -> int | None:
-    """Offset delta position (batch index, record index) of the first record without a key, or None.
+    """The index of the first batch holding a record without a key, or None.
 
-    Returns the index of the first offending batch. Control batches carry
-    keys of their own and are not looked at.
+    Control batches carry keys of their own and are not looked at.
     """
     for i, batch in enumerate(iter_batches(data)):
         head = header(batch)
