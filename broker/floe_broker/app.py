@@ -179,6 +179,7 @@ class Broker:
                             retention_ms=cfg.retention_ms, retention_bytes=cfg.retention_bytes,
                             memory_cache_bytes=cfg.memory_cache_bytes, block_size=cfg.block_size,
                             consolidation_target_bytes=cfg.consolidation_target_bytes)
+        settings.compaction_map_bytes = cfg.key_compaction_map_bytes
         partitions = PartitionManager(self.store, self.wal, self.cache, node_id=node_id, session=self.session,
                                       settings=settings, topic_config=self.serving.topic_config)
         self.serving.serve(node_id, self.wal, partitions)

@@ -138,6 +138,8 @@ class BrokerConfig:
     compact_after_ms: int = 60_000
     consolidation_target_bytes: int = 32 * 1024 * 1024
     checkpoint_interval_ms: int = 5_000
+    # key compaction (cleanup.policy=compact)
+    key_compaction_map_bytes: int = 64 * 1024 * 1024
     # cluster
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
@@ -235,6 +237,7 @@ _HELP = {
                                   "transaction.max.timeout.ms)",
     "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
     "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
+    "key_compaction_map_bytes": "memory bound of one key-compaction pass's key map (more keys: more passes)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
     "authorizer": "off (default: every request allowed) or on/simple: enforce ACLs",
     "super_users": "principals allowed everything, Kafka's syntax: User:admin;User:ops",

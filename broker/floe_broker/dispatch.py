@@ -34,6 +34,7 @@ from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
 from .handlers import txn as txn_handlers
 from .handlers.context import CLIENT, BrokerContext
+from .handlers.delete_records import delete_records
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
@@ -60,6 +61,7 @@ API_NAMES = {
     24: "add_partitions_to_txn", 25: "add_offsets_to_txn", 26: "end_txn", 28: "txn_offset_commit",
     61: "describe_producers", 65: "describe_transactions", 66: "list_transactions",
     33: "alter_configs", 74: "list_config_resources",
+    21: "delete_records",
 }
 
 
@@ -110,6 +112,7 @@ class Dispatcher:
             66: (0, 1, txn_handlers.list_transactions),
             33: (0, 2, admin.alter_configs),
             74: (0, 1, admin.list_config_resources),
+            21: (0, 2, delete_records),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -102,3 +102,12 @@ CACHE_MISSES = Counter("floe_block_cache_misses_total", "Block-cache misses on t
 BROKER_STATE = Gauge(
     "floe_broker_state", "1 for the broker's current state", ["state"]
 )
+
+# Key compaction (cleanup.policy=compact): passes, bytes read and kept, and the key map's largest size.
+KEY_COMPACTION_PASSES = Counter("floe_key_compaction_passes_total", "Key-compaction passes swapped in")
+KEY_COMPACTION_BYTES = Counter(
+    "floe_key_compaction_bytes_total", "Key-compaction bytes read (in) and written (out)", ["direction"]
+)
+KEY_COMPACTION_MAP_PEAK_BYTES = Gauge(
+    "floe_key_compaction_map_peak_bytes", "Largest key map of a key-compaction pass since start (estimated)"
+)

@@ -95,6 +95,7 @@ RULES: dict[int, Rule] = {
     66: Rule(((DESCRIBE, TXN),), note="ListTransactions: ids not described are left out"),
     33: Rule(((ALTER_CONFIGS, TOPIC), (ALTER_CONFIGS, CLUSTER)), note="legacy AlterConfigs; per resource"),
     74: Rule(((DESCRIBE_CONFIGS, CLUSTER),), request=DESCRIBE_CONFIGS, note="ListConfigResources, as Kafka"),
+    21: Rule(((DELETE, TOPIC),), note="DeleteRecords, per topic"),
 }
 
 

@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from .. import configs, errors, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
+from ..log import compaction
 from ..log.partition import Partition
 from ..log.service import Appended
 from ..protocol import records
@@ -91,6 +92,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if txn_code is not None:
                 row[1] = txn_code
                 continue
+            if (keyless := compaction.produce_error(ctx.topic_config(name, "cleanup.policy"), pd.records)):  # type: ignore[arg-type]
+                row[1] = keyless
+                continue
             data, batches = records.stamp_log_append_time(pd.records, batches, log_append_ms)
             pending.append((name, pd.index, data, batches, row))  # type: ignore[arg-type]
             total += len(pd.records)
@@ -160,7 +164,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             parts_out.append(
                 mk(part_cls, index=index, error_code=error, base_offset=base if error == ErrorCode.none else -1,
                    log_append_time=None, log_start_offset=part.log_start if part is not None else -1,
-                   record_errors=(), error_message=None, **extra)
+                   record_errors=(), error_message=compaction.produce_message(error), **extra)
             )
         topics_out.append(
             mk(topic_cls, name=name or "", topic_id=getattr(topic, "topic_id", None),

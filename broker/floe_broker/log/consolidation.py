@@ -17,7 +17,7 @@ block-level index (``formats.RangeEntry``), so a reader of one partition
 finds its bytes with one suffix GET. Objects are never deleted here: the WAL
 collector deletes one only when no checkpoint references any range in it.
 
-(Kafka's key *compaction* is a different thing and not implemented.)
+(Kafka's key *compaction*, `cleanup.policy=compact`, is a different job: `log/compaction/`.)
 """
 
 from __future__ import annotations

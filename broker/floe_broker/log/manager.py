@@ -44,6 +44,8 @@ from ..storage.objectstore import ObjectStore, retrying
 from . import formats
 from .cache import BlockCache
 from .checkpoints import BatchReader, BatchWriter
+from .compaction.job import DEFAULT_MAP_BYTES, Compactor
+from .compaction.settings import deletes
 from .consolidation import Consolidator
 from .held import Held
 from .partition import Chunk, Partition, Segment
@@ -64,6 +66,7 @@ class Settings:
     memory_cache_bytes: int
     block_size: int
     consolidation_target_bytes: int = 32 * 1024 * 1024
+    compaction_map_bytes: int = DEFAULT_MAP_BYTES  # the key map of one key-compaction pass
 
 
 class PartitionManager:
@@ -100,6 +103,11 @@ class PartitionManager:
         self._maintenance_lock = asyncio.Lock()
         # (topic, partition) -> highest epoch we handed over: never reopen at or below it
         self.released: dict[tuple[str, int], int] = {}
+        self.compactor = Compactor(
+            store, cache, self.consolidator, node_id=node_id, session=session, topic_config=topic_config,
+            lock=self._maintenance_lock, is_current=self._is_current, map_bytes=settings.compaction_map_bytes,
+            target_bytes=settings.consolidation_target_bytes, index_block=settings.block_size,
+        )
 
     # ---- lookup -------------------------------------------------------------------
 
@@ -311,6 +319,7 @@ class PartitionManager:
         log.info("partition closed", topic=topic, partition=index, epoch=part.epoch, graceful=graceful)
 
     async def close_all(self) -> None:
+        await self.compactor.stop()
         for topic, index in list(self.held):
             await self.close(topic, index, graceful=True)
 
@@ -344,7 +353,7 @@ class PartitionManager:
         marks = [(h, h.partition.high_watermark, len(h.partition.pieces), h.dirty) for h in carried]
         seq = await self.batches.write(
             [h.partition for h in carried], wal_from=self.wal.completed_seq,
-            data_seq=self.consolidator.swapped_seq,
+            data_seq=self.compactor.data_seq_floor(self.consolidator.swapped_seq),
         )
         for held, hw, pieces, structural in marks:
             held.batch_seq = seq
@@ -372,6 +381,31 @@ class PartitionManager:
                 await self._write_batch(helds)
             except Exception as exc:  # retried next round; nothing counts as checkpointed meanwhile
                 log.warning("checkpoint batch failed; retrying next round", error=repr(exc))
+        self.compactor.kick(helds)  # key compaction runs beside the rounds, taking the lock only to swap
+
+    # ---- key compaction and DeleteRecords ------------------------------------------------
+
+    def _is_current(self, held: Held) -> bool:
+        part = held.partition
+        return part.accepting and self.held.get((part.topic, part.index)) is held
+
+    async def delete_records(self, topic: str, index: int, offset: int) -> int:
+        """Move a led partition's log start to ``offset`` and make it durable; the new log start.
+
+        Durable means in a checkpoint batch, so a successor after a crash or
+        a move starts there too; the maintenance round's retention then drops
+        the segments wholly below it, and the collector their objects.
+        """
+        async with self._maintenance_lock:
+            held = self.held.get((topic, index))
+            if held is None or not self._is_current(held):
+                raise NotLeader(f"{topic}-{index} is not led here")
+            held.partition.trim_before(offset)
+            held.dirty = True
+            # A batch as a round writes it (every partition due is carried too, so the window
+            # of kept batches still holds each one twice); raises if it could not be written.
+            await self._write_batch([h for h in self.held.values() if self._is_current(h)])
+            return held.partition.log_start
 
     # ---- retention -----------------------------------------------------------------
 
@@ -379,6 +413,8 @@ class PartitionManager:
         part = held.partition
         retention_ms = self._topic_int(part.topic, "retention.ms", self.settings.retention_ms)
         retention_bytes = self._topic_int(part.topic, "retention.bytes", self.settings.retention_bytes)
+        if not deletes(self.topic_config(part.topic, "cleanup.policy")):
+            retention_ms = retention_bytes = -1  # cleanup.policy=compact: only trimmed segments go
         now = int(time.time() * 1000)
         count = 0
         total = sum(p.size for p in part.pieces)

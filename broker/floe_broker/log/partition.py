@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +109,10 @@ class Partition:
     txn_open: dict[int, int] = field(default_factory=dict)
     txn_aborted: list[list[int]] = field(default_factory=list)
     _waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    # Key compaction (log.compaction): offsets below compacted_upto were compacted at least once;
+    # compaction_marks are [upto, ms] pairs, ascending: offsets below upto were first compacted at ms.
+    compacted_upto: int = 0
+    compaction_marks: list[list[int]] = field(default_factory=list)
 
     # ---- write path -------------------------------------------------------
 
@@ -285,7 +289,12 @@ class Partition:
         while wanted < stop and total < max_bytes:
             piece = self._locate(wanted)
             if piece is None:
-                break
+                # Key compaction may leave a range with no batch at all: go on at the next piece.
+                following = self._next_base_after(wanted)
+                if following is None:
+                    break
+                wanted = following
+                continue
             chunk = await self._chunk_for(piece, wanted, read_suffix)
             if chunk is None or chunk.last >= self.high_watermark and not chunk.durable:
                 break
@@ -308,6 +317,10 @@ class Partition:
                 # Nothing usable in this chunk (e.g. trimmed): skip past it.
                 wanted = max(wanted, chunk.last + 1)
         return out
+
+    def _next_base_after(self, offset: int) -> int | None:
+        i = bisect.bisect_right(self.bases, offset)
+        return self.bases[i] if i < len(self.bases) else None
 
     async def _chunk_for(self, piece: Piece, offset: int, read_suffix: SuffixReader) -> Chunk | None:
         if isinstance(piece, Chunk):
@@ -377,6 +390,32 @@ class Partition:
             self.log_start = max(self.log_start, self.next_offset)
         return dropped
 
+    # ---- key compaction (log.compaction) ---------------------------------------
+
+    def compaction_body(self) -> dict[str, Any]:
+        """The compaction progress a checkpoint carries (nothing for a never-compacted partition)."""
+        if not self.compacted_upto:
+            return {}
+        return {"compaction": {"upto": self.compacted_upto, "marks": self.compaction_marks}}
+
+    def load_compaction_body(self, body: dict[str, Any]) -> None:
+        state = body.get("compaction") or {}
+        self.compacted_upto = int(state.get("upto", 0))
+        self.compaction_marks = [list(m) for m in state.get("marks", [])]
+
+    def replace_prefix(self, old: Sequence[Piece], new: Sequence[Segment]) -> bool:
+        """Swap the first pieces, if they are still ``old``, for ``new`` (a compacted copy of them).
+
+        One synchronous step, so a reader sees either the old pieces or the
+        new ones; both hold the same value at every offset they hold.
+        """
+        count = len(old)
+        if len(self.pieces) < count or any(a is not b for a, b in zip(self.pieces[:count], old, strict=True)):
+            return False
+        self.pieces[:count] = new
+        self.bases[:count] = [s.base for s in new]
+        return True
+
     # ---- checkpoint --------------------------------------------------------
 
     def checkpoint_body(self) -> dict[str, Any]:
@@ -403,6 +442,7 @@ class Partition:
                 str(pid): [s.epoch, s.last_seq, s.last_offset, s.recent] for pid, s in self.producers.items()
             },
             "txn": self._txn_body(),
+            **self.compaction_body(),
         }
 
     def load_checkpoint_body(self, body: dict[str, Any]) -> None:
@@ -420,6 +460,7 @@ class Partition:
             for pid, v in body.get("producers", {}).items()
         }
         self._load_txn_body(body.get("txn", {}))
+        self.load_compaction_body(body)
 
     def add_recovered(self, entry: formats.WalEntry, key: str) -> None:
         """A chunk found in a dead (fenced) session's WAL after the checkpoint."""

@@ -179,6 +179,10 @@ class LogService:
         """Move the log start forward; the next checkpoint makes it durable."""
         self.partitions.trim_before(part.topic, part.index, offset)
 
+    async def delete_records(self, part: Partition, offset: int) -> int:
+        """DeleteRecords: move the log start forward and return once that is durable (the new log start)."""
+        return await self.partitions.delete_records(part.topic, part.index, offset)
+
     # ---- read path ----------------------------------------------------------------------
 
     async def read(self, part: Partition, offset: int, max_bytes: int, *,
