@@ -284,7 +284,7 @@ def test_long_names_rejected_by_schema(crd_schema: dict[str, Any]) -> None:
 
 # Short names the API server's built-in resources claim (kubectl api-resources, Kubernetes 1.34).
 BUILTIN_SHORT_NAMES = {
-    "cm", "cs", "csr", "crd", "crds", "deploy", "ds", "ep", "ev", "hpa", "ing", "limits", "netpol", "no",
+    "cj", "cm", "cs", "csr", "crd", "crds", "deploy", "ds", "ep", "ev", "hpa", "ing", "limits", "netpol", "no",
     "ns", "pc", "pdb", "po", "pv", "pvc", "quota", "rc", "rs", "sa", "sc", "sts", "svc",
 }  # fmt: skip
 
