@@ -7,11 +7,12 @@ What it does, as the kubelet (and a one-node scheduler) would:
 * binds every pending pod to that Node (the trivial scheduler);
 * gives each pod its own IP, 127.0.0.<n>, and runs each container's command
   as a process with the environment resolved as the kubelet resolves it:
-  ``env`` values with ``$(VAR)`` expansion, ``valueFrom`` (``fieldRef``:
-  pod name, namespace, UID, IP, host IP, node name, labels and annotations;
-  ``secretKeyRef``, ``configMapKeyRef``), then ``envFrom`` ConfigMaps and
-  Secrets (with ``prefix``);
-* writes Secret, ConfigMap and downward API volumes into the pod's directory;
+  ``envFrom`` ConfigMaps and Secrets (with ``prefix``) first, then ``env``,
+  which wins: values with ``$(VAR)`` expansion, and ``valueFrom``
+  (``fieldRef``: pod name, namespace, UID, IP, host IP, node name, service
+  account, labels and annotations; ``secretKeyRef``, ``configMapKeyRef``);
+* writes Secret and ConfigMap volumes into the pod's directory (other volume
+  types are empty directories);
 * reports the pod ``Running`` and its ``Ready`` condition from the readiness
   probe (HTTP GET; a container without one is ready once it runs); restarts
   a container that exits (``restartPolicy: Always``);
