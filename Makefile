@@ -32,3 +32,11 @@ spike: venv
 
 clean:
 	rm -rf .floe .pytest_cache .mypy_cache .ruff_cache
+
+# Scenario 1 on a real control plane (no Docker): builds kube-apiserver,
+# kube-controller-manager and etcd from source once (e2e/k8s/build.sh, cached in
+# ~/.cache/floe/k8s-bin), then runs e2e/k8s/test_install.py.
+.PHONY: e2e-k8s
+e2e-k8s: venv
+	e2e/k8s/build.sh
+	.venv/bin/python -m pytest -q -p no:cacheprovider e2e/k8s $${PYTEST_ARGS:-}

@@ -22,6 +22,8 @@ lives in the cluster, not in Kubernetes.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -44,7 +46,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="floe.dev", key="last-handled-configuration"
     )
-    settings.posting.level = 20  # logging.INFO: handler outcomes become Events
+    # Handler outcomes become Events (kubectl describe): kopf posts only
+    # kopf.event()/info()/warn() unless told to post its loggers' lines too.
+    settings.posting.enabled = True
+    settings.posting.loggers = True
+    settings.posting.level = logging.INFO
     if memo.get("config") is None:  # None for tests: they pass their own
         memo.config = config_.OperatorConfig.from_env()
     if memo.get("kube") is None:
@@ -61,9 +67,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-async def reconcile_cluster(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Make the StreamCluster's objects match its spec."""
-    await cluster.reconcile(body=body, patch=patch, kube=memo.kube, config=memo.config, logger=logger)
+async def reconcile_cluster(
+    body: kopf.Body, reason: str, old: Any, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Make the StreamCluster's objects match its spec (``old``: the spec before an update)."""
+    previous = old if reason == kopf.Reason.UPDATE and isinstance(old, Mapping) else None
+    await cluster.reconcile(body=body, kube=memo.kube, config=memo.config, logger=logger, old=previous)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY})

@@ -190,6 +190,9 @@ class Emulator(kmock_.KubernetesEmulator):
         if request.resource is not None and request.name is not None and request.method == "PATCH":
             if _header(request, "Content-Type").startswith(APPLY_PATCH):
                 return await self._serve_apply(request)
+            refused = self._stale_precondition(request)
+            if refused is not None:
+                return refused
             self._record_update(request)
         data = request.data
         writes = (kmock_.action.CREATE, kmock_.action.UPDATE)
@@ -198,6 +201,9 @@ class Emulator(kmock_.KubernetesEmulator):
             meta["resourceVersion"] = str(next(_versions))
             if request.action == kmock_.action.CREATE:
                 meta.setdefault("generation", 1)
+                if meta.get("generateName") and not meta.get("name"):
+                    # As the API server does (kopf names its Events so).
+                    meta["name"] = f"{meta['generateName']}{next(_versions):05d}"
             elif "spec" in data and request.subresource is None:
                 try:
                     current = self.objects[request.resource, request.namespace, request.name]
@@ -256,6 +262,24 @@ class Emulator(kmock_.KubernetesEmulator):
             stored = self.objects[key].raw
             await self._buses[request.resource].put({"type": event, "object": stored})
         return aiohttp.web.json_response(stored, status=201 if live is None else 200)
+
+    def _stale_precondition(self, request: Any) -> aiohttp.web.StreamResponse | None:
+        """A patch naming ``metadata.resourceVersion`` is refused (409) unless that is the live one.
+
+        The API server treats the resourceVersion in a patch as an
+        optimistic-concurrency precondition; the operator's status writes
+        rely on it.
+        """
+        wanted = ((request.data or {}).get("metadata") or {}).get("resourceVersion") if isinstance(
+            request.data, dict) else None
+        if wanted is None:
+            return None
+        live = self._live(request)
+        current = None if live is None else (live.get("metadata") or {}).get("resourceVersion")
+        if current == wanted:
+            return None
+        return _status(409, "Conflict", f"Operation cannot be fulfilled on {request.name}: the object has been "
+                                        "modified; please apply your changes to the latest version and try again")
 
     def _record_update(self, request: Any) -> None:
         """Give a merge patch's manager the fields it changes, in applied objects only."""

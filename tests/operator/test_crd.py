@@ -280,3 +280,17 @@ def test_status_schema_accepts_the_rebalance_status(crd_schema: dict[str, Any]) 
 def test_long_names_rejected_by_schema(crd_schema: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         validate(crd_schema, sc_samples.cluster(sc_samples.MINIMAL, name="a" * 54))
+
+
+# Short names the API server's built-in resources claim (kubectl api-resources, Kubernetes 1.34).
+BUILTIN_SHORT_NAMES = {
+    "cj", "cm", "cs", "csr", "crd", "crds", "deploy", "ds", "ep", "ev", "hpa", "ing", "limits", "netpol", "no",
+    "ns", "pc", "pdb", "po", "pv", "pvc", "quota", "rc", "rs", "sa", "sc", "sts", "svc",
+}  # fmt: skip
+
+
+def test_short_names_do_not_shadow_builtin_resources(crd: dict[str, Any]) -> None:
+    # `kubectl get sc demo` must not mean a StorageClass to some and a StreamCluster to others.
+    names = crd["spec"]["names"]
+    assert names["shortNames"] == ["fsc", "floe"]
+    assert not set(names["shortNames"]) & BUILTIN_SHORT_NAMES

@@ -8,8 +8,10 @@ through the API.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 import sc_samples
 
 from conftest import Api, eventually, running_operator
@@ -235,3 +237,48 @@ async def test_restart_resumes_without_rewriting_anything(api: Api, tmp_path: An
     assert len(api.applies()) >= applies + len(CHILDREN)
     assert [api.get(r, n)["metadata"]["resourceVersion"] for r, n in CHILDREN] == versions  # type: ignore[index]
     assert api.get(HPAS, "demo-broker") is None
+
+
+async def test_handler_outcomes_are_normal_events(api: Api, operator: None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kopf.objects")  # `floe operator run` logs at info by default
+    await created(api)
+    events = await eventually(lambda: [e for e in api.events() if e.get("reason") == "Reconciled"])
+    assert events[0]["type"] == "Normal"
+    assert events[0]["involvedObject"]["name"] == "demo"
+    assert "every object matches generation 1" in events[0]["message"]
+    # kopf's own report of the handler, which it posts only when told to post its log lines.
+    assert await eventually(lambda: [
+        e for e in api.events()
+        if e["type"] == "Normal" and "Handler 'reconcile_cluster' succeeded" in e.get("message", "")
+    ])  # fmt: skip
+
+
+async def test_kubectl_scale_on_an_autoscaled_cluster_warns_that_the_hpa_owns_the_count(
+    api: Api, operator: None
+) -> None:
+    await created(api, {**sc_samples.MINIO, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}})
+    await eventually(lambda: api.get(HPAS, "demo-broker"))
+    # kubectl scale writes spec.brokers.replicas through the scale subresource.
+    await api.patch_cluster({"brokers": {"replicas": 9}})
+    await eventually(lambda: api.cluster()["status"].get("observedGeneration") == 2)
+    ignored = await eventually(lambda: condition(api, "ScaleIgnored"))
+    assert ignored["status"] == "True" and ignored["reason"] == "AutoscalingEnabled"
+    assert "spec.brokers.replicas=9" in ignored["message"]
+    assert "HorizontalPodAutoscaler demo-broker" in ignored["message"]
+    assert "spec.autoscaling.enabled to false" in ignored["message"]
+    warnings = await eventually(lambda: [e for e in api.events() if e.get("reason") == "ScaleIgnored"])
+    assert warnings[0]["type"] == "Warning" and "spec.brokers.replicas=9" in warnings[0]["message"]
+    assert deployment(api)["spec"]["replicas"] == 3  # the HPA's count, untouched
+
+    # Autoscaling off: the count is honoured and the condition says so.
+    await api.patch_cluster({"autoscaling": {"enabled": False}})
+    await eventually(lambda: deployment(api)["spec"]["replicas"] == 9)
+    await eventually(lambda: condition(api, "ScaleIgnored")["status"] == "False")
+    assert condition(api, "ScaleIgnored")["reason"] == "AutoscalingDisabled"
+
+
+async def test_a_degraded_cluster_posts_each_warning_once(api: Api, operator: None) -> None:
+    await api.create_cluster(sc_samples.MINIO)
+    await eventually(lambda: [e for e in api.events() if e.get("reason") == "MissingSecret"])
+    # The handler's log line says the same; it must not become a second Warning.
+    assert not [e for e in api.events() if e["type"] == "Warning" and e.get("message", "").startswith("Degraded (")]

@@ -36,6 +36,11 @@ from floe_operator import spec as spec_
 from floe_operator.manifests import naming
 from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
+from floe_operator.reconcile import status_update
+
+# kopf posts a handler's log lines as Events (settings.posting.loggers); lines
+# that repeat an Event the code posts itself carry this, so they post once.
+NOT_AN_EVENT = {"k8s_skip": True}
 
 # The field manager that holds the replica count between the operator and the HPA.
 REPLICAS_HANDOVER = "floe-operator-replicas-handover"
@@ -152,41 +157,96 @@ async def without_replicas(deployment: Mapping[str, Any], kube: kube_.KubeClient
 async def reconcile(
     *,
     body: kopf.Body,
-    patch: kopf.Patch,
     kube: kube_.KubeClient,
     config: config_.OperatorConfig,
     logger: kopf.Logger,
+    old: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create/update/resume: make the cluster's objects match its spec."""
+    """Create/update/resume: make the cluster's objects match its spec.
+
+    ``old`` is the previous spec's body on an update (kopf's ``old``), so a
+    ``kubectl scale`` the HPA would override can be told apart.
+    """
     at = status_.now()
-    previous = status_.parse(body.get("status"))
-    generation = (body.get("metadata") or {}).get("generation")
+    meta = body.get("metadata") or {}
+    generation = meta.get("generation")
     try:
         cluster = spec_.StreamCluster.from_body(body)
     except spec_.SpecError as exc:
         # Not retried: only a new spec can fix it, and that triggers an update.
-        report_degraded(body, patch, previous, "InvalidSpec", str(exc), at, generation, logger)
+        await report_degraded(body, kube, "InvalidSpec", str(exc), at, generation, logger)
         return
     if cluster.spec.paused:
-        status = status_.paused(previous, at=at, generation=generation)
-        patch.status.update(with_rebalance_state(status, body, cluster, at=at))
-        logger.info("Paused: not reconciling.")
+
+        async def paused(live: dict[str, Any]) -> dict[str, Any]:
+            status = status_.paused(status_.parse(live.get("status")), at=at, generation=generation)
+            return with_rebalance_state(status, live, cluster, at=at)
+
+        await status_update.update(kube, cluster.namespace, cluster.name, paused)
+        kopf.info(body, reason="Paused", message="spec.paused is true; objects are left as they are")
+        logger.info("Paused: not reconciling.", extra=NOT_AN_EVENT)
         return
     try:
         await check_dependencies(cluster, kube)
         await secrets_.ensure(cluster, body=body, kube=kube)
-        deployment = await apply_all(cluster, body=body, kube=kube, config=config)
+        applied = await apply_all(cluster, body=body, kube=kube, config=config)
     except Degraded as exc:
-        report_degraded(body, patch, previous, exc.reason, exc.message, at, generation, logger)
+        await report_degraded(body, kube, exc.reason, exc.message, at, generation, logger)
         raise kopf.TemporaryError(exc.message, delay=config.retry_delay_seconds) from None
     except kube_.KubeError as exc:
         if exc.status not in (400, 403, 409, 422):
             raise  # transient (timeouts, 5xx): kopf retries with its backoff
         message = f"the API server refused an object: {exc.reason}: {exc.message}"
-        report_degraded(body, patch, previous, "ApplyFailed", message, at, generation, logger)
+        await report_degraded(body, kube, "ApplyFailed", message, at, generation, logger)
         raise kopf.TemporaryError(message, delay=config.retry_delay_seconds) from None
-    status = status_.reconciled(previous, cluster=cluster, config=config, deployment=deployment, at=at)
-    patch.status.update(with_rebalance_state(status, body, cluster, at=at))
+    requested = ignored_scale(old, body)
+
+    async def reconciled(live: dict[str, Any]) -> dict[str, Any]:
+        # The Deployment is read after the StreamCluster (see status_update).
+        deployment = await kube.get("apps/v1", "Deployment", cluster.namespace, naming.deployment(cluster))
+        status = status_.reconciled(
+            status_.parse(live.get("status")), cluster=cluster, config=config, deployment=deployment or applied, at=at
+        )
+        if requested is not None:
+            status = status_.scale_ignored(status, cluster=cluster, requested=requested, at=at)
+        elif not cluster.spec.autoscaling.enabled:
+            status = status_.scale_honoured(status, cluster=cluster, at=at)
+        return with_rebalance_state(status, live, cluster, at=at)
+
+    written = await status_update.update(kube, cluster.namespace, cluster.name, reconciled)
+    if requested is not None:
+        kopf.warn(body, reason="ScaleIgnored", message=status_.scale_ignored_message(cluster, requested))
+    ready = status_.parse((written or {}).get("status"))
+    kopf.info(
+        body,
+        reason="Reconciled",
+        message=f"every object matches generation {cluster.generation}; "
+        f"{ready.ready_replicas}/{ready.replicas} brokers ready",
+    )
+
+
+def ignored_scale(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> int | None:
+    """The broker count an update asked for that the HPA will override, if any.
+
+    That is a change of ``spec.brokers.replicas`` (what ``kubectl scale``
+    writes through the scale subresource) while autoscaling was on before and
+    stays on. None otherwise, and on create and resume, which have no old
+    spec to compare with.
+    """
+    if old is None:
+        return None
+
+    def read(body: Mapping[str, Any]) -> tuple[bool, int]:
+        spec = body.get("spec") or {}
+        autoscaling = (spec.get("autoscaling") or {}).get("enabled", False)
+        replicas = (spec.get("brokers") or {}).get("replicas", spec_.Brokers().replicas)
+        return bool(autoscaling), int(replicas)
+
+    was_auto, was = read(old)
+    is_auto, now = read(new)
+    if was_auto and is_auto and now != was:
+        return now
+    return None
 
 
 def with_rebalance_state(
@@ -209,20 +269,24 @@ def with_rebalance_state(
     return body_patch
 
 
-def report_degraded(
+async def report_degraded(
     body: kopf.Body,
-    patch: kopf.Patch,
-    previous: spec_.StreamClusterStatus,
+    kube: kube_.KubeClient,
     reason: str,
     message: str,
     at: str,
     generation: int | None,
     logger: kopf.Logger,
 ) -> None:
-    status = status_.degraded(previous, reason=reason, message=message, at=at, generation=generation)
-    patch.status.update(status.to_patch())
+    meta = body.get("metadata") or {}
+
+    async def degraded(live: dict[str, Any]) -> dict[str, Any]:
+        previous = status_.parse(live.get("status"))
+        return status_.degraded(previous, reason=reason, message=message, at=at, generation=generation).to_patch()
+
+    await status_update.update(kube, meta["namespace"], meta["name"], degraded)
     kopf.warn(body, reason=reason, message=message)
-    logger.warning("Degraded (%s): %s", reason, message)
+    logger.warning("Degraded (%s): %s", reason, message, extra=NOT_AN_EVENT)
 
 
 async def refresh_from_deployment(
@@ -231,30 +295,28 @@ async def refresh_from_deployment(
     kube: kube_.KubeClient,
     logger: kopf.Logger,
 ) -> None:
-    """A broker Deployment changed: fold its progress into its StreamCluster's status."""
+    """A broker Deployment changed: fold its progress into its StreamCluster's status.
+
+    The Deployment is read again after the StreamCluster rather than taken
+    from the event, so the write is never older than the status it replaces
+    (``status_update``).
+    """
     meta = deployment.get("metadata") or {}
     name = (meta.get("labels") or {}).get(naming.CLUSTER_LABEL)
     namespace = meta.get("namespace")
     if not name or not namespace:
         return
-    owner = await kube.get(spec_.API_VERSION, spec_.KIND, namespace, name)
-    if owner is None or (owner.get("metadata") or {}).get("deletionTimestamp"):
-        return
-    previous = status_.parse(owner.get("status"))
-    status = status_.observe(
-        previous,
-        deployment=deployment,
-        at=status_.now(),
-        generation=previous.observed_generation,
-    )
-    if status == previous:
-        return
-    await kube.patch(
-        spec_.API_VERSION,
-        spec_.KIND,
-        namespace,
-        name,
-        {"status": status.to_patch()},
-        subresource="status",
-    )
-    logger.debug("Status of %s/%s: %s", namespace, name, status.phase)
+
+    async def observed(live: dict[str, Any]) -> dict[str, Any] | None:
+        previous = status_.parse(live.get("status"))
+        current = await kube.get("apps/v1", "Deployment", namespace, meta["name"])
+        if current is None:
+            return None
+        status = status_.observe(
+            previous, deployment=current, at=status_.now(), generation=previous.observed_generation
+        )
+        return None if status == previous else status.to_patch()
+
+    written = await status_update.update(kube, namespace, name, observed)
+    if written is not None:
+        logger.debug("Status of %s/%s: %s", namespace, name, (written.get("status") or {}).get("phase"))

@@ -54,6 +54,7 @@ from floe_operator.planner import Move, PartitionInfo, RebalancePolicy
 from floe_operator.planner.costs import deletion_costs
 from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
+from floe_operator.reconcile import status_update
 
 REBALANCING = "Rebalancing"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -417,34 +418,34 @@ class Rebalancer:
             self.status = rebalance
             if self.stopped():
                 return rebalance
-            live = await self.kube.get(spec_.API_VERSION, spec_.KIND, self.namespace, self.name)
-            if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
-                return rebalance
-            raw_status = live.get("status") or {}
-            previous = status_.parse(raw_status)
-            running, reason, message = condition_for(rebalance)
-            conditions = status_.set_condition(
-                previous.conditions,
-                type_=REBALANCING,
-                status=running,
-                reason=reason,
-                message=message,
-                at=rebalance.observed_at,
-                # Not tied to a generation: a spec change alone must not make the loop rewrite it.
-                generation=None,
-            )
-            patch: dict[str, Any] = {}
-            if conditions != previous.conditions:
-                patch["conditions"] = [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions]
-            # Nones stay in: in a merge patch they delete what no longer applies.
-            wanted = rebalance.model_dump(by_alias=True, mode="json")
-            old = dict(raw_status.get("rebalance") or {})
-            if _without_time(old) != _without_nones(_without_time(wanted)):
-                patch["rebalance"] = wanted
-            if patch:
-                await self.kube.patch(
-                    spec_.API_VERSION, spec_.KIND, self.namespace, self.name, {"status": patch}, subresource="status"
+
+            async def compute(live: dict[str, Any]) -> dict[str, Any] | None:
+                raw_status = live.get("status") or {}
+                previous = status_.parse(raw_status)
+                running, reason, message = condition_for(rebalance)
+                conditions = status_.set_condition(
+                    previous.conditions,
+                    type_=REBALANCING,
+                    status=running,
+                    reason=reason,
+                    message=message,
+                    at=rebalance.observed_at,
+                    # Not tied to a generation: a spec change alone must not make the loop rewrite it.
+                    generation=None,
                 )
+                patch: dict[str, Any] = {}
+                if conditions != previous.conditions:
+                    patch["conditions"] = [
+                        c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions
+                    ]
+                # Nones stay in: in a merge patch they delete what no longer applies.
+                wanted = rebalance.model_dump(by_alias=True, mode="json")
+                old = dict(raw_status.get("rebalance") or {})
+                if _without_time(old) != _without_nones(_without_time(wanted)):
+                    patch["rebalance"] = wanted
+                return patch or None
+
+            await status_update.update(self.kube, self.namespace, self.name, compute)
             return rebalance
 
 

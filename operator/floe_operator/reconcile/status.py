@@ -27,6 +27,7 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 DEGRADED = "Degraded"
 REBALANCING = "Rebalancing"  # written by the rebalance loop; set to Disabled here
+SCALE_IGNORED = "ScaleIgnored"  # a kubectl scale the HPA overrides
 
 
 def now() -> str:
@@ -234,3 +235,55 @@ def rebalance_disabled(
     if raw_rebalance and raw_rebalance.get("state") == "Disabled":
         return conditions, None
     return conditions, {"state": "Disabled", "message": message, "observedAt": at}
+
+
+def scale_ignored(
+    previous: spec_.StreamClusterStatus,
+    *,
+    cluster: spec_.StreamCluster,
+    requested: int,
+    at: str,
+) -> spec_.StreamClusterStatus:
+    """``spec.brokers.replicas`` changed (``kubectl scale``) while the HPA owns the count.
+
+    The operator cannot honour it without fighting the HPA, so it says so,
+    with what a person can do instead.
+    """
+    conditions = set_condition(
+        previous.conditions,
+        type_=SCALE_IGNORED,
+        status=True,
+        reason="AutoscalingEnabled",
+        message=scale_ignored_message(cluster, requested),
+        at=at,
+        generation=cluster.generation,
+    )
+    return previous.model_copy(update={"conditions": conditions})
+
+
+def scale_ignored_message(cluster: spec_.StreamCluster, requested: int) -> str:
+    auto = cluster.spec.autoscaling
+    return (
+        f"spec.brokers.replicas={requested} (kubectl scale) is ignored: spec.autoscaling.enabled is true, so "
+        f"the HorizontalPodAutoscaler {naming.hpa(cluster)} sets the broker count between "
+        f"{auto.min_replicas} and {auto.max_replicas}; change spec.autoscaling.minReplicas/maxReplicas, "
+        "or set spec.autoscaling.enabled to false to scale by hand"
+    )
+
+
+def scale_honoured(
+    previous: spec_.StreamClusterStatus, *, cluster: spec_.StreamCluster, at: str
+) -> spec_.StreamClusterStatus:
+    """Autoscaling is off: ``spec.brokers.replicas`` rules again; clear an earlier ScaleIgnored."""
+    if previous.condition(SCALE_IGNORED) is None:
+        return previous
+    conditions = set_condition(
+        previous.conditions,
+        type_=SCALE_IGNORED,
+        status=False,
+        reason="AutoscalingDisabled",
+        message=f"spec.brokers.replicas ({cluster.spec.brokers.replicas}) sets the broker count",
+        at=at,
+        generation=cluster.generation,
+    )
+    return previous.model_copy(update={"conditions": conditions})

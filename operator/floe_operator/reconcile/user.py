@@ -147,7 +147,7 @@ def _status(body: Mapping[str, Any], *, ready: bool, reason: str, message: str, 
 def _degraded(body: kopf.Body, patch: kopf.Patch, generation: int | None, exc: Degraded, logger: kopf.Logger) -> None:
     patch.status.update(_status(body, ready=False, reason=exc.reason, message=exc.message, generation=generation))
     kopf.warn(body, reason=exc.reason, message=exc.message)
-    logger.warning("Degraded (%s): %s", exc.reason, exc.message)
+    logger.warning("Degraded (%s): %s", exc.reason, exc.message, extra={"k8s_skip": True})  # posted above
 
 
 async def reconcile(*, body: kopf.Body, patch: kopf.Patch, kube: kube_.KubeClient, config: config_.OperatorConfig,
