@@ -162,11 +162,18 @@ class Shard:
         replies, persist = group.take_effects()
         ok = True
         if persist:
+            written = group.pending_assignment
             try:
                 await self._write_group(group)
             except JournalClosed:
                 ok = False
                 replies = [(mid, _not_coordinator(r)) for mid, r in replies]
+            else:
+                # SyncGroup answers only from durable state: the assignment just written
+                group.assignment_durable(written)
+                more, again = group.take_effects()
+                replies += more
+                group.persist = group.persist or again
         for member_id, reply in replies:
             kind = "join" if isinstance(reply, JoinReply) else "sync"
             for fut in self._waiters.pop((group.group_id, member_id, kind), []):

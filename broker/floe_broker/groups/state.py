@@ -125,6 +125,8 @@ class Group:
     outbox: list[tuple[str, JoinReply | SyncReply]] = field(default_factory=list)
     persist: bool = False
     persisted: dict[str, Any] | None = None  # the last snapshot known durable (what a snapshot rewrites)
+    # the leader's assignments for the current generation, being written (see the module docstring)
+    pending_assignment: dict[str, bytes] | None = None
 
     # ---- queries ------------------------------------------------------------------
 
@@ -263,6 +265,7 @@ class Group:
         return bool(common & {n for n, _ in protocols})
 
     def _prepare_rebalance(self, now: float) -> None:
+        self.pending_assignment = None  # a rebalance overtook the leader's assignment: it is never handed out
         if self.state is GroupState.COMPLETING:
             for m in self.members.values():
                 if m.awaiting_sync:
@@ -361,15 +364,26 @@ class Group:
             return self._sync_reply(member)
         member.awaiting_sync = True
         if member_id == self.leader:
-            for m in self.members.values():
-                m.assignment = assignments.get(m.member_id, b"")
-            self.state = GroupState.STABLE
+            # Nothing is handed out yet: the coordinator writes these first (assignment_durable).
+            self.pending_assignment = {m: assignments.get(m, b"") for m in self.members}
             self.persist = True
-            for m in self.members.values():
-                if m.awaiting_sync:
-                    m.awaiting_sync = False
-                    self.outbox.append((m.member_id, self._sync_reply(m)))
         return Waiting(member_id)
+
+    def assignment_durable(self, written: dict[str, bytes] | None) -> None:
+        """The write carrying ``written`` (the pending assignment then) is durable: go Stable and answer,
+        the leader first. A no-op if a rebalance or a newer leader SyncGroup overtook that write."""
+        if written is None or written is not self.pending_assignment or self.state is not GroupState.COMPLETING:
+            return
+        self.pending_assignment = None
+        for m in self.members.values():
+            m.assignment = written.get(m.member_id, b"")
+        self.state = GroupState.STABLE
+        leader = self.members.get(self.leader or "")
+        order = ([leader] if leader is not None else []) + [m for m in self.members.values() if m is not leader]
+        for m in order:
+            if m.awaiting_sync:
+                m.awaiting_sync = False
+                self.outbox.append((m.member_id, self._sync_reply(m)))
 
     def _sync_reply(self, m: Member) -> SyncReply:
         return SyncReply(protocol_type=self.protocol_type, protocol_name=self.protocol, assignment=m.assignment)
@@ -457,7 +471,11 @@ class Group:
     # ---- snapshots ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The durable part of the group: generation, protocol, members and assignments."""
+        """The durable part of the group: generation, protocol, members and assignments.
+
+        A leader's assignment being written counts as done: a coordinator that
+        restores this snapshot answers the group's SyncGroups from it."""
+        pending = self.pending_assignment
         return {
             "generation": self.generation,
             "protocol_type": self.protocol_type,
@@ -468,7 +486,7 @@ class Group:
                     "id": m.member_id, "instance": m.instance_id, "client": m.client_id, "host": m.client_host,
                     "session_ms": m.session_timeout_ms, "rebalance_ms": m.rebalance_timeout_ms,
                     "protocols": [[n, meta.hex()] for n, meta in m.protocols],
-                    "assignment": m.assignment.hex(),
+                    "assignment": (pending.get(m.member_id, b"") if pending is not None else m.assignment).hex(),
                 }
                 for m in self.members.values()
             ],
