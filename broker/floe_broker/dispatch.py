@@ -32,6 +32,7 @@ from kio.schema.errors import ErrorCode
 
 from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
+from .handlers.consumer_groups import consumer_group_describe, consumer_group_heartbeat
 from .handlers.context import CLIENT, BrokerContext
 from .ordering import CURRENT_TURN
 from .protocol import codec
@@ -56,6 +57,7 @@ API_NAMES = {
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
     29: "describe_acls", 30: "create_acls", 31: "delete_acls",
     48: "describe_client_quotas", 49: "alter_client_quotas",
+    68: "consumer_group_heartbeat", 69: "consumer_group_describe",
 }
 
 
@@ -97,6 +99,8 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
+            68: (0, 1, consumer_group_heartbeat),
+            69: (0, 1, consumer_group_describe),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -26,6 +26,7 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from ..errors import JournalClosed, NonEmptyGroup
+from .consumer_protocol import ConsumerGroup, HeartbeatReply, HeartbeatRequest, TopicMeta
 from .state import Group, GroupState, JoinReply, Limits, OffsetEntry, SyncReply, Waiting
 
 log = structlog.get_logger(__name__)
@@ -73,14 +74,16 @@ def _utf16_units(s: str) -> Iterator[int]:
 
 # ---- journal records ------------------------------------------------------------------
 # Keys and values are small JSON documents: ["o", group, topic, partition] -> offset,
-# ["g", group] -> group snapshot; a null value deletes (a tombstone).
+# ["g", group] -> classic group snapshot, ["c", group] -> consumer-protocol (KIP-848) group
+# snapshot (versioned, ConsumerGroup.snapshot); a null value deletes (a tombstone). Whichever of
+# "g" and "c" comes last for a group says which protocol it uses.
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
     return json.dumps(["o", group, topic, partition]).encode()
 
 
-def group_key(group: str) -> bytes:
-    return json.dumps(["g", group]).encode()
+def group_key(group: str, kind: str = "g") -> bytes:
+    return json.dumps([kind, group]).encode()
 
 
 SNAPSHOT_KEY = b'["s"]'  # marks where a snapshot of the live state starts (ignored on replay)
@@ -109,6 +112,7 @@ class Shard:
         self._inflight: dict[int, list[bytes]] = {}  # first offset -> keys, of appends not yet applied
         self._snapshot_task: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[bool]] = set()
+        self._last_write: dict[str, asyncio.Future[None]] = {}  # group id -> its latest snapshot write
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -136,6 +140,21 @@ class Shard:
                     self.groups.pop(k[1], None)
                 else:
                     self._group(k[1]).restore(json.loads(value), now)
+            elif k[0] == "c":
+                if value is None:
+                    self.groups.pop(k[1], None)
+                    continue
+                snap = json.loads(value)
+                try:
+                    consumer = ConsumerGroup.restore(k[1], snap, now, self.limits.max_size)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("skipping undecodable consumer group record", partition=self.partition, group=k[1])
+                    continue
+                group = self._group(k[1])
+                group.members.clear()
+                group.instances.clear()
+                group.state, group.consumer = GroupState.EMPTY, consumer
+                group.persisted, group.persisted_kind = snap, "c"
         self.appended = records
         log.info("group coordinator loaded", partition=self.partition, groups=len(self.groups),
                  records=records, seconds=round(time.perf_counter() - t0, 3))
@@ -184,12 +203,26 @@ class Shard:
     async def _write_group(self, group: Group) -> None:
         if group.unused:
             return
-        snap = group.snapshot()
+        kind = "g" if group.consumer is None else "c"
+        snap = group.snapshot() if group.consumer is None else group.consumer.snapshot()
 
         def apply() -> None:
-            group.persisted = snap
+            group.persisted, group.persisted_kind = snap, kind
 
-        await self._append([(group_key(group.group_id), json.dumps(snap).encode())], apply)
+        write = asyncio.ensure_future(
+            self._append([(group_key(group.group_id, kind), json.dumps(snap).encode())], apply))
+        self._last_write[group.group_id] = write
+        try:
+            await asyncio.shield(write)
+        finally:
+            if self._last_write.get(group.group_id) is write:
+                del self._last_write[group.group_id]
+
+    async def _written(self, group: Group) -> None:
+        """Wait until the group's last write is durable: an answer never reflects state that is not."""
+        write = self._last_write.get(group.group_id)
+        if write is not None:
+            await asyncio.shield(write)
 
     async def _append(self, entries: list[tuple[bytes, bytes | None]],
                       apply: Callable[[], None] | None = None) -> None:
@@ -216,7 +249,7 @@ class Shard:
                 continue
             entries.extend((offset_key(g.group_id, t, p), offset_value(e)) for (t, p), e in g.offsets.items())
             if g.persisted is not None:
-                entries.append((group_key(g.group_id), json.dumps(g.persisted).encode()))
+                entries.append((group_key(g.group_id, g.persisted_kind), json.dumps(g.persisted).encode()))
         return entries
 
     def maybe_snapshot(self) -> None:
@@ -319,6 +352,32 @@ class Shard:
         await self._settle(group)
         return codes
 
+    # ---- KIP-848 consumer groups -----------------------------------------------------------------
+
+    async def consumer_heartbeat(self, group_id: str, request: HeartbeatRequest,
+                                 topics: dict[str, TopicMeta]) -> HeartbeatReply:
+        """One ConsumerGroupHeartbeat, answered once the state it reflects is durable."""
+        group = self._group(group_id)
+        if group.state is GroupState.DEAD:
+            return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.coordinator_not_available)
+        if group.consumer is None:
+            if group.members or group.pending:
+                # Kafka, without online migration: a classic group with members is not a consumer group
+                return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.group_id_not_found,
+                                      message=f"Group {group_id} is not a consumer group.")
+            # an empty classic group (or a new one) becomes a consumer-protocol group, offsets kept
+            group.consumer = ConsumerGroup(group_id, max_size=self.limits.max_size)
+            group.state = GroupState.EMPTY
+        reply = group.consumer.heartbeat(self.clock(), request, topics)
+        try:
+            if reply.changed:
+                await self._write_group(group)
+            else:
+                await self._written(group)
+        except JournalClosed:
+            return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.not_coordinator)
+        return reply
+
     # ---- offsets ------------------------------------------------------------------------------
 
     async def commit(
@@ -357,6 +416,7 @@ class Shard:
             return ErrorCode.non_empty_group
         tombstones: list[tuple[bytes, bytes | None]] = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
         tombstones.append((group_key(group_id), None))  # on replay this also drops commits still in flight
+        tombstones.append((group_key(group_id, "c"), None))
         # Dead at once, as in Kafka: a join or commit racing the write gets COORDINATOR_NOT_AVAILABLE
         # (and retries into a fresh group) instead of landing in a group that is about to vanish.
         group.state = GroupState.DEAD

@@ -86,6 +86,8 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
+    68: Rule(((READ, GROUP),), note="ConsumerGroupHeartbeat; topics are assigned without a per-topic check"),
+    69: Rule(((DESCRIBE, GROUP),), note="ConsumerGroupDescribe"),
 }
 
 
