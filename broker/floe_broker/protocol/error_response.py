@@ -39,7 +39,7 @@ _MIRRORS: dict[str, tuple[str, ...]] = {
     "entries": ("entries",),
     "entity": ("entity",),
     "coordinators": ("coordinator_keys",),
-    "groups": ("groups",),
+    "groups": ("groups", "group_ids"),
     "members": ("members",),
 }
 
