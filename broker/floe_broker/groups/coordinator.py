@@ -428,7 +428,7 @@ class Shard:
         group = self.groups.get(group_id)
         if group is None or group.unused:
             raise KeyError(group_id)
-        if not group.is_empty and group.protocol_type != "consumer":
+        if not group.is_empty and group.listed_protocol_type != "consumer":
             raise NonEmptyGroup(group_id)
         subscribed = set() if group.is_empty else group.subscribed_topics()
         codes: dict[tuple[str, int], ErrorCode] = {}
