@@ -1,6 +1,6 @@
 """KIP-848 groups across coordinator failures, regex subscriptions, and protocol mixing, with librdkafka.
 
-- The coordinator broker is killed -9 mid-group: the members find the new
+- The coordinator broker is killed -9 (or drained) mid-group: the members find the new
   coordinator (which rebuilt the group from ``__consumer_offsets``), keep
   their partitions and consume on from the committed offsets.
 - A regex subscription picks up a topic created after the group formed.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from tests.groups848.conftest import FAST_848
@@ -30,7 +31,8 @@ def committed(c: Consumer, topic: str, partitions: int) -> list[int]:
     return [tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)]
 
 
-def test_coordinator_killed_mid_group_members_continue_from_committed_offsets(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("how", ["kill9", "drain"])
+def test_coordinator_lost_mid_group_members_continue_from_committed_offsets(brokers, file_store, how) -> None:  # type: ignore[no-untyped-def]
     procs = start_cluster(brokers, file_store, 2, *FAST_848)
     boot = ",".join(p.bootstrap for p in procs)
     topic, group = name("t848k"), name("g848k")
@@ -47,7 +49,10 @@ def test_coordinator_killed_mid_group_members_continue_from_committed_offsets(br
         before = g.owned()
         _, node = coordinator_of(procs, group)
         victim: BrokerProcess = next(p for p in procs if cluster_node(p) == node)
-        victim.kill9()
+        if how == "kill9":
+            victim.kill9()
+        else:
+            assert victim.terminate(60) == 0, victim.log_tail()  # SIGTERM: a drain, then exit
         alive = next(p for p in procs if p is not victim)
         wait_until(lambda: coordinator_of([alive], group)[1] == cluster_node(alive), 60,
                    message="offsets partition failed over")
@@ -124,3 +129,26 @@ def test_classic_and_consumer_protocol_members_never_share_a_group(brokers, file
     finally:
         modern.close()
         classic.close()
+
+
+def test_static_member_restart_keeps_its_partitions(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """KIP-848 static membership: a closed static member's partitions wait for its next incarnation."""
+    b = brokers(file_store, *FAST_848)
+    topic, group = name("ts848"), name("gs848")
+    create_topic(b.bootstrap, topic, 4)
+    g = Members()
+    try:
+        g.add("a", consumer(b.bootstrap, group, "a", **{"group.instance.id": "pod-a"}), [topic])
+        g.add("b", consumer(b.bootstrap, group, "b", **{"group.instance.id": "pod-b"}), [topic])
+        wait_until(lambda: g.spread({"a": 2, "b": 2}), 60, message="two partitions each")
+        before = g.owned()["b"]
+        g.remove("b")  # a static member's close leaves with epoch -2: its place is kept
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            g.pump(0.1)
+            assert len(g.owned()["a"]) == 2, "the static member's partitions went to another member"
+        g.add("b", consumer(b.bootstrap, group, "b-again", **{"group.instance.id": "pod-b"}), [topic])
+        wait_until(lambda: (g.pump(0.1), g.owned().get("b") == before)[1], 60,
+                   message="the next incarnation got the same partitions")
+    finally:
+        g.close()
