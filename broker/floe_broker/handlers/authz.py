@@ -86,7 +86,7 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
-    68: Rule(((READ, GROUP),), note="ConsumerGroupHeartbeat; topics are assigned without a per-topic check"),
+    68: Rule(((READ, GROUP), (DESCRIBE, TOPIC)), note="DESCRIBE on each topic subscribed by name"),
     69: Rule(((DESCRIBE, GROUP),), note="ConsumerGroupDescribe"),
 }
 

@@ -22,7 +22,7 @@ from ..groups.consumer_protocol import HeartbeatRequest, TopicMeta
 from ..protocol.build import mk, nested, response_class
 from ..security.acls import Operation
 from . import authz
-from .authz import GROUP
+from .authz import GROUP, TOPIC
 from .context import CLIENT, BrokerContext
 from .groups import NO_OPS, _coordinating, _ms, _release_turn
 
@@ -47,6 +47,9 @@ async def consumer_group_heartbeat(ctx: BrokerContext, version: int, req: Any) -
     shard, code = await _coordinating(ctx, req.group_id)
     if shard is None:
         return answer(code)
+    names = req.subscribed_topic_names or ()
+    if any(not authz.allowed(ctx, Operation.DESCRIBE, TOPIC, n) for n in names):
+        return answer(ErrorCode.topic_authorization_failed)  # Kafka: DESCRIBE on every topic subscribed by name
     owned: Assignment | None = None
     if req.topic_partitions is not None:
         owned = {str(tp.topic_id): set(tp.partitions) for tp in req.topic_partitions}
