@@ -3,7 +3,8 @@
 - The coordinator broker is killed -9 (or drained) mid-group: the members find the new
   coordinator (which rebuilt the group from ``__consumer_offsets``), keep
   their partitions and consume on from the committed offsets.
-- A regex subscription picks up a topic created after the group formed.
+- A regex subscription picks up a topic created after the group formed, and
+  partitions added to a topic it matches.
 - A classic consumer and a consumer-protocol consumer in the same group: the
   second one is refused with Kafka's error.
 """
@@ -14,6 +15,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from tests.groups848.conftest import FAST_848
 from tests.groups848.test_librdkafka import Members, consumer, name
@@ -81,6 +83,9 @@ def test_regex_subscription_picks_up_a_new_topic(brokers, file_store) -> None:  
         produce_all(b.bootstrap, [(f"{prefix}-two", p, None, b"new", None, None) for p in range(3)])
         wait_until(lambda: (g.pump(0.1), {(t, p) for t, p, _ in g.seen} == {(f"{prefix}-two", p) for p in range(3)})[1],
                    60, message="records of the new topic consumed")
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_partitions([NewPartitions(f"{prefix}-one", 4)])[f"{prefix}-one"].result(30)
+        wait_until(lambda: (g.pump(0.1), len(g.owned()["a"]) == 7)[1], 60, message="the new partitions picked up")
     finally:
         g.close()
 
