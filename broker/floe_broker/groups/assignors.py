@@ -9,9 +9,15 @@ member id, so the result is deterministic (a restarted static member gets the
 same partitions back).
 
 - ``uniform`` spreads all partitions of all subscribed topics evenly over the
-  members (each gets the floor or the ceiling of partitions / members among
-  the partitions it may have), keeping every partition where it already is
-  when that does not break the balance (sticky), as Kafka's UniformAssignor.
+  members (each gets the floor or the ceiling of partitions / members), as
+  Kafka's UniformAssignor does for members with the same subscription: each
+  member first keeps what it has up to its quota (sticky), then the free
+  partitions (those nobody had in topic and partition order, then those given
+  up) go out in contiguous runs, member after member, the extra ones to the
+  last members. Members with different
+  subscriptions get the same treatment, with a partition nobody's quota
+  took going to its least-loaded subscriber (Kafka's heterogeneous builder
+  balances differently there).
 - ``range`` assigns each topic on its own, in contiguous ranges over the
   members subscribed to it, the first ``partitions % members`` getting one
   more, as Kafka's RangeAssignor: members subscribed to the same topics get
@@ -56,29 +62,46 @@ def uniform_assign(subscriptions: Mapping[str, set[str]], instances: Mapping[str
         return out
     every = [(t, p) for t in sorted({t for s in subscriptions.values() for t in s if t in partitions})
              for p in range(partitions[t])]
-    # Quotas: floor for everyone, one more for the first members while extra partitions remain.
     base, extra = divmod(len(every), len(order))
-    quota = {m: base + (1 if i < extra else 0) for i, m in enumerate(order)}
     owner: dict[tuple[str, int], str] = {}
     count = dict.fromkeys(order, 0)
-    # 1. Stickiness: keep what a member has, within its quota and its subscription.
+    released: list[tuple[str, int]] = []  # beyond a member's quota: handed out after the never-owned ones
+    # 1. Stickiness, as Kafka: each member keeps up to its quota of what it has (within its
+    #    subscription), one more while extra partitions remain.
     for m in order:
-        for t in sorted(current.get(m, {})):
-            if t not in subscriptions[m] or t not in partitions:
-                continue
-            for p in sorted(current[m][t]):
-                if p < partitions[t] and (t, p) not in owner and count[m] < quota[m]:
-                    owner[(t, p)] = m
-                    count[m] += 1
-    # 2. The rest, in topic and partition order, to the least-loaded member subscribed to it.
-    for tp in every:
-        if tp in owner:
-            continue
-        able = [m for m in order if tp[0] in subscriptions[m]]
-        under = [m for m in able if count[m] < quota[m]]
-        m = min(under or able, key=lambda x: (count[x] - quota[x], order.index(x)))
-        owner[tp] = m
-        count[m] += 1
+        kept = [(t, p) for t in sorted(current.get(m, {})) if t in subscriptions[m] and t in partitions
+                for p in sorted(current[m][t]) if p < partitions[t]]
+        quota = base
+        if len(kept) > base and extra > 0:
+            quota, extra = base + 1, extra - 1
+        for tp in kept[:quota]:
+            if tp not in owner:
+                owner[tp] = m
+                count[m] += 1
+        released.extend(kept[quota:])
+    # 2. The rest in topic and partition order, in contiguous runs, member after member; the
+    #    extra partitions left go to the last members; partitions a member gave up come after
+    #    those nobody had (Kafka's homogeneous uniform builder).
+    gone = set(released)
+    free = [tp for tp in every if tp not in owner and tp not in gone]
+    free += [tp for tp in dict.fromkeys(released) if tp not in owner]
+    unfilled = [m for m in order if count[m] < base or (count[m] == base and extra > 0)]
+    with_extra = set(unfilled[len(unfilled) - extra:]) if extra > 0 else set()
+    for m in unfilled:
+        quota = base + (1 if m in with_extra else 0)
+        able = [tp for tp in free if tp[0] in subscriptions[m]]
+        take = able[: max(quota - count[m], 0)]
+        for tp in take:
+            owner[tp] = m
+            count[m] += 1
+        taken = set(take)
+        free = [tp for tp in free if tp not in taken]
+    # 3. Anything left (members with different subscriptions): the least loaded subscriber.
+    for tp in free:
+        subscribers = [x for x in order if tp[0] in subscriptions[x]]
+        chosen = min(subscribers, key=lambda x: (count[x], order.index(x)))
+        owner[tp] = chosen
+        count[chosen] += 1
     for (t, p), m in owner.items():
         out[m].setdefault(t, set()).add(p)
     return out
