@@ -45,8 +45,8 @@ class JavaMember:
         cmd[cp] = f"{classes}:{cmd[cp]}"
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
-        self.owned: set[int] = set()
-        self.records: set[tuple[int, int]] = set()
+        self.owned_tp: set[tuple[str, int]] = set()
+        self.records_tp: set[tuple[str, int, int]] = set()
         self.lines: list[str] = []
         self.closed = False
         threading.Thread(target=self._read, daemon=True).start()
@@ -57,12 +57,20 @@ class JavaMember:
             self.lines.append(line.rstrip())
             word, _, rest = line.strip().partition(" ")
             if word == "ASSIGNED":
-                self.owned = {int(p) for p in rest.split(",") if p}
+                self.owned_tp = {(tp.rsplit(":", 1)[0], int(tp.rsplit(":", 1)[1])) for tp in rest.split(",") if tp}
             elif word == "RECORD":
-                p, o = rest.split()
-                self.records.add((int(p), int(o)))
+                t, p, o = rest.split()
+                self.records_tp.add((t, int(p), int(o)))
             elif word == "CLOSED":
                 self.closed = True
+
+    @property
+    def owned(self) -> set[int]:
+        return {p for _, p in self.owned_tp}
+
+    @property
+    def records(self) -> set[tuple[int, int]]:
+        return {(p, o) for _, p, o in self.records_tp}
 
     def leave(self) -> None:
         assert self.proc.stdin is not None
@@ -110,4 +118,24 @@ def test_java_and_librdkafka_members_share_a_group(brokers, file_store, driver, 
             message="everything committed")
     finally:
         g.close()
+        java.stop()
+
+
+def test_java_regex_subscription_picks_up_a_new_topic(brokers, file_store, driver) -> None:  # type: ignore[no-untyped-def]
+    """The Java client's broker-side regex (SubscriptionPattern, RE2/J) resolved by Floe, new topics included."""
+    b = brokers(file_store, *FAST_848)
+    prefix = name("jrx")
+    create_topic(b.bootstrap, f"{prefix}-one", 2)
+    create_topic(b.bootstrap, f"other-{prefix}", 2)
+    java = JavaMember(driver, b.bootstrap, name("gjrx"), f"regex:{prefix}-.*", "uniform")
+    try:
+        wait_until(lambda: java.owned_tp == {(f"{prefix}-one", 0), (f"{prefix}-one", 1)}, 90,
+                   message=f"the matching topic assigned (java output: {java.lines[-5:]})")
+        create_topic(b.bootstrap, f"{prefix}-two", 1)
+        produce_all(b.bootstrap, [(f"{prefix}-two", 0, None, b"new", None, None)])
+        wait_until(lambda: (f"{prefix}-two", 0, 0) in java.records_tp, 90,
+                   message=f"a record of the new topic read (java output: {java.lines[-5:]})")
+        assert all(not t.startswith("other-") for t, _ in java.owned_tp)
+        java.leave()
+    finally:
         java.stop()
