@@ -288,3 +288,63 @@ def test_batched_find_coordinator_and_multi_group_offset_fetch(one_broker: Broke
         await conn.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+CG_HEARTBEAT, CG_DESCRIBE, LIST_GROUPS = 68, 69, 16
+
+
+async def cg_heartbeat(conn: Raw, group: str, member_id: str, epoch: int, **fields: Any) -> Any:
+    import datetime
+
+    fields.setdefault("rebalance_timeout", datetime.timedelta(milliseconds=30000 if epoch == 0 else -1))
+    fields.setdefault("topic_partitions", () if epoch == 0 else None)
+    return await conn.call(CG_HEARTBEAT, 1, group_id=group, member_id=member_id, member_epoch=i32(epoch), **fields)
+
+
+def test_consumer_protocol_bad_heartbeats_and_epoch_checked_commits(one_broker: BrokerProcess) -> None:
+    """KIP-848 over raw requests: Kafka's error for each bad heartbeat, and member epochs on OffsetCommit."""
+    topic, group = f"cg-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+    create_topic(one_broker.bootstrap, topic, 3)
+
+    async def scenario() -> None:
+        conn = await coordinator(one_broker, group)
+        me = str(uuid.uuid4())
+        assert (await cg_heartbeat(conn, group, "", 0, subscribed_topic_names=(topic,))).error_code \
+            == ErrorCode.invalid_request, "v1: the client makes its member id"
+        assert (await cg_heartbeat(conn, group, me, 0)).error_code == ErrorCode.invalid_request, "no subscription"
+        assert (await cg_heartbeat(conn, group, me, 0, subscribed_topic_names=(topic,),
+                                   server_assignor="sticky")).error_code == ErrorCode.unsupported_assignor
+        assert (await cg_heartbeat(conn, group, me, 0, subscribed_topic_regex="(")).error_code \
+            == ErrorCode.invalid_regular_expression
+        joined = await cg_heartbeat(conn, group, me, 0, subscribed_topic_names=(topic,))
+        assert joined.error_code == ErrorCode.none and joined.member_epoch == 1
+        assert joined.heartbeat_interval.total_seconds() > 0
+        assert sorted(joined.assignment.topic_partitions[0].partitions) == [0, 1, 2]
+        assert (await cg_heartbeat(conn, group, me, 5)).error_code == ErrorCode.fenced_member_epoch
+        assert (await cg_heartbeat(conn, group, "stranger", 1)).error_code == ErrorCode.unknown_member_id
+        assert await commit(conn, group, me, 1, topic, 0, 7) == ErrorCode.none
+        assert await commit(conn, group, me, 0, topic, 0, 8) == ErrorCode.stale_member_epoch
+        assert await commit(conn, group, me, 2, topic, 0, 8) == ErrorCode.fenced_member_epoch
+        assert await commit(conn, group, "", -1, topic, 0, 8) == ErrorCode.unknown_member_id, "group not empty"
+        # A classic member is refused while the consumer-protocol member is in the group.
+        refused = await join(conn, group, meta=subscription(topic))
+        assert refused.error_code == ErrorCode.inconsistent_group_protocol
+        listed = await conn.call(LIST_GROUPS, 5, states_filter=(), types_filter=("consumer",))
+        assert [(g.group_id, g.group_type, g.protocol_type) for g in listed.groups if g.group_id == group] \
+            == [(group, "consumer", "consumer")]
+        classic_only = await conn.call(LIST_GROUPS, 5, states_filter=(), types_filter=("classic",))
+        assert group not in {g.group_id for g in classic_only.groups}
+        described = await conn.call(CG_DESCRIBE, 0, group_ids=(group, "no-such-group"),
+                                    include_authorized_operations=False)
+        ours, missing = described.groups
+        assert ours.error_code == ErrorCode.none and ours.group_state == "Stable" and ours.assignor_name == "uniform"
+        assert [m.member_id for m in ours.members] == [me] and ours.members[0].member_epoch == 1
+        assert missing.error_code == ErrorCode.group_id_not_found
+        left = await cg_heartbeat(conn, group, me, -1)
+        assert left.error_code == ErrorCode.none and left.member_epoch == -1
+        # Empty now: a classic member may take the group over, offsets kept.
+        first = await join(conn, group, meta=subscription(topic))
+        assert first.error_code == ErrorCode.member_id_required
+        await conn.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -157,6 +157,9 @@ class BrokerConfig:
     # transactions (docs/architecture.md#transactions)
     transaction_state_partitions: int = 16
     transaction_max_timeout_ms: int = 900_000
+    # KIP-848 consumer groups (group.protocol=consumer): Kafka's group.consumer.* settings
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
     # admin API security: paths to files, never the secrets themselves (see load_secrets)
     cluster_secret_file: str | None = None
     admin_token_file: str | None = None
@@ -239,6 +242,8 @@ _HELP = {
     "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "key_compaction_map_bytes": "memory bound of one key-compaction pass's key map (more keys: more passes)",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
+    "group_consumer_session_timeout_ms": "group.protocol=consumer: a member silent this long is removed",
+    "group_consumer_heartbeat_interval_ms": "group.protocol=consumer: the heartbeat interval told to members",
     "authorizer": "off (default: every request allowed) or on/simple: enforce ACLs",
     "super_users": "principals allowed everything, Kafka's syntax: User:admin;User:ops",
     "allow_everyone_if_no_acl_found": "with the authorizer on, allow a resource that has no ACL at all",

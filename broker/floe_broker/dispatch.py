@@ -33,6 +33,7 @@ from kio.schema.errors import ErrorCode
 from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
 from .handlers import txn as txn_handlers
+from .handlers.consumer_groups import consumer_group_describe, consumer_group_heartbeat
 from .handlers.context import CLIENT, BrokerContext
 from .handlers.delete_records import delete_records
 from .ordering import CURRENT_TURN
@@ -62,6 +63,7 @@ API_NAMES = {
     61: "describe_producers", 65: "describe_transactions", 66: "list_transactions",
     33: "alter_configs", 74: "list_config_resources",
     21: "delete_records",
+    68: "consumer_group_heartbeat", 69: "consumer_group_describe",
 }
 
 
@@ -113,6 +115,8 @@ class Dispatcher:
             33: (0, 2, admin.alter_configs),
             74: (0, 1, admin.list_config_resources),
             21: (0, 2, delete_records),
+            68: (0, 1, consumer_group_heartbeat),
+            69: (0, 1, consumer_group_describe),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -138,3 +138,30 @@ async def test_first_commit_of_a_new_group_survives_a_tick_during_its_write() ->
     assert await commit == ErrorCode.none
     assert shard.fetch_offsets("g") == {("t", 0): entry(5)}
     assert await shard.delete_group("g") == ErrorCode.none
+
+
+async def test_consumer_protocol_group_survives_snapshots_and_reload() -> None:
+    """A KIP-848 group's record is kept by the offsets snapshot, and a new coordinator resumes its epochs."""
+    from floe_broker.groups.consumer_protocol import HeartbeatRequest, TopicMeta
+
+    journal = FakeJournal()
+    shard = Shard(0, journal, Limits(), snapshot_after=20)
+    topics = {"t": TopicMeta("id-t", "t", 4)}
+    joined = await shard.consumer_heartbeat("g", HeartbeatRequest(
+        member_id="m", member_epoch=0, rebalance_timeout_ms=10_000, subscribed_names=("t",), owned={}), topics)
+    assert joined.epoch == 1 and joined.assignment == {"id-t": {0, 1, 2, 3}}
+    for i in range(100):
+        assert await shard.commit("g", member_id="m", instance_id=None, generation=1,
+                                  offsets=[("t", i % 4, entry(i))]) == ErrorCode.none
+    if shard._snapshot_task is not None:
+        await shard._snapshot_task
+    assert journal.start > 0, "snapshots trimmed the journal"
+    reloaded = Shard(0, journal, Limits())
+    await reloaded.load()
+    group = reloaded.groups["g"]
+    assert group.consumer is not None and group.consumer.members["m"].epoch == 1
+    assert group.consumer.members["m"].assigned == {"id-t": {0, 1, 2, 3}}
+    assert reloaded.fetch_offsets("g")[("t", 3)].offset == 99
+    again = await reloaded.consumer_heartbeat("g", HeartbeatRequest(member_id="m", member_epoch=1), topics)
+    assert again.error == ErrorCode.none and again.epoch == 1
+    assert await reloaded.delete_group("g") == ErrorCode.non_empty_group

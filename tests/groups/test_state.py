@@ -51,6 +51,11 @@ def stable_group(n: int = 2) -> tuple[Group, list[str]]:
                              protocol_name=None, assignments={m: m.encode() for m in ids}), Waiting)
     out, persist = g.take_effects()
     assert persist, "a completed sync must be persisted before it is answered"
+    assert out == [] and g.state is GroupState.COMPLETING, "nothing is handed out before it is durable"
+    assert g.snapshot()["members"][0]["assignment"], "the write carries the leader's assignment"
+    g.assignment_durable(g.pending_assignment)
+    out, _ = g.take_effects()
+    assert [m for m, _ in out][0] == leader, "the leader is answered first"
     assert {m: r.assignment for m, r in out} == {m: m.encode() for m in ids}
     assert g.state is GroupState.STABLE
     return g, ids
@@ -153,6 +158,7 @@ def test_static_member_restart_keeps_its_assignment_without_a_rebalance() -> Non
     old = first.member_id
     g.sync(0.1, member_id=old, instance_id="pod-0", generation=1, protocol_type=None, protocol_name=None,
            assignments={old: b"A"})
+    g.assignment_durable(g.pending_assignment)
     g.take_effects()
     gen = g.generation
     back = join(g, 5.0, instance_id="pod-0")
@@ -250,6 +256,7 @@ def test_static_rejoin_with_new_subscription_bytes_does_not_rebalance() -> None:
     replies(g)
     g.sync(0.1, member_id=first.member_id, instance_id="pod-0", generation=1, protocol_type=None,
            protocol_name=None, assignments={first.member_id: b"A"})
+    g.assignment_durable(g.pending_assignment)
     g.take_effects()
     back = join(g, 5.0, instance_id="pod-0", protocols=[("cooperative-sticky", b"owned:")])
     assert isinstance(back, JoinReply) and back.error == ErrorCode.none and g.generation == 1

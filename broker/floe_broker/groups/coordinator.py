@@ -26,6 +26,7 @@ import structlog
 from kio.schema.errors import ErrorCode
 
 from ..errors import JournalClosed, NonEmptyGroup
+from .consumer_protocol import ConsumerGroup, HeartbeatReply, HeartbeatRequest, TopicMeta
 from .state import Group, GroupState, JoinReply, Limits, OffsetEntry, SyncReply, Waiting
 
 log = structlog.get_logger(__name__)
@@ -73,14 +74,16 @@ def _utf16_units(s: str) -> Iterator[int]:
 
 # ---- journal records ------------------------------------------------------------------
 # Keys and values are small JSON documents: ["o", group, topic, partition] -> offset,
-# ["g", group] -> group snapshot; a null value deletes (a tombstone).
+# ["g", group] -> classic group snapshot, ["c", group] -> consumer-protocol (KIP-848) group
+# snapshot (versioned, ConsumerGroup.snapshot); a null value deletes (a tombstone). Whichever of
+# "g" and "c" comes last for a group says which protocol it uses.
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
     return json.dumps(["o", group, topic, partition]).encode()
 
 
-def group_key(group: str) -> bytes:
-    return json.dumps(["g", group]).encode()
+def group_key(group: str, kind: str = "g") -> bytes:
+    return json.dumps([kind, group]).encode()
 
 
 def txn_offset_key(group: str, topic: str, partition: int, producer_id: int) -> bytes:
@@ -115,6 +118,7 @@ class Shard:
         self._settling: set[asyncio.Task[bool]] = set()
         # Transactional offsets not yet committed: producer id -> {(group, topic, partition): entry}
         self.txn_pending: dict[int, dict[tuple[str, str, int], OffsetEntry]] = {}
+        self._last_write: dict[str, asyncio.Future[None]] = {}  # group id -> its latest snapshot write
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -144,6 +148,21 @@ class Shard:
                     self._group(k[1]).restore(json.loads(value), now)
             elif k[0] in ("t", "e"):
                 self._replay_txn(k, value)
+            elif k[0] == "c":
+                if value is None:
+                    self.groups.pop(k[1], None)
+                    continue
+                snap = json.loads(value)
+                try:
+                    consumer = ConsumerGroup.restore(k[1], snap, now, self.limits.max_size)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("skipping undecodable consumer group record", partition=self.partition, group=k[1])
+                    continue
+                group = self._group(k[1])
+                group.members.clear()
+                group.instances.clear()
+                group.state, group.consumer = GroupState.EMPTY, consumer
+                group.persisted, group.persisted_kind = snap, "c"
         self.appended = records
         log.info("group coordinator loaded", partition=self.partition, groups=len(self.groups),
                  records=records, seconds=round(time.perf_counter() - t0, 3))
@@ -170,11 +189,18 @@ class Shard:
         replies, persist = group.take_effects()
         ok = True
         if persist:
+            written = group.pending_assignment
             try:
                 await self._write_group(group)
             except JournalClosed:
                 ok = False
                 replies = [(mid, _not_coordinator(r)) for mid, r in replies]
+            else:
+                # SyncGroup answers only from durable state: the assignment just written
+                group.assignment_durable(written)
+                more, again = group.take_effects()
+                replies += more
+                group.persist = group.persist or again
         for member_id, reply in replies:
             kind = "join" if isinstance(reply, JoinReply) else "sync"
             for fut in self._waiters.pop((group.group_id, member_id, kind), []):
@@ -185,12 +211,26 @@ class Shard:
     async def _write_group(self, group: Group) -> None:
         if group.unused:
             return
-        snap = group.snapshot()
+        kind = "g" if group.consumer is None else "c"
+        snap = group.snapshot() if group.consumer is None else group.consumer.snapshot()
 
         def apply() -> None:
-            group.persisted = snap
+            group.persisted, group.persisted_kind = snap, kind
 
-        await self._append([(group_key(group.group_id), json.dumps(snap).encode())], apply)
+        write = asyncio.ensure_future(
+            self._append([(group_key(group.group_id, kind), json.dumps(snap).encode())], apply))
+        self._last_write[group.group_id] = write
+        try:
+            await asyncio.shield(write)
+        finally:
+            if self._last_write.get(group.group_id) is write:
+                del self._last_write[group.group_id]
+
+    async def _written(self, group: Group) -> None:
+        """Wait until the group's last write is durable: an answer never reflects state that is not."""
+        write = self._last_write.get(group.group_id)
+        if write is not None:
+            await asyncio.shield(write)
 
     async def _append(self, entries: list[tuple[bytes, bytes | None]],
                       apply: Callable[[], None] | None = None) -> None:
@@ -217,7 +257,7 @@ class Shard:
                 continue
             entries.extend((offset_key(g.group_id, t, p), offset_value(e)) for (t, p), e in g.offsets.items())
             if g.persisted is not None:
-                entries.append((group_key(g.group_id), json.dumps(g.persisted).encode()))
+                entries.append((group_key(g.group_id, g.persisted_kind), json.dumps(g.persisted).encode()))
         entries.extend((txn_offset_key(g, t, p, pid), offset_value(e))
                        for pid, pending in self.txn_pending.items() for (g, t, p), e in pending.items())
         return entries
@@ -322,6 +362,32 @@ class Shard:
         await self._settle(group)
         return codes
 
+    # ---- KIP-848 consumer groups -----------------------------------------------------------------
+
+    async def consumer_heartbeat(self, group_id: str, request: HeartbeatRequest,
+                                 topics: dict[str, TopicMeta]) -> HeartbeatReply:
+        """One ConsumerGroupHeartbeat, answered once the state it reflects is durable."""
+        group = self._group(group_id)
+        if group.state is GroupState.DEAD:
+            return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.coordinator_not_available)
+        if group.consumer is None:
+            if group.members or group.pending:
+                # Kafka, without online migration: a classic group with members is not a consumer group
+                return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.group_id_not_found,
+                                      message=f"Group {group_id} is not a consumer group.")
+            # an empty classic group (or a new one) becomes a consumer-protocol group, offsets kept
+            group.consumer = ConsumerGroup(group_id, max_size=self.limits.max_size)
+            group.state = GroupState.EMPTY
+        reply = group.consumer.heartbeat(self.clock(), request, topics)
+        try:
+            if reply.changed:
+                await self._write_group(group)
+            else:
+                await self._written(group)
+        except JournalClosed:
+            return HeartbeatReply(member_id=request.member_id, epoch=-1, error=ErrorCode.not_coordinator)
+        return reply
+
     # ---- offsets ------------------------------------------------------------------------------
 
     async def commit(
@@ -413,6 +479,7 @@ class Shard:
             return ErrorCode.non_empty_group
         tombstones: list[tuple[bytes, bytes | None]] = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
         tombstones.append((group_key(group_id), None))  # on replay this also drops commits still in flight
+        tombstones.append((group_key(group_id, "c"), None))
         # Dead at once, as in Kafka: a join or commit racing the write gets COORDINATOR_NOT_AVAILABLE
         # (and retries into a fresh group) instead of landing in a group that is about to vanish.
         group.state = GroupState.DEAD
@@ -424,7 +491,7 @@ class Shard:
         group = self.groups.get(group_id)
         if group is None or group.unused:
             raise KeyError(group_id)
-        if not group.is_empty and group.protocol_type != "consumer":
+        if not group.is_empty and group.listed_protocol_type != "consumer":
             raise NonEmptyGroup(group_id)
         subscribed = set() if group.is_empty else group.subscribed_topics()
         codes: dict[tuple[str, int], ErrorCode] = {}

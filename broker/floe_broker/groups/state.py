@@ -27,6 +27,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from .consumer_protocol import ConsumerGroup
+
 NONE = ErrorCode.none
 
 
@@ -125,17 +127,37 @@ class Group:
     outbox: list[tuple[str, JoinReply | SyncReply]] = field(default_factory=list)
     persist: bool = False
     persisted: dict[str, Any] | None = None  # the last snapshot known durable (what a snapshot rewrites)
+    # the leader's assignments for the current generation, being written (see the module docstring)
+    pending_assignment: dict[str, bytes] | None = None
+    # a KIP-848 consumer-protocol group: its state lives here and the classic fields stay unused
+    consumer: ConsumerGroup | None = None
+    persisted_kind: str = "g"  # the journal key kind of ``persisted``: "g" classic, "c" consumer protocol
 
     # ---- queries ------------------------------------------------------------------
 
     @property
     def is_empty(self) -> bool:
-        return not self.members
+        return not self.members and (self.consumer is None or not self.consumer.members)
 
     @property
     def unused(self) -> bool:
         """Nothing here and nothing to remember (e.g. created by a join that failed)."""
-        return not self.members and not self.pending and not self.offsets and self.generation == 0
+        return (not self.members and not self.pending and not self.offsets and self.generation == 0
+                and (self.consumer is None or (not self.consumer.members and self.consumer.epoch == 0)))
+
+    @property
+    def group_type(self) -> str:
+        """ListGroups' type: ``consumer`` (KIP-848) or ``classic``."""
+        return "classic" if self.consumer is None else "consumer"
+
+    @property
+    def state_name(self) -> str:
+        return self.state.value if self.consumer is None or self.state is GroupState.DEAD \
+            else self.consumer.state_name
+
+    @property
+    def listed_protocol_type(self) -> str:
+        return "consumer" if self.consumer is not None else (self.protocol_type or "")
 
     def take_effects(self) -> tuple[list[tuple[str, JoinReply | SyncReply]], bool]:
         out, persist = self.outbox, self.persist
@@ -144,6 +166,8 @@ class Group:
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics the members subscribe to (consumer protocol), None if not decodable."""
+        if self.consumer is not None:
+            return self.consumer.topic_names()
         if self.protocol_type != "consumer" or self.protocol is None:
             return None
         topics: set[str] = set()
@@ -178,6 +202,10 @@ class Group:
         lim = self.limits
         if not lim.min_session_timeout_ms <= session_timeout_ms <= lim.max_session_timeout_ms:
             return fail(ErrorCode.invalid_session_timeout)
+        if self.consumer is not None:
+            if self.consumer.members:
+                return fail(ErrorCode.inconsistent_group_protocol)  # Kafka: a classic member never joins it
+            self.consumer = None  # an empty consumer-protocol group becomes a classic one, offsets kept
         if not protocol_type or not protocols or not self._protocols_compatible(protocol_type, protocols):
             return fail(ErrorCode.inconsistent_group_protocol)
         rebalance_timeout_ms = rebalance_timeout_ms if rebalance_timeout_ms > 0 else session_timeout_ms
@@ -263,6 +291,7 @@ class Group:
         return bool(common & {n for n, _ in protocols})
 
     def _prepare_rebalance(self, now: float) -> None:
+        self.pending_assignment = None  # a rebalance overtook the leader's assignment: it is never handed out
         if self.state is GroupState.COMPLETING:
             for m in self.members.values():
                 if m.awaiting_sync:
@@ -361,15 +390,26 @@ class Group:
             return self._sync_reply(member)
         member.awaiting_sync = True
         if member_id == self.leader:
-            for m in self.members.values():
-                m.assignment = assignments.get(m.member_id, b"")
-            self.state = GroupState.STABLE
+            # Nothing is handed out yet: the coordinator writes these first (assignment_durable).
+            self.pending_assignment = {m: assignments.get(m, b"") for m in self.members}
             self.persist = True
-            for m in self.members.values():
-                if m.awaiting_sync:
-                    m.awaiting_sync = False
-                    self.outbox.append((m.member_id, self._sync_reply(m)))
         return Waiting(member_id)
+
+    def assignment_durable(self, written: dict[str, bytes] | None) -> None:
+        """The write carrying ``written`` (the pending assignment then) is durable: go Stable and answer,
+        the leader first. A no-op if a rebalance or a newer leader SyncGroup overtook that write."""
+        if written is None or written is not self.pending_assignment or self.state is not GroupState.COMPLETING:
+            return
+        self.pending_assignment = None
+        for m in self.members.values():
+            m.assignment = written.get(m.member_id, b"")
+        self.state = GroupState.STABLE
+        leader = self.members.get(self.leader or "")
+        order = ([leader] if leader is not None else []) + [m for m in self.members.values() if m is not leader]
+        for m in order:
+            if m.awaiting_sync:
+                m.awaiting_sync = False
+                self.outbox.append((m.member_id, self._sync_reply(m)))
 
     def _sync_reply(self, m: Member) -> SyncReply:
         return SyncReply(protocol_type=self.protocol_type, protocol_name=self.protocol, assignment=m.assignment)
@@ -425,6 +465,10 @@ class Group:
 
     def tick(self, now: float) -> None:
         """Expire silent members and pending ids; finish a join phase whose time is up."""
+        if self.consumer is not None:
+            if self.consumer.tick(now):
+                self.persist = True
+            return
         for pid in [p for p, deadline in self.pending.items() if deadline < now]:
             del self.pending[pid]
         expired = [m for m in self.members.values() if not m.awaiting_join and m.expired(now)]
@@ -442,6 +486,10 @@ class Group:
         """May this OffsetCommit be applied? (Kafka's rules for classic groups.)"""
         if self.state is GroupState.DEAD:
             return ErrorCode.coordinator_not_available
+        if self.consumer is not None:
+            if generation < 0 and not member_id and self.consumer.members:
+                return ErrorCode.unknown_member_id  # a simple commit needs an empty group, as for classic ones
+            return self.consumer.check_member_epoch(member_id, generation)
         if instance_id is not None and instance_id in self.instances and self.instances[instance_id] != member_id:
             return ErrorCode.fenced_instance_id
         if generation < 0 and self.state is GroupState.EMPTY:
@@ -457,7 +505,11 @@ class Group:
     # ---- snapshots ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The durable part of the group: generation, protocol, members and assignments."""
+        """The durable part of the group: generation, protocol, members and assignments.
+
+        A leader's assignment being written counts as done: a coordinator that
+        restores this snapshot answers the group's SyncGroups from it."""
+        pending = self.pending_assignment
         return {
             "generation": self.generation,
             "protocol_type": self.protocol_type,
@@ -468,7 +520,7 @@ class Group:
                     "id": m.member_id, "instance": m.instance_id, "client": m.client_id, "host": m.client_host,
                     "session_ms": m.session_timeout_ms, "rebalance_ms": m.rebalance_timeout_ms,
                     "protocols": [[n, meta.hex()] for n, meta in m.protocols],
-                    "assignment": m.assignment.hex(),
+                    "assignment": (pending.get(m.member_id, b"") if pending is not None else m.assignment).hex(),
                 }
                 for m in self.members.values()
             ],
@@ -476,7 +528,7 @@ class Group:
 
     def restore(self, snap: dict[str, Any], now: float) -> None:
         """Load a snapshot; members get a fresh session to find the new coordinator."""
-        self.persisted = snap
+        self.persisted, self.persisted_kind, self.consumer = snap, "g", None
         self.generation = int(snap["generation"])
         self.protocol_type = snap.get("protocol_type")
         self.protocol = snap.get("protocol")

@@ -96,6 +96,8 @@ RULES: dict[int, Rule] = {
     33: Rule(((ALTER_CONFIGS, TOPIC), (ALTER_CONFIGS, CLUSTER)), note="legacy AlterConfigs; per resource"),
     74: Rule(((DESCRIBE_CONFIGS, CLUSTER),), request=DESCRIBE_CONFIGS, note="ListConfigResources, as Kafka"),
     21: Rule(((DELETE, TOPIC),), note="DeleteRecords, per topic"),
+    68: Rule(((READ, GROUP), (DESCRIBE, TOPIC)), note="DESCRIBE on each topic subscribed by name"),
+    69: Rule(((DESCRIBE, GROUP),), note="ConsumerGroupDescribe"),
 }
 
 

@@ -231,7 +231,9 @@ async def offset_fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
         groups = []
         for g in req.groups:
             code, topics = await _fetch_group(ctx, cls, g.group_id, g.topics, "OffsetFetchResponseTopics",
-                                              "OffsetFetchResponsePartitions")
+                                              "OffsetFetchResponsePartitions",
+                                              member=(getattr(g, "member_id", None) or "",
+                                                      getattr(g, "member_epoch", -1)))
             groups.append(mk(group_cls, group_id=g.group_id, topics=topics, error_code=code))
         return mk(cls, groups=tuple(groups))
     code, topics = await _fetch_group(ctx, cls, req.group_id, req.topics, "OffsetFetchResponseTopic",
@@ -240,9 +242,15 @@ async def offset_fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
 
 
 async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any, topic_name: str, part_name: str,
-                       *, per_partition_error: bool = False) -> tuple[ErrorCode, tuple[Any, ...]]:
+                       *, per_partition_error: bool = False,
+                       member: tuple[str, int] = ("", -1)) -> tuple[ErrorCode, tuple[Any, ...]]:
     topic_cls, part_cls = nested(cls, topic_name), nested(cls, part_name)
     shard, code = await _coordinating(ctx, group_id, Operation.DESCRIBE)
+    group = shard.groups.get(group_id) if shard is not None else None
+    if group is not None and group.consumer is not None:  # v9: a member reads at its own epoch (KIP-848)
+        code = group.consumer.check_member_epoch(*member)
+        if code != ErrorCode.none:
+            return code, ()
     offsets = shard.fetch_offsets(group_id) if shard is not None else {}
     if wanted is None:  # every committed partition of the topics the principal may describe
         by_topic: dict[str, list[int]] = {}
@@ -306,14 +314,15 @@ async def list_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
     # Kafka's rule: DESCRIBE on the cluster lists every group, otherwise only those the principal may describe
     everything = authz.allowed_on_cluster(ctx, Operation.DESCRIBE)
     for g in ctx.groups.all_groups():
-        if g.state is GroupState.DEAD or (states and g.state.value.lower() not in states):
-            continue
         if not everything and not authz.allowed(ctx, Operation.DESCRIBE, GROUP, g.group_id):
             continue
-        if types and "classic" not in types:
+        state = g.state_name
+        if g.state is GroupState.DEAD or (states and state.lower() not in states):
             continue
-        out.append(mk(listed_cls, group_id=g.group_id, protocol_type=g.protocol_type or "",
-                      group_state=g.state.value, group_type="classic"))
+        if types and g.group_type not in types:
+            continue
+        out.append(mk(listed_cls, group_id=g.group_id, protocol_type=g.listed_protocol_type,
+                      group_state=state, group_type=g.group_type))
     return mk(cls, error_code=ErrorCode.none, groups=tuple(out))
 
 
@@ -332,6 +341,15 @@ async def describe_groups(ctx: BrokerContext, version: int, req: Any) -> Any:
         if g is None:
             out.append(mk(group_cls, group_id=group_id, group_state=GroupState.DEAD.value, protocol_type="",
                           protocol_data="", members=(), authorized_operations=NO_OPS))
+            continue
+        if g.consumer is not None:  # a consumer-protocol group: its members, no classic metadata
+            out.append(mk(group_cls, group_id=group_id, group_state=g.state_name, protocol_type="consumer",
+                          protocol_data=g.consumer.assignor, members=tuple(
+                              mk(member_cls, member_id=m.member_id, group_instance_id=m.instance_id,
+                                 client_id=m.client_id, client_host=m.client_host, member_metadata=b"",
+                                 member_assignment=b"") for m in g.consumer.members.values()),
+                          authorized_operations=authz.authorized_operations(
+                              ctx, GROUP, group_id, getattr(req, "include_authorized_operations", False))))
             continue
         stable = g.state is GroupState.STABLE  # as Kafka: metadata and assignments only when settled
         members = tuple(

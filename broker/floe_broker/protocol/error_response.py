@@ -39,7 +39,7 @@ _MIRRORS: dict[str, tuple[str, ...]] = {
     "entries": ("entries",),
     "entity": ("entity",),
     "coordinators": ("coordinator_keys",),
-    "groups": ("groups",),
+    "groups": ("groups", "group_ids"),
     "members": ("members",),
     "results_by_topic_v3_and_below": ("v3_and_below_topics",),
     "results_by_partition": ("partitions",),
