@@ -62,7 +62,7 @@ async def create_topics(ctx: BrokerContext, version: int, req: Any) -> Any:
         out.append(
             mk(result_cls, name=t.name, topic_id=topic_id, error_code=code, error_message=message,
                num_partitions=partitions if code == ErrorCode.none else -1,
-               replication_factor=1 if code == ErrorCode.none else -1, configs=None)
+               replication_factor=1 if code == ErrorCode.none else -1, configs=())
         )
     return mk(cls, topics=tuple(out))
 
