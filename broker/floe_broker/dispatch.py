@@ -33,6 +33,9 @@ from kio.schema.errors import ErrorCode
 from . import errors, metrics
 from .handlers import acls, admin, authz, fetch, groups, meta, produce, producer_id, quotas, reassign, sasl, scram_users
 from .handlers.context import CLIENT, BrokerContext
+from .handlers.describe_log_dirs import describe_log_dirs
+from .handlers.describe_topic_partitions import describe_topic_partitions
+from .handlers.elect_leaders import elect_leaders
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
@@ -56,6 +59,7 @@ API_NAMES = {
     50: "describe_user_scram_credentials", 51: "alter_user_scram_credentials",
     29: "describe_acls", 30: "create_acls", 31: "delete_acls",
     48: "describe_client_quotas", 49: "alter_client_quotas",
+    75: "describe_topic_partitions", 43: "elect_leaders", 35: "describe_log_dirs",
 }
 
 
@@ -97,6 +101,9 @@ class Dispatcher:
             31: (1, 3, acls.delete_acls),
             48: (0, 1, quotas.describe_client_quotas),
             49: (0, 1, quotas.alter_client_quotas),
+            75: (0, 0, describe_topic_partitions),
+            43: (1, 2, elect_leaders),
+            35: (1, 4, describe_log_dirs),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

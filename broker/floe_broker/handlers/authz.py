@@ -86,6 +86,9 @@ RULES: dict[int, Rule] = {
     60: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE),
     50: Rule(((DESCRIBE, CLUSTER),), request=DESCRIBE, note="DescribeUserScramCredentials, as Kafka"),
     51: Rule(((ALTER, CLUSTER),), request=ALTER, note="AlterUserScramCredentials, as Kafka"),
+    75: Rule(((DESCRIBE, TOPIC),), note="per topic; topics not described are left out of an all-topics page"),
+    43: Rule(((ALTER, CLUSTER),), request=ALTER, note="ElectLeaders, as Kafka"),
+    35: Rule(((DESCRIBE, CLUSTER),), note="answered with CLUSTER_AUTHORIZATION_FAILED in the body, as Kafka"),
 }
 
 
