@@ -51,9 +51,8 @@ def ok(name: str, *args: str, stdin: str | None = None, timeout: float = 180) ->
 
 def start_tool(name: str, *args: str, output: Path) -> subprocess.Popen[bytes]:
     """Start a long-running tool with stdout in ``output`` (stderr beside it, ``.err``)."""
-    out = open(output, "wb")  # noqa: SIM115 - the child's own file; closed when it exits
-    err = open(output.with_suffix(".err"), "wb")  # noqa: SIM115
-    return subprocess.Popen(_command(name, *args), stdout=out, stderr=err)
+    with open(output, "wb") as out, open(output.with_suffix(".err"), "wb") as err:  # the child keeps its copies
+        return subprocess.Popen(_command(name, *args), stdout=out, stderr=err)
 
 
 def stop_tool(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:

@@ -96,6 +96,6 @@ def run(tier: Path, scenario: str, bootstrap: str, *args: str, timeout: float = 
 
 def start(tier: Path, scenario: str, bootstrap: str, *args: str, log: Path) -> subprocess.Popen[str]:
     """Start a long-running scenario (``produce-steady``); its stdout (the verdict) is read at the end."""
-    err = open(log, "w")  # noqa: SIM115 - owned by the process, closed by the OS when it exits
-    return subprocess.Popen(command(tier, scenario, bootstrap, *args), stdout=subprocess.PIPE, stderr=err,
-                            text=True)
+    with open(log, "w") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command(tier, scenario, bootstrap, *args), stdout=subprocess.PIPE, stderr=err,
+                                text=True)
