@@ -36,6 +36,9 @@ from .handlers import txn as txn_handlers
 from .handlers.consumer_groups import consumer_group_describe, consumer_group_heartbeat
 from .handlers.context import CLIENT, BrokerContext
 from .handlers.delete_records import delete_records
+from .handlers.describe_log_dirs import describe_log_dirs
+from .handlers.describe_topic_partitions import describe_topic_partitions
+from .handlers.elect_leaders import elect_leaders
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
@@ -64,6 +67,7 @@ API_NAMES = {
     33: "alter_configs", 74: "list_config_resources",
     21: "delete_records",
     68: "consumer_group_heartbeat", 69: "consumer_group_describe",
+    75: "describe_topic_partitions", 43: "elect_leaders", 35: "describe_log_dirs",
 }
 
 
@@ -117,6 +121,9 @@ class Dispatcher:
             21: (0, 2, delete_records),
             68: (0, 1, consumer_group_heartbeat),
             69: (0, 1, consumer_group_describe),
+            75: (0, 0, describe_topic_partitions),
+            43: (1, 2, elect_leaders),
+            35: (1, 4, describe_log_dirs),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

@@ -98,6 +98,9 @@ RULES: dict[int, Rule] = {
     21: Rule(((DELETE, TOPIC),), note="DeleteRecords, per topic"),
     68: Rule(((READ, GROUP), (DESCRIBE, TOPIC)), note="DESCRIBE on each topic subscribed by name"),
     69: Rule(((DESCRIBE, GROUP),), note="ConsumerGroupDescribe"),
+    75: Rule(((DESCRIBE, TOPIC),), note="per topic; topics not described are left out of an all-topics page"),
+    43: Rule(((ALTER, CLUSTER),), request=ALTER, note="ElectLeaders, as Kafka"),
+    35: Rule(((DESCRIBE, CLUSTER),), note="answered with CLUSTER_AUTHORIZATION_FAILED in the body, as Kafka"),
 }
 
 

@@ -194,9 +194,9 @@ async def metadata(ctx: BrokerContext, version: int, req: Any) -> Any:
 
     state = ctx.state()
     if req.topics is None:
-        # every topic the principal may describe; the others are not mentioned at all
-        names: list[str | None] = [n for n, t in state.topics.items()
-                                   if not t.internal and authz.allowed(ctx, DESCRIBE, TOPIC, n)]
+        # every topic the principal may describe, internal ones too with is_internal set (as Kafka does: the
+        # Java AdminClient's listTopics filters on that flag); the others are not mentioned at all
+        names: list[str | None] = [n for n in state.topics if authz.allowed(ctx, DESCRIBE, TOPIC, n)]
         wanted_ids: dict[str, uuid.UUID] = {}
     else:
         names = []
