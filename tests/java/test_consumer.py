@@ -67,8 +67,6 @@ def test_offsets_for_times_gives_the_records_own_timestamp(positions: dict[str, 
     assert positions["offsets_for_times"]["ts_30"] == 30_000, positions["offsets_for_times"]
 
 
-@pytest.mark.xfail(strict=True, reason="ListOffsets MAX_TIMESTAMP answers the first offset of the chunk or "
-                   "segment holding the newest timestamp, not that record's offset (Partition.max_timestamp)")
 def test_max_timestamp_names_the_newest_record(positions: dict[str, Any]) -> None:
     assert positions["max_timestamp"] == {"ok": True, "offset": 40, "timestamp": 500_000}, positions
 

@@ -65,8 +65,6 @@ def test_reassign_generate_execute_and_verify(bootstrap: str, cluster: list[Brok
     assert sum(offsets(bootstrap, topic, "-1").values()) == 10
 
 
-@pytest.mark.xfail(strict=True, reason="--verify then clears broker-level throttles with IncrementalAlterConfigs "
-                   "on BROKER resources, which Floe refuses (INVALID_REQUEST: only topic configs can be altered)")
 def test_reassign_verify_clears_throttles(bootstrap: str, topic: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     node = leaders(bootstrap, topic)[0]
