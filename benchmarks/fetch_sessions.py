@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "broker"), str(ROOT / "api")]
 
+from benchmarks.common import create_topic  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 from kafka import TopicPartition as KafkaTopicPartition  # noqa: E402
 
-from benchmarks.common import create_topic  # noqa: E402
 from tests.fetch_sessions.recording_proxy import RecordingProxy  # noqa: E402
 from tests.infra.broker import BrokerProcess, free_port  # noqa: E402
 

@@ -151,3 +151,30 @@ def test_librdkafka_without_sessions_and_a_broker_with_sessions_off_both_fetch_i
         fetches = proxy.snapshot()
         assert all(f.response_session_id == 0 for f in fetches)
         assert all(f.partitions == 50 for f in fetches)  # the client falls back to full fetches
+
+
+def test_the_java_consumer_opens_a_session_and_fetches_incrementally(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    from tests.infra.apache_kafka import KafkaUnavailable, kafka_jars, run_tool
+
+    try:
+        jars = kafka_jars()
+    except KafkaUnavailable as exc:
+        pytest.skip(str(exc))
+    port = free_port()
+    with RecordingProxy(port) as proxy:
+        b = brokers(file_store, "--advertise", f"127.0.0.1:{proxy.port}", kafka_port=port)
+        topic = f"fs-{uuid.uuid4().hex[:6]}"
+        create_topic(b.bootstrap, topic, 200)
+        produce_all(b.bootstrap, [(topic, i % 200, None, f"v{i}".encode(), None, None) for i in range(1000)])
+        # Kafka's console consumer in a group; it stops after 20 s without records, polling all the while.
+        out = run_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
+                       f"127.0.0.1:{proxy.port}", "--topic", topic, "--group", f"g-{uuid.uuid4().hex[:6]}",
+                       "--from-beginning", "--timeout-ms", "20000", jars=jars, timeout=180)
+    values = {line for line in out.stdout.splitlines() if line.startswith("v")}
+    assert values == {f"v{i}" for i in range(1000)}, out.stderr[-2000:]
+    fetches = proxy.snapshot()
+    opened = [f for f in full(fetches) if f.response_session_id]
+    assert opened and opened[0].partitions == 200
+    idle = [f for f in incremental(fetches) if f.partitions == 0]
+    assert len(idle) >= 3
+    assert statistics.median(f.request_bytes for f in idle) * 10 < opened[0].request_bytes
