@@ -77,28 +77,37 @@ class Leadership:
             return
         node = self._node_id()
         async with self._sync_lock:
-            changed = self._led.update(state, node)
-            mine = self._led.led
-            if changed is None:
-                keys: Iterable[tuple[str, int]] = {*pm.held, *mine}
-            else:
-                keys = changed | self._unopened
-            self.last_sync_looked_at = 0
-            opens = []
-            for key in keys:
-                self.last_sync_looked_at += 1
-                want, held = mine.get(key), pm.held.get(key)
-                if held is not None and (want is None or want != (held.partition.topic_id, held.partition.epoch)):
-                    await pm.close(*key, graceful=want is not None)
-                    held = None
-                if want is not None and held is None:
-                    opens.append(key)
-            self._unopened = set()
-            for start in range(0, len(opens), OPEN_IN_PARALLEL):
-                chunk = opens[start : start + OPEN_IN_PARALLEL]
-                await asyncio.gather(*(pm.open(name, *self._at(mine, (name, i))) for name, i in chunk),
-                                     return_exceptions=True)
-                self._unopened.update(k for k in chunk if k in mine and pm.get(*k) is None)
+            try:
+                await self._sync(pm, state, node)
+            except BaseException:
+                # Something was not closed or opened as it should be: walk everything next time.
+                self._led = LedPartitions()
+                raise
+
+    async def _sync(self, pm: PartitionManager, state: ClusterState, node: int) -> None:
+        """One sync, under the lock: the changed partitions (all of them the first time)."""
+        changed = self._led.update(state, node)
+        mine = self._led.led
+        if changed is None:
+            keys: Iterable[tuple[str, int]] = {*pm.held, *mine}
+        else:
+            keys = changed | self._unopened
+        self.last_sync_looked_at = 0
+        opens = []
+        for key in keys:
+            self.last_sync_looked_at += 1
+            want, held = mine.get(key), pm.held.get(key)
+            if held is not None and (want is None or want != (held.partition.topic_id, held.partition.epoch)):
+                await pm.close(*key, graceful=want is not None)
+                held = None
+            if want is not None and held is None:
+                opens.append(key)
+        self._unopened = set()
+        for start in range(0, len(opens), OPEN_IN_PARALLEL):
+            chunk = opens[start : start + OPEN_IN_PARALLEL]
+            await asyncio.gather(*(pm.open(name, *self._at(mine, (name, i))) for name, i in chunk),
+                                 return_exceptions=True)
+            self._unopened.update(k for k in chunk if k in mine and pm.get(*k) is None)
 
     @staticmethod
     def _at(mine: Mapping[tuple[str, int], tuple[str, int]], key: tuple[str, int]) -> tuple[str, int, int]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from floe_broker.cluster.delta import Delta, apply, diff
 from floe_broker.cluster.metadata import BrokerInfo, ClusterState, LedPartitions
 from floe_broker.leadership import Leadership
@@ -196,3 +198,24 @@ def test_led_partitions_reports_only_what_changed() -> None:
     assert ("t4", i) not in led.led
     assert led.led[("t4", j)] == (after.topics["t4"].topic_id, 1)
     assert led.update(after, ME) == set()
+
+
+async def test_a_sync_that_failed_is_followed_by_a_full_one() -> None:
+    state = cluster()
+    lead, pm = await started(state)
+    i = led_index(state, "t6", ME)
+    after = pushed(state, lambda s: s.set_leader("t6", i, 2))
+    real_close = pm.close
+
+    async def failing(topic: str, index: int, *, graceful: bool = True) -> None:
+        raise OSError("store unavailable")
+
+    pm.close = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await lead.sync(after)
+    assert pm.get("t6", i) is not None  # still held, though no longer ours
+
+    pm.close = real_close  # type: ignore[method-assign]
+    later = pushed(after, lambda s: None)
+    await lead.sync(later)  # nothing changed in this push, but the failed one is made good
+    assert pm.get("t6", i) is None
