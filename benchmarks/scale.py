@@ -259,7 +259,7 @@ def core(total: int, per_topic: int) -> dict[str, object]:
 
     class Ctx:
         cluster_id = "scale"
-        config = SimpleNamespace(auto_create_topics=False, default_partitions=1)
+        config = SimpleNamespace(auto_create_topics=False, default_partitions=1, authorizer_enabled=False)
 
         def state(self) -> ClusterState:
             return state

@@ -172,6 +172,8 @@ class BrokerConfig:
     # quotas: how long a window the byte rates are measured over
     quota_window_s: float = 1.0
     quota_windows: int = 11
+    # fetch sessions (KIP-227, fetch_sessions.py): Kafka's name and default; 0 turns them off
+    max_incremental_fetch_session_cache_slots: int = 1000
 
     # listeners, TLS and SASL (security/listeners.py, security/tls.py, security/sasl.py)
     listeners: str | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
@@ -47,6 +47,9 @@ class Leadership:
         self._waiters: set[asyncio.Future[None]] = set()
         self._stranded: dict[tuple[str, int, int], float] = {}  # released, still ours: since when
         self._led = LedPartitions()
+        # led by us but not open after the last sync (released at this epoch, or the open failed)
+        self._unopened: set[tuple[str, int]] = set()
+        self.last_sync_looked_at = 0  # partitions the last sync looked at (what a push costs)
 
     async def leader_partition(self, topic: str, index: int) -> Partition | None:
         if self.partitions is None:
@@ -63,21 +66,53 @@ class Leadership:
         return await self.partitions.open(info.name, info.topic_id, index, p.epoch)
 
     async def sync(self, state: ClusterState) -> None:
-        """Open what we lead, close what we no longer lead."""
+        """Open what we lead, close what we no longer lead.
+
+        A push changes a handful of partitions, so only those are looked at (what
+        :class:`LedPartitions` reports as changed, and the few we lead but could not
+        open last time); every held partition is walked only on the first sync.
+        """
         pm = self.partitions
         if pm is None:
             return
         node = self._node_id()
         async with self._sync_lock:
-            mine = self._led.of(state, node)  # costs the topics that changed, not every partition
-            for key, held in list(pm.held.items()):
-                want = mine.get(key)
-                if want is None or want != (held.partition.topic_id, held.partition.epoch):
-                    await pm.close(*key, graceful=want is not None)
-            opens = [pm.open(name, topic_id, i, epoch) for (name, i), (topic_id, epoch) in mine.items()
-                     if pm.get(name, i) is None]
-            for start in range(0, len(opens), OPEN_IN_PARALLEL):
-                await asyncio.gather(*opens[start : start + OPEN_IN_PARALLEL], return_exceptions=True)
+            try:
+                await self._sync(pm, state, node)
+            except BaseException:
+                # Something was not closed or opened as it should be: walk everything next time.
+                self._led = LedPartitions()
+                raise
+
+    async def _sync(self, pm: PartitionManager, state: ClusterState, node: int) -> None:
+        """One sync, under the lock: the changed partitions (all of them the first time)."""
+        changed = self._led.update(state, node)
+        mine = self._led.led
+        if changed is None:
+            keys: Iterable[tuple[str, int]] = {*pm.held, *mine}
+        else:
+            keys = changed | self._unopened
+        self.last_sync_looked_at = 0
+        opens = []
+        for key in keys:
+            self.last_sync_looked_at += 1
+            want, held = mine.get(key), pm.held.get(key)
+            if held is not None and (want is None or want != (held.partition.topic_id, held.partition.epoch)):
+                await pm.close(*key, graceful=want is not None)
+                held = None
+            if want is not None and held is None:
+                opens.append(key)
+        self._unopened = set()
+        for start in range(0, len(opens), OPEN_IN_PARALLEL):
+            chunk = opens[start : start + OPEN_IN_PARALLEL]
+            await asyncio.gather(*(pm.open(name, *self._at(mine, (name, i))) for name, i in chunk),
+                                 return_exceptions=True)
+            self._unopened.update(k for k in chunk if k in mine and pm.get(*k) is None)
+
+    @staticmethod
+    def _at(mine: Mapping[tuple[str, int], tuple[str, int]], key: tuple[str, int]) -> tuple[str, int, int]:
+        topic_id, epoch = mine[key]
+        return topic_id, key[1], epoch
 
     def metadata_changed(self) -> None:
         for fut in self._waiters:

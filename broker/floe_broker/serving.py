@@ -21,6 +21,7 @@ from .cluster.metadata import ClusterState
 from .cluster.producer_ids import ProducerIds
 from .cluster.rpc import Rpc
 from .config import BrokerConfig
+from .fetch_sessions import FetchSessionCache
 from .group_journal import PartitionJournal
 from .groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from .groups.state import Limits
@@ -48,6 +49,7 @@ class Serving:
         self.topics = Topics(controller, membership.state, offsets_topic_partitions=config.offsets_topic_partitions,
                              txn_topic_partitions=config.transaction_state_partitions)
         self.producer_ids = ProducerIds(controller)
+        self.fetch_sessions = FetchSessionCache(config.max_incremental_fetch_session_cache_slots)
         # Set by the broker once it joined and started its WAL (handlers run only after that).
         self.node_id = -1
         self.partitions: PartitionManager | None = None

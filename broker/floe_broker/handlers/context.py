@@ -14,6 +14,7 @@ from floe_api.internal import AlterScramCredentials, MetadataOp
 
 from ..cluster.metadata import ClusterState
 from ..config import BrokerConfig
+from ..fetch_sessions import FetchSessionCache
 from ..groups.coordinator import GroupCoordinator
 from ..log.partition import Partition
 from ..log.service import LogService
@@ -30,6 +31,7 @@ class BrokerContext(Protocol):
     node_id: int
     cluster_id: str
     log: LogService  # appends and reads; handlers never touch the WAL, partition manager or cache
+    fetch_sessions: FetchSessionCache  # KIP-227 incremental fetches
 
     def state(self) -> ClusterState: ...
 

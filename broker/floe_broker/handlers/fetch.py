@@ -7,8 +7,8 @@ aborted transactions of the returned range (docs/architecture.md#transactions). 
 returns the first batch even when it is larger (Kafka's rule, so a consumer
 cannot get stuck behind one big batch). With less than ``min_bytes`` ready it
 parks on the partitions' high-watermark futures until data arrives or
-``max_wait`` passes. Fetch sessions (KIP-227) are not kept: session id 0
-makes clients send full fetch requests, which is always allowed.
+``max_wait`` passes. Fetch sessions (KIP-227) are ``fetch_sessions``: it says
+which partitions a request reads and which of their answers go back.
 """
 
 from __future__ import annotations
@@ -50,10 +50,13 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
     state = ctx.state()
     aborted_cls = nested(cls, "AbortedTransaction")
     committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
+    sessions = ctx.fetch_sessions.context(version, req)  # KIP-227: the partitions to read, what to answer
+    if sessions.error:
+        return mk(cls, error_code=sessions.error, session_id=0, responses=())
 
     wanted: list[tuple[Any, str | None, list[Any]]] = []
     denied: set[str] = set()
-    for topic in req.topics:
+    for topic in sessions.topics:
         name = getattr(topic, "topic", None)
         if name is None:
             found = state.topic_by_id(str(topic.topic_id))
@@ -123,7 +126,8 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
         remaining = deadline - time.monotonic()
         if total >= max(req.min_bytes, 1) or remaining <= 0 or not waits:
             metrics.BYTES_OUT.inc(total)
-            return mk(cls, error_code=ErrorCode.none, session_id=0, responses=tuple(topics_out))
+            session_id, responses = sessions.answer(topics_out)
+            return mk(cls, error_code=ErrorCode.none, session_id=session_id, responses=tuple(responses))
         futures = [p.waiter() for p in waits]
         await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         for f in futures:
