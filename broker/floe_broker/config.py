@@ -243,6 +243,7 @@ _HELP = {
     "consolidation_target_bytes": "size of the objects consolidation packs many partitions' WAL ranges into",
     "checkpoint_interval_ms": "one checkpoint batch per broker session this often (bounds the WAL a successor scans)",
     "key_compaction_map_bytes": "memory bound of one key-compaction pass's key map (more keys: more passes)",
+    "max_incremental_fetch_session_cache_slots": "fetch sessions (KIP-227) this broker keeps; 0 turns them off",
     "group_initial_rebalance_delay_ms": "wait this long for more members before a new group's first rebalance",
     "group_consumer_session_timeout_ms": "group.protocol=consumer: a member silent this long is removed",
     "group_consumer_heartbeat_interval_ms": "group.protocol=consumer: the heartbeat interval told to members",
