@@ -199,3 +199,24 @@ async def test_a_new_coordinator_finishes_a_decided_commit() -> None:
                 break
             await asyncio.sleep(0.02)
         assert third.txns["tx-dead"].state.value == "CompleteCommit"
+
+
+async def test_an_abort_durable_above_the_checkpoints_high_watermark_survives_a_crash() -> None:
+    """A checkpoint taken between an abort marker's flush and the high watermark passing it must
+    leave the transaction open, so the successor that recovers the marker indexes the abort."""
+    async with started_broker() as broker:
+        await broker.serving.create_topic("t", 1, {})
+        part = await broker.serving.leader_partition("t", 0)
+        assert part is not None
+        log = broker.serving.log
+        a = await append(log, part, txn_batch(100, 0, 0, b"a"))
+        abort_at = await marker(log, part, 100, 0, commit=False)
+        tail = b"".join(bytes(v) for v in await log.read(part, abort_at, 1 << 20))
+        part.high_watermark = abort_at  # the checkpoint is written before the HW passes the marker
+        successor = Partition(part.topic, part.topic_id, part.index, part.epoch)
+        successor.load_checkpoint_body(part.checkpoint_body())
+        assert successor.last_stable_offset == a, "the aborted transaction is still open at the checkpoint"
+        successor.high_watermark = abort_at + 1
+        successor.rebuild_producers(tail)  # the WAL tail after the checkpoint holds the marker
+        assert successor.txn_aborted == [[100, a, abort_at]]
+        assert successor.aborted_between(a, a) == [(100, a)], "read_committed consumers drop the aborted record"

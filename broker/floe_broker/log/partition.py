@@ -243,9 +243,21 @@ class Partition:
                 self.note_transactional(pid, h.base_offset)
 
     def _txn_body(self) -> dict[str, Any]:
-        """The durable part: transactions opened below the high watermark, aborts still readable."""
-        return {"open": {str(pid): first for pid, first in self.txn_open.items() if first < self.high_watermark},
-                "aborted": [a for a in self.txn_aborted if a[2] >= self.log_start and a[2] < self.high_watermark]}
+        """The durable part, as of the high watermark the checkpoint stops at.
+
+        A transaction whose abort marker is durable but not yet below the high
+        watermark is still open as far as the checkpoint goes: a successor
+        finds the marker in the WAL tail and closes it again, adding the abort
+        to its index. Left out of both lists, the successor would see the
+        marker with no open transaction and serve the aborted data as committed.
+        """
+        hw = self.high_watermark
+        still_open = {pid: first for pid, first in self.txn_open.items() if first < hw}
+        for pid, first, end in self.txn_aborted:
+            if end >= hw and first < hw:
+                still_open.setdefault(pid, first)
+        return {"open": {str(pid): first for pid, first in still_open.items()},
+                "aborted": [a for a in self.txn_aborted if a[2] >= self.log_start and a[2] < hw]}
 
     def _load_txn_body(self, body: dict[str, Any]) -> None:
         self.txn_open = {int(pid): int(first) for pid, first in body.get("open", {}).items()}
