@@ -179,7 +179,7 @@ FROM_FLAGS: dict[str, Callable[[BrokerConfig], str | None]] = {
     "listeners": lambda c: c.listeners or f"PLAINTEXT://{c.listen[0]}:{c.listen[1]}",
     "listener.security.protocol.map": lambda c: c.listener_security_protocol_map or SECURITY_PROTOCOLS,
 }
-_ALWAYS_STATIC = frozenset({"log.flush.interval.ms", "listeners"})  # their value always comes from a flag
+_ALWAYS_STATIC = frozenset({"listeners"})  # its value always comes from a flag
 
 
 @functools.lru_cache(maxsize=16)
