@@ -383,7 +383,10 @@ async def test_scale_out_then_drain_move_leaders_and_keep_deletion_costs(
     await eventually(lambda: len(prometheus.query(query)) == 6, within=30)
 
     async with running_operator(api, tmp_path, config=operator_config()):
-        await api.create_cluster(rebalance_spec(admin_port, prometheus.url))
+        # Skew-driven moves are off: the brokers differ by 14 % against a 20 % bound, and on a busy
+        # machine a few late scrapes can push a 5 s rate past it for three rounds. What this test
+        # checks (scale-out and drain plans, deletion costs) does not depend on skew.
+        await api.create_cluster(rebalance_spec(admin_port, prometheus.url, continuous=False))
 
         # Measured, balanced, no moves; the busier broker is the costlier to delete. A partition's
         # load is its bytes in times (1 + the topic's out/in): 2400 / 4200 here.
@@ -408,8 +411,7 @@ async def test_scale_out_then_drain_move_leaders_and_keep_deletion_costs(
         assert cluster.authorizations[-1] == f"Bearer {token}"
         assert set(cluster.authorizations) <= {f"Bearer {token}", None}
         await eventually(lambda: (deletion_cost(api, 1), deletion_cost(api, 2)) == ("1", "0"), within=30)
-        assert condition(api)["status"] == "False"
-        assert condition(api)["reason"] == "Balanced"
+        await eventually(lambda: (condition(api)["status"], condition(api)["reason"]) == ("False", "Balanced"))
         assert cluster.reassignments == []
 
         # Scale-out: broker 3 becomes ready and gets its share at once (not after skewIntervals).
