@@ -98,6 +98,7 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                 try:
                     views = await ctx.log.read(
                         part, fp.fetch_offset, budget, strict_max=total > 0, committed=committed,
+                        deadline=deadline,
                     ) if budget > 0 or total == 0 else []
                     if views:
                         data = RecordsViews(views)

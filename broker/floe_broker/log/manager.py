@@ -273,7 +273,10 @@ class PartitionManager:
 
         async def read(c: Chunk) -> bytes:
             async with sem:
-                return await retrying(lambda: self.store.get_range(c.key or "", c.pos, c.size))
+                # Through the cache too: the partitions of one failed session share its WAL objects
+                # (one GET per object, not per partition), and the first catch-up fetch after the
+                # failover finds the tail already there.
+                return await self.cache.read(c.key or "", c.pos, c.size)
 
         for data in await asyncio.gather(*(read(c) for c in recovered)):
             part.rebuild_producers(data)

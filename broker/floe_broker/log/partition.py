@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import struct
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,6 +67,12 @@ class RangeReader(Protocol):
 
 
 SuffixReader = Callable[[str, int], Awaitable[bytes]]
+
+# Starts loading an object byte range in the background (``BlockCache.prefetch``).
+Prefetcher = Callable[[str, int, int], None]
+
+# How many pieces past the one being read a fetch starts loading at once.
+READ_AHEAD_PIECES = 16
 
 
 SEQ_MOD = 1 << 31
@@ -265,13 +272,6 @@ class Partition:
 
     # ---- read path --------------------------------------------------------
 
-    def _locate(self, offset: int) -> Piece | None:
-        i = bisect.bisect_right(self.bases, offset) - 1
-        if i < 0:
-            return None
-        piece = self.pieces[i]
-        return piece if piece.last >= offset else None
-
     async def read(
         self,
         offset: int,
@@ -281,6 +281,8 @@ class Partition:
         *,
         strict_max: bool = False,
         until: int | None = None,
+        prefetch: Prefetcher | None = None,
+        deadline: float | None = None,
     ) -> list[memoryview]:
         """Whole batches from the one containing ``offset`` up to the high watermark
         (or ``until``, below it: the last stable offset for read_committed).
@@ -289,6 +291,13 @@ class Partition:
         than ``max_bytes`` (Kafka's rule, so consumers always make progress),
         unless ``strict_max`` is set because an earlier partition in the same
         response already used the budget.
+
+        ``prefetch`` starts the GETs of the next durable chunks the budget will
+        likely reach, so a tail spread over many WAL objects is fetched in
+        parallel rather than one round trip at a time. Once ``deadline``
+        (``time.monotonic()``) has passed and something is read, the read stops
+        there: on a slow store a consumer gets what is ready within its
+        ``max_wait`` instead of one answer after all of it.
         """
         if offset < self.log_start or offset > self.high_watermark:
             raise OffsetOutOfRange(
@@ -299,7 +308,12 @@ class Partition:
         wanted = offset
         stop = self.high_watermark if until is None else min(until, self.high_watermark)
         while wanted < stop and total < max_bytes:
-            piece = self._locate(wanted)
+            if out and deadline is not None and time.monotonic() >= deadline:
+                return out
+            i = bisect.bisect_right(self.bases, wanted) - 1
+            piece = self.pieces[i] if i >= 0 and self.pieces[i].last >= wanted else None
+            if piece is not None and prefetch is not None:
+                self._read_ahead(i, max_bytes - total, prefetch)
             if piece is None:
                 # Key compaction may leave a range with no batch at all: go on at the next piece.
                 following = self._next_base_after(wanted)
@@ -329,6 +343,20 @@ class Partition:
                 # Nothing usable in this chunk (e.g. trimmed): skip past it.
                 wanted = max(wanted, chunk.last + 1)
         return out
+
+    def _read_ahead(self, i: int, budget: int, prefetch: Prefetcher) -> None:
+        """Start loading the durable chunks after ``pieces[i]`` that ``budget`` more bytes reach.
+
+        Consolidated segments are skipped: their objects are read in large
+        blocks with their own read-ahead (``BlockCache``).
+        """
+        end = min(len(self.pieces), i + 1 + READ_AHEAD_PIECES)
+        for piece in self.pieces[i + 1 : end]:
+            if budget <= 0:
+                return
+            if isinstance(piece, Chunk) and piece.data is None and piece.key is not None:
+                prefetch(piece.key, piece.pos, piece.size)
+            budget -= piece.size
 
     def _next_base_after(self, offset: int) -> int | None:
         i = bisect.bisect_right(self.bases, offset)

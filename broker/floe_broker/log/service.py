@@ -186,11 +186,14 @@ class LogService:
     # ---- read path ----------------------------------------------------------------------
 
     async def read(self, part: Partition, offset: int, max_bytes: int, *,
-                   strict_max: bool = False, committed: bool = False) -> list[memoryview]:
+                   strict_max: bool = False, committed: bool = False,
+                   deadline: float | None = None) -> list[memoryview]:
         """Whole batches from ``offset`` below the high watermark (below the last stable offset when
-        ``committed``), through the memory tail and the block cache (see :meth:`Partition.read`)."""
+        ``committed``), through the memory tail and the block cache (see :meth:`Partition.read`),
+        stopping early once ``deadline`` has passed and something is read."""
         return await part.read(offset, max_bytes, self.cache.read, self.cache.read_suffix, strict_max=strict_max,
-                               until=part.last_stable_offset if committed else None)
+                               until=part.last_stable_offset if committed else None,
+                               prefetch=self.cache.prefetch, deadline=deadline)
 
     async def offset_for_timestamp(self, part: Partition, ts: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``ts``, below the high watermark."""
