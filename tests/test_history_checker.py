@@ -18,8 +18,6 @@ import signal
 import time
 import uuid
 
-import pytest
-
 from tests.infra.broker import wait_until
 from tests.test_clients import create_topic
 from tests.test_cluster import Ledger, cluster_view, leaders, post, start_cluster
@@ -28,18 +26,7 @@ from tests.txn.ledger import TxnLedger
 PARTITIONS = 6
 
 
-# A known bug, not yet understood: on radosgw, after the kill -9 steps, a librdkafka consumer with its
-# default isolation.level=read_committed can read nothing from a recovered partition of the plain
-# (non-transactional) topic for a minute, while read_uncommitted reads every record and a raw
-# read_committed Fetch gets the same records, LSO = HW and no aborted transactions. It appeared with
-# transactions (never on the file store). Marked so the rest of the suite can land; see the README.
-RADOSGW_READ_COMMITTED_STALL = ("known bug: librdkafka read_committed reads nothing from a partition "
-                                "recovered on radosgw after kill -9 (README, Transactions)")
-
-
-def test_history_under_moves_drains_crashes_pauses_and_controller_loss(brokers, cluster_store, request) -> None:  # type: ignore[no-untyped-def]
-    if cluster_store.kind == "radosgw":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=RADOSGW_READ_COMMITTED_STALL))
+def test_history_under_moves_drains_crashes_pauses_and_controller_loss(brokers, cluster_store) -> None:  # type: ignore[no-untyped-def]
     procs = start_cluster(brokers, cluster_store, 3)
     topic = f"jepsen-{uuid.uuid4().hex[:6]}"
     create_topic(procs[0].bootstrap, topic, PARTITIONS)
