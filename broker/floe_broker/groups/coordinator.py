@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
 from kio.schema.errors import ErrorCode
 
 from ..errors import JournalClosed, NonEmptyGroup
+from ..shards import Journal, ShardSet, partition_for
 from .consumer_protocol import ConsumerGroup, HeartbeatReply, HeartbeatRequest, TopicMeta
 from .state import Group, GroupState, JoinReply, Limits, OffsetEntry, SyncReply, Waiting
 
@@ -34,42 +34,6 @@ log = structlog.get_logger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 TICK_S = 0.2
 LOAD_EVERY_TICKS = 5
-
-
-class Journal(Protocol):
-    identity: object  # the open partition: a new one means a new shard
-
-    @property
-    def open(self) -> bool: ...
-
-    async def reserve(self, nbytes: int) -> None:
-        """Wait for room in the write buffer (backpressure) before appending."""
-
-    def append(self, entries: list[tuple[bytes, bytes | None]]) -> tuple[int, Awaitable[None]]:
-        """Append key/value records now (offsets assigned, no await); returns the first
-        offset and an awaitable that completes once they are durable. Raises JournalClosed."""
-
-    def trim_before(self, offset: int) -> None:
-        """Move the log start forward: records below ``offset`` are no longer replayed."""
-
-    def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
-        """Every record from the log start to the high watermark."""
-
-
-def partition_for(group_id: str, partitions: int) -> int:
-    """Kafka's placement: abs(String.hashCode(groupId)) % partitions."""
-    h = 0
-    for unit in _utf16_units(group_id):
-        h = (31 * h + unit) & 0xFFFFFFFF
-    if h >= 0x80000000:
-        h -= 0x100000000
-    return (abs(h) if h != -0x80000000 else 0) % partitions
-
-
-def _utf16_units(s: str) -> Iterator[int]:
-    data = s.encode("utf-16-be", "surrogatepass")
-    for i in range(0, len(data), 2):
-        yield (data[i] << 8) | data[i + 1]
 
 
 # ---- journal records ------------------------------------------------------------------
@@ -512,11 +476,6 @@ class Shard:
         return codes
 
 
-def _consume_error(task: asyncio.Task[Shard]) -> None:
-    if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), JournalClosed):
-        log.warning("loading an offsets partition failed", error=repr(task.exception()))
-
-
 def _not_coordinator(reply: JoinReply | SyncReply) -> JoinReply | SyncReply:
     if isinstance(reply, JoinReply):
         return JoinReply(member_id=reply.member_id, error=ErrorCode.not_coordinator)
@@ -538,8 +497,11 @@ class GroupCoordinator:
         self.offsets_partitions = offsets_partitions  # 0 while the topic does not exist
         self.limits = limits
         self.snapshot_after = snapshot_after
-        self.shards: dict[int, Shard] = {}
-        self._loading: dict[int, asyncio.Task[Shard]] = {}
+        self.shard_set: ShardSet[Shard] = ShardSet(
+            journal_for, lambda p, journal: Shard(p, journal, self.limits, snapshot_after=self.snapshot_after),
+            what="offsets partition", on_loaded=Shard.maybe_snapshot,
+        )
+        self.shards = self.shard_set.shards
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -548,64 +510,18 @@ class GroupCoordinator:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        for shard in self.shards.values():
-            shard.close()
-        self.shards.clear()
+        self.shard_set.close()
 
     async def shard_for(self, group_id: str) -> Shard | None:
         """The group's shard if this broker coordinates it, else None (NOT_COORDINATOR)."""
         n = self.offsets_partitions()
         if n <= 0 or not group_id:
             return None
-        p = partition_for(group_id, n)
-        journal = await self.journal_for(p)
-        if journal is None or not journal.open:
-            self._drop(p)
-            return None
-        shard = self.shards.get(p)
-        if shard is not None and shard.journal.identity is journal.identity and not shard.closed:
-            return shard
-        self._drop(p)
-        task = self._loading.get(p)
-        if task is None or task.done():
-            task = asyncio.create_task(self._load(p, journal))
-            self._loading[p] = task
-        try:
-            shard = await asyncio.shield(task)
-        except JournalClosed:
-            return None
-        return shard if journal.open and self.shards.get(p) is shard else None
-
-    async def _load(self, p: int, journal: Journal) -> Shard:
-        shard = Shard(p, journal, self.limits, snapshot_after=self.snapshot_after)
-        try:
-            await shard.load()
-        finally:
-            self._loading.pop(p, None)
-        if journal.open:
-            self.shards[p] = shard
-            shard.maybe_snapshot()
-        return shard
-
-    def _drop(self, p: int) -> None:
-        shard = self.shards.pop(p, None)
-        if shard is not None:
-            shard.close()
-            log.info("no longer coordinating offsets partition", partition=p, groups=len(shard.groups))
+        return await self.shard_set.shard_at(partition_for(group_id, n))
 
     def all_groups(self) -> Iterator[Group]:
         for shard in self.shards.values():
             yield from shard.groups.values()
-
-    async def _load_led(self) -> None:
-        """Load the shards of every offsets partition led here, without waiting for a group request:
-        ListGroups must see them, and members' sessions start counting from the takeover."""
-        for p in range(self.offsets_partitions()):
-            if p not in self.shards and p not in self._loading:
-                journal = await self.journal_for(p)
-                if journal is not None and journal.open:
-                    task = self._loading[p] = asyncio.create_task(self._load(p, journal))
-                    task.add_done_callback(_consume_error)
 
     async def _tick_loop(self) -> None:
         rounds = 0
@@ -614,13 +530,10 @@ class GroupCoordinator:
             rounds += 1
             if rounds % LOAD_EVERY_TICKS == 0:
                 try:
-                    await self._load_led()
+                    await self.shard_set.load_led(self.offsets_partitions())
                 except Exception:
                     log.exception("loading led offsets partitions failed")
-            for p, shard in list(self.shards.items()):
-                if not shard.journal.open:
-                    self._drop(p)
-                    continue
+            for p, shard in self.shard_set.live():
                 try:
                     await shard.tick()
                 except Exception:  # a tick must never stop the timers of every other group

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 import structlog
 from kio.schema.errors import ErrorCode
 
 from ..errors import JournalClosed
+from ..shards import Journal, ShardSet, partition_for
 from . import state as sm
 from .state import Init, Limits, Refused, Shelf, TxnMeta, TxnState
 
@@ -43,39 +44,10 @@ RETRY_MAX_S = 2.0
 SNAPSHOT_AFTER = 10_000  # records in a partition before its live state is rewritten and the rest trimmed
 
 
-class Journal(Protocol):
-    identity: object  # the open partition: a new one means a new shard
-
-    @property
-    def open(self) -> bool: ...
-
-    async def reserve(self, nbytes: int) -> None: ...
-
-    def append(self, entries: list[tuple[bytes, bytes | None]]) -> tuple[int, Awaitable[None]]:
-        """Append now; returns the first offset and an awaitable done once durable. Raises JournalClosed."""
-
-    def replay(self) -> AsyncIterator[tuple[bytes, bytes | None]]:
-        """Every record from the log start to the high watermark."""
-
-    def trim_before(self, offset: int) -> None:
-        """Move the log start forward: records below ``offset`` are no longer replayed."""
-
-
 class Markers(Protocol):
     async def write(self, meta: TxnMeta, commit: bool) -> None:
         """Make the transaction's end durable everywhere: a commit or abort marker on every partition
         and the end of its offsets in every group. Raises on any failure (the caller retries)."""
-
-
-def partition_for(transactional_id: str, partitions: int) -> int:
-    """Kafka's placement: abs(String.hashCode(transactionalId)) % partitions."""
-    h = 0
-    data = transactional_id.encode("utf-16-be", "surrogatepass")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    if h >= 0x80000000:
-        h -= 0x100000000
-    return (abs(h) if h != -0x80000000 else 0) % partitions
 
 
 def _now_ms() -> int:
@@ -335,8 +307,11 @@ class TxnCoordinator:
         self.txn_partitions = txn_partitions  # 0 while the topic does not exist
         self.markers = markers
         self.limits = limits
-        self.shards: dict[int, TxnShard] = {}
-        self._loading: dict[int, asyncio.Task[TxnShard]] = {}
+        self.shard_set: ShardSet[TxnShard] = ShardSet(
+            journal_for, lambda p, journal: TxnShard(p, journal, self.markers, self.limits),
+            what="transaction state partition",
+        )
+        self.shards = self.shard_set.shards
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -345,9 +320,7 @@ class TxnCoordinator:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        for shard in self.shards.values():
-            shard.close()
-        self.shards.clear()
+        self.shard_set.close()
 
     def partition_of(self, transactional_id: str) -> int | None:
         n = self.txn_partitions()
@@ -359,40 +332,7 @@ class TxnCoordinator:
         return None if p is None else await self.shard_at(p)
 
     async def shard_at(self, p: int) -> TxnShard | None:
-        journal = await self.journal_for(p)
-        if journal is None or not journal.open:
-            self._drop(p)
-            return None
-        shard = self.shards.get(p)
-        if shard is not None and shard.journal.identity is journal.identity and not shard.closed:
-            return shard
-        self._drop(p)
-        task = self._loading.get(p)
-        if task is None or task.done():
-            task = self._loading[p] = asyncio.create_task(self._load(p, journal))
-        try:
-            shard = await asyncio.shield(task)
-        except JournalClosed:
-            return None
-        return shard if journal.open and self.shards.get(p) is shard else None
-
-    async def _load(self, p: int, journal: Journal) -> TxnShard:
-        shard = TxnShard(p, journal, self.markers, self.limits)
-        try:
-            await shard.load()
-        finally:
-            self._loading.pop(p, None)
-        if journal.open:
-            self.shards[p] = shard
-        else:
-            shard.close()
-        return shard
-
-    def _drop(self, p: int) -> None:
-        shard = self.shards.pop(p, None)
-        if shard is not None:
-            shard.close()
-            log.info("no longer coordinating transaction state partition", partition=p)
+        return await self.shard_set.shard_at(p)
 
     def all_txns(self) -> Iterator[TxnMeta]:
         for shard in self.shards.values():
@@ -407,13 +347,8 @@ class TxnCoordinator:
                 if rounds % LOAD_EVERY_TICKS == 0:
                     # Load what we lead without waiting for a client: Prepare* must be completed and
                     # Ongoing transactions timed out even if their producer never comes back.
-                    for p in range(self.txn_partitions()):
-                        if p not in self.shards and p not in self._loading:
-                            await self.shard_at(p)
-                for p, shard in list(self.shards.items()):
-                    if not shard.journal.open:
-                        self._drop(p)
-                        continue
+                    await self.shard_set.load_led(self.txn_partitions())
+                for _, shard in self.shard_set.live():
                     shard.tick()
             except Exception:
                 log.exception("transaction coordinator tick failed")
