@@ -152,6 +152,22 @@ def test_librdkafka_without_sessions_and_a_broker_with_sessions_off_both_fetch_i
         assert all(f.response_session_id == 0 for f in fetches)
         assert all(f.partitions == 50 for f in fetches)  # the client falls back to full fetches
 
+        # kafka-python asks for a session on every fetch; with no slots it never gets one, so it
+        # keeps fetching in full and still receives everything.
+        asked = len(proxy.snapshot())
+        k = Polled(KafkaConsumer(bootstrap_servers=f"127.0.0.1:{proxy.port}", enable_auto_commit=False,
+                                 fetch_max_wait_ms=100, api_version=(2, 0, 0)))
+        try:
+            k.c.assign([KafkaTopicPartition(topic, i) for i in range(50)])
+            k.c.seek_to_beginning()
+            k.until(lambda: want <= k.got, 60, "every record through kafka-python")
+            k.until(lambda: len(proxy.snapshot()) >= asked + 5, 30, "kafka-python fetches")
+        finally:
+            k.c.close()
+        mine = proxy.snapshot()[asked:]
+        assert any(f.session_epoch == 0 for f in mine), "kafka-python asked for a session"
+        assert all(f.response_session_id == 0 and f.partitions == 50 for f in mine), "and fetched in full"
+
 
 def test_the_java_consumer_opens_a_session_and_fetches_incrementally(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
     from tests.infra.apache_kafka import KafkaUnavailable, kafka_jars, run_tool
