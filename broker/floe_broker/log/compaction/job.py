@@ -60,7 +60,7 @@ from ..held import Held
 from ..partition import Chunk, Partition, Segment, load_segment_entries
 from . import records
 from .keymap import KeyMap
-from .retain import Outcome, Rules, filter_batch, map_batch
+from .retain import Aborted, Outcome, Rules, aborted_index, filter_batch, map_batch
 from .settings import CompactionSettings
 
 log = structlog.get_logger(__name__)
@@ -217,8 +217,9 @@ class Compactor:
     def plan(self, part: Partition, settings: CompactionSettings, now_ms: int, *,
              continuing: bool = False) -> Plan | None:
         prefix: list[Segment] = []
+        stable = min(part.high_watermark, part.last_stable_offset)  # an open transaction is never read
         for piece in part.pieces:
-            if not isinstance(piece, Segment) or piece.last >= part.high_watermark:
+            if not isinstance(piece, Segment) or piece.last >= stable:
                 break
             if piece.max_ts > now_ms - settings.min_compaction_lag_ms:
                 break
@@ -253,9 +254,10 @@ class Compactor:
         t0 = time.perf_counter()
         keys = KeyMap(self.map_bytes)
         mapped_upto = plan.end + 1
+        aborted = aborted_index(part.txn_aborted)  # every transaction below the plan's end is decided
         dirty = [s for s in plan.pieces if s.last >= plan.dirty_from]
         async for data in self._batches(part, dirty):
-            stop = await asyncio.to_thread(_map_block, data, keys, plan.dirty_from)
+            stop = await asyncio.to_thread(_map_block, data, keys, plan.dirty_from, aborted)
             if stop is not None:
                 mapped_upto = stop
                 break
@@ -268,11 +270,13 @@ class Compactor:
             first = next((ms for upto, ms in marks if upto > offset), None)
             return first is not None and first + settings.delete_retention_ms <= now_ms
 
-        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired, keep_from=part.next_offset - 1)
+        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired, keep_from=part.next_offset - 1,
+                      now_ms=now_ms, delete_retention_ms=settings.delete_retention_ms, aborted=aborted)
         out = _Output(self.target_bytes, self.index_block, plan.start)
         written: list[tuple[int, str, list[Any]]] = []
         oldest_tombstone: int | None = None
-        dirty_tombstone = False
+        horizons: list[int] = []
+        removed_markers: set[int] = set()
         stats = PassStats(passes=1, peak_map_entries=keys.peak_entries, peak_map_bytes=keys.peak_bytes)
         try:
             async for data in self._batches(part, plan.pieces):
@@ -282,7 +286,10 @@ class Compactor:
                     stats.records_out += outcome.records_out
                     if outcome.oldest_clean_tombstone is not None and oldest_tombstone is None:
                         oldest_tombstone = outcome.oldest_clean_tombstone
-                    dirty_tombstone = dirty_tombstone or outcome.dirty_tombstone
+                    if outcome.horizon is not None:
+                        horizons.append(outcome.horizon)
+                    if outcome.removed_marker is not None:
+                        removed_markers.add(outcome.removed_marker)
                     if outcome.data is not None:
                         out.add(outcome.data)
                 if out.full():
@@ -295,6 +302,8 @@ class Compactor:
                     log.info("key compaction result dropped: the partition changed meanwhile",
                              topic=part.topic, partition=part.index)
                     return False
+                if removed_markers:  # with its marker gone, an aborted-index entry would hide later data
+                    part.txn_aborted = [a for a in part.txn_aborted if a[2] not in removed_markers]
                 if mapped_upto > part.compacted_upto:
                     part.compacted_upto = mapped_upto
                     part.compaction_marks = _pruned([*marks, [mapped_upto, now_ms]], part.log_start)
@@ -307,10 +316,10 @@ class Compactor:
                 self._unswapped.discard(seq)
         first_cleaned = next((ms for upto, ms in part.compaction_marks if oldest_tombstone is not None
                               and upto > oldest_tombstone), None)
-        due = [t for t in (first_cleaned, now_ms if dirty_tombstone else None) if t is not None]
+        due = [*horizons, *([first_cleaned + settings.delete_retention_ms] if first_cleaned is not None else [])]
         key = (part.topic, part.index)
         if due:
-            self._tombstones_due[key] = min(due) + settings.delete_retention_ms
+            self._tombstones_due[key] = min(due)
         else:
             self._tombstones_due.pop(key, None)
         stats.bytes_out = sum(row[7] for _, _, row in written)
@@ -352,7 +361,7 @@ class Compactor:
         metrics.KEY_COMPACTION_MAP_PEAK_BYTES.set(t.peak_map_bytes)
 
 
-def _map_block(data: bytes | bytearray, keys: KeyMap, first: int) -> int | None:
+def _map_block(data: bytes | bytearray, keys: KeyMap, first: int, aborted: Aborted) -> int | None:
     """Map a block's keys; the base offset of the first batch that no longer fits, or None."""
     for batch in records.iter_batches(data):
         head = records.header(batch)
@@ -360,7 +369,7 @@ def _map_block(data: bytes | bytearray, keys: KeyMap, first: int) -> int | None:
             continue
         if not keys.has_room_for(head.records_count):
             return head.base_offset
-        map_batch(batch, keys, first)
+        map_batch(batch, keys, first, aborted)
     return None
 
 
