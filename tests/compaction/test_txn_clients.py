@@ -10,6 +10,7 @@ on compacting, the same log. Brokers consolidate and compact every 200 ms.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -96,6 +97,7 @@ def test_compaction_removes_aborted_transactions_and_spares_an_open_one(brokers,
                "aborted records compacted away below the open transaction")
 
     q.abort_transaction(30)
+    del p, q  # librdkafka would keep reconnecting to the killed broker
     [tail2] = [tuple(r[1:]) for r in produce(first.bootstrap, topic, [(b"tail", b"t2")])]
     expected = [*committed, tail2]
     first.kill9()  # a compaction round is due (or running) for the open transaction's abort
@@ -107,3 +109,63 @@ def test_compaction_removes_aborted_transactions_and_spares_an_open_one(brokers,
                    if v is not None)
     [(err, after, *_)] = produce(second.bootstrap, topic, [(b"k0", b"after")])
     assert err is None and after == tail2[0] + 1  # offsets continue: never reused
+
+
+def read_until_quiet(bootstrap: str, topic: str, isolation: str, quiet_s: float = 1.0) -> Log:
+    """What a consumer reads from offset 0 until nothing more arrives for ``quiet_s``."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "isolation.level": isolation})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got: Log = []
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            m = c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                raise KafkaException(m.error())
+            got.append((m.offset(), m.key(), m.value()))
+            last = time.monotonic()
+        return got
+    finally:
+        c.close()
+
+
+def test_read_committed_through_compaction_and_marker_removal_stays_consistent(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    b: BrokerProcess = brokers(file_store, *FAST)
+    topic = topic_name()
+    create_topic(b.bootstrap, topic, 1, {**EAGER, "delete.retention.ms": "300"})  # markers go quickly
+    seen: dict[int, tuple[bytes | None, bytes | None]] = {}
+    problems: list[str] = []
+    stop = threading.Event()
+    rounds = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            for offset, key, value in read_until_quiet(b.bootstrap, topic, "read_committed", 0.5):
+                if value is not None and value.startswith(b"abort"):
+                    problems.append(f"aborted {key!r}={value!r} read at {offset}")
+                if seen.setdefault(offset, (key, value)) != (key, value):
+                    problems.append(f"offset {offset} read as {(key, value)} and {seen[offset]}")
+            rounds[0] += 1
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    committed: list[Any] = []
+    try:
+        p = txn_producer(b.bootstrap)
+        for rnd in range(12):
+            committed.append(transaction(p, topic, [(b"k%d" % k, b"commit-%d" % rnd) for k in range(8)], commit=True))
+            transaction(p, topic, [(b"k%d" % k, b"abort-%d" % rnd) for k in range(8)], commit=False)
+        del p
+        [tail] = [tuple(r[1:]) for r in produce(b.bootstrap, topic, [(b"tail", b"t")])]
+        expected = [*last_committed(*committed), tail]
+        wait_until(lambda: read(b.bootstrap, topic, "read_uncommitted") == expected, 60, 0.5, "compacted")
+        done = rounds[0]
+        wait_until(lambda: rounds[0] >= done + 2, 60, 0.2, "the reader read the compacted log")  # markers gone too
+    finally:
+        stop.set()
+        t.join(60)
+    assert not problems, problems[:5]
+    assert read(b.bootstrap, topic, "read_committed") == expected
