@@ -118,25 +118,28 @@ async def test_markers_go_only_after_their_data_and_delete_retention() -> None:
     await n.wal.stop()
 
 
-async def test_a_successor_after_a_crash_reads_the_compacted_log_and_index() -> None:
+async def test_a_successor_after_a_crash_removes_the_markers_when_their_horizon_comes() -> None:
     n, part, clock = await interleaved()
     store = n.pm.store
     await end(n, part, C, commit=False)
     await n.produce(part, keyed_batch([(b"tail", b"t2")]))
     await consolidate(n)
-    await compact(n, part)
-    clock[0] += RETENTION_MS
-    await compact(n, part)
-    assert part.txn_aborted == []
-    await consolidate(n)  # the checkpoint batch names the compacted pieces and the pruned index
+    assert await compact(n, part) == 1  # B's and C's data go; their markers wait for their horizon
+    await consolidate(n)  # the checkpoint batch names the compacted pieces (and when the markers may go)
     expected = values(await read(n, part))
+    assert expected == [(0, b"k", b"committed"), (1, b"j", b"committed"), (8, b"tail", b"t2")]
     await n.wal.stop()
-    await fence_session(store, 1, "s1")
-    successor = await node(store, 2, "s2")
+    await fence_session(store, 1, "s1")  # kill -9: the successor has only the bucket
+    successor = await node(store, 2, "s2", configs=compacted({"delete.retention.ms": str(RETENTION_MS)}))
+    successor.pm.compactor.clock_ms = lambda: clock[0]
     again = await successor.pm.open(part.topic, part.topic_id, 0, epoch=2)
-    assert values(await read(successor, again)) == expected == [(0, b"k", b"committed"), (1, b"j", b"committed"),
-                                                                (8, b"tail", b"t2")]
-    assert again.txn_aborted == [] and again.last_stable_offset == 9
+    assert values(await read(successor, again)) == expected
+    assert again.txn_aborted == [[B, 3, 4], [C, 5, 7]] and again.last_stable_offset == 9
+    assert await compact(successor, again) == 0  # nothing dirty, no horizon come yet
+    clock[0] += RETENTION_MS
+    assert await compact(successor, again) == 1  # with no new data at all, the horizon alone is due
+    assert [h.base_offset for h in await batches(successor, again) if h.control] == [2]
+    assert again.txn_aborted == [] and values(await read(successor, again)) == expected
     await successor.wal.stop()
 
 

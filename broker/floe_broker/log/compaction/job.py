@@ -11,8 +11,9 @@ For every led partition whose topic has ``cleanup.policy`` ``compact`` (or
    always has a record to reach the high watermark with). It is due when
    its dirty part (offsets at or above ``compacted_upto``) is at least
    ``min.cleanable.dirty.ratio`` of it, or its oldest dirty piece is older
-   than ``max.compaction.lag.ms``, or a kept tombstone's
-   ``delete.retention.ms`` has run out.
+   than ``max.compaction.lag.ms``, or the delete horizon of a kept tombstone
+   or transaction marker has come (``Partition.compaction_due_ms``, carried
+   by checkpoints, so a successor removes them on time too).
 2. **Map**: one read of the dirty part builds digest(key) -> last offset in a
    :class:`~.keymap.KeyMap` bounded by bytes; when it fills, the pass covers
    the dirty part only up to there and another pass follows.
@@ -157,7 +158,6 @@ class Compactor:
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.stats = PassStats()
         self._unswapped: set[int] = set()
-        self._tombstones_due: dict[tuple[str, int], int] = {}
         self._task: asyncio.Task[None] | None = None
 
     # ---- scheduling -----------------------------------------------------------------
@@ -229,8 +229,7 @@ class Compactor:
         start, end = prefix[0].base, prefix[-1].last
         dirty_from = max(part.compacted_upto, start)
         dirty = [p for p in prefix if p.last >= dirty_from]
-        tombstones_due = self._tombstones_due.get((part.topic, part.index))
-        due = tombstones_due is not None and now_ms >= tombstones_due
+        due = part.compaction_due_ms is not None and now_ms >= part.compaction_due_ms
         if dirty:
             ratio = sum(p.size for p in dirty) / max(1, sum(p.size for p in prefix))
             due = (due or continuing or ratio >= settings.min_cleanable_dirty_ratio
@@ -307,6 +306,11 @@ class Compactor:
                 if mapped_upto > part.compacted_upto:
                     part.compacted_upto = mapped_upto
                     part.compaction_marks = _pruned([*marks, [mapped_upto, now_ms]], part.log_start)
+                first_cleaned = next((ms for upto, ms in part.compaction_marks if oldest_tombstone is not None
+                                      and upto > oldest_tombstone), None)
+                due = [*horizons, *([first_cleaned + settings.delete_retention_ms] if first_cleaned is not None
+                                    else [])]
+                part.compaction_due_ms = min(due, default=None)  # in the checkpoint: a successor knows too
                 held.dirty = True
                 if written:
                     self.consolidator.swapped_seq = max(self.consolidator.swapped_seq,
@@ -314,14 +318,6 @@ class Compactor:
         finally:
             for seq, _, _ in written:
                 self._unswapped.discard(seq)
-        first_cleaned = next((ms for upto, ms in part.compaction_marks if oldest_tombstone is not None
-                              and upto > oldest_tombstone), None)
-        due = [*horizons, *([first_cleaned + settings.delete_retention_ms] if first_cleaned is not None else [])]
-        key = (part.topic, part.index)
-        if due:
-            self._tombstones_due[key] = min(due)
-        else:
-            self._tombstones_due.pop(key, None)
         stats.bytes_out = sum(row[7] for _, _, row in written)
         stats.seconds = time.perf_counter() - t0
         self._account(stats)
