@@ -40,6 +40,7 @@ surviving record stays at its original offset.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -50,18 +51,28 @@ Aborted = Mapping[int, list[tuple[int, int]]]  # producer id -> [(first offset, 
 
 
 def aborted_index(entries: list[list[int]]) -> dict[int, list[tuple[int, int]]]:
-    """The partition's aborted-transaction index ([pid, first, marker] rows) by producer id."""
+    """The partition's aborted-transaction index ([pid, first, marker] rows) by producer id, in offset order."""
     out: dict[int, list[tuple[int, int]]] = {}
     for pid, first, marker in entries:
         out.setdefault(pid, []).append((first, marker))
+    for ranges in out.values():
+        ranges.sort()
     return out
 
 
 def is_aborted(head: records.Header, aborted: Aborted) -> bool:
-    """A transactional data batch whose transaction was aborted (its offsets lie in an aborted range)."""
+    """A transactional data batch whose transaction was aborted (its offsets lie in an aborted range).
+
+    One producer's transactions never overlap, so its ranges are disjoint and
+    a bisection finds the only candidate.
+    """
     if not head.transactional or head.control:
         return False
-    return any(first <= head.base_offset <= marker for first, marker in aborted.get(head.producer_id, ()))
+    ranges = aborted.get(head.producer_id)
+    if not ranges:
+        return False
+    i = bisect.bisect_right(ranges, (head.base_offset, 1 << 62)) - 1
+    return i >= 0 and ranges[i][0] <= head.base_offset <= ranges[i][1]
 
 
 @dataclass
