@@ -45,6 +45,27 @@ def read(bootstrap: str, topic: str, isolation: str) -> Log:
         c.close()
 
 
+def read_kafka_python(bootstrap: str, topic: str, count: int) -> Log:
+    """The first ``count`` records kafka-python's read_committed consumer reads from offset 0."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False,
+                      group_id=None, consumer_timeout_ms=10_000)
+    try:
+        tp = KTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek(tp, 0)
+        got: Log = []
+        for m in c:
+            got.append((m.offset, m.key, m.value))
+            if len(got) >= count:
+                break
+        return got
+    finally:
+        c.close()
+
+
 def transaction(producer: Producer, topic: str, pairs: list[tuple[bytes, bytes]], *, commit: bool | None) -> list[Any]:
     """One transaction of these records; committed, aborted, or (None) left open. (offset, key, value)s."""
     out: list[Any] = []
@@ -61,9 +82,9 @@ def transaction(producer: Producer, topic: str, pairs: list[tuple[bytes, bytes]]
     return [tuple(r[1:]) for r in out]
 
 
-def txn_producer(bootstrap: str) -> Producer:
+def txn_producer(bootstrap: str, **conf: Any) -> Producer:
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}",
-                  "linger.ms": 2, "transaction.timeout.ms": 60000})
+                  "linger.ms": 2, "transaction.timeout.ms": 60000, **conf})
     p.init_transactions(30)
     return p
 
@@ -107,6 +128,7 @@ def test_compaction_removes_aborted_transactions_and_spares_an_open_one(brokers,
     assert read(second.bootstrap, topic, "read_committed") == expected
     assert not any(v.startswith(b"abort") or v == b"open" for _, _, v in read(second.bootstrap, topic, "read_committed")
                    if v is not None)
+    assert read_kafka_python(second.bootstrap, topic, len(expected)) == expected  # another client's reading
     [(err, after, *_)] = produce(second.bootstrap, topic, [(b"k0", b"after")])
     assert err is None and after == tail2[0] + 1  # offsets continue: never reused
 
@@ -154,7 +176,7 @@ def test_read_committed_through_compaction_and_marker_removal_stays_consistent(b
     t.start()
     committed: list[Any] = []
     try:
-        p = txn_producer(b.bootstrap)
+        p = txn_producer(b.bootstrap, **{"compression.type": "zstd"})  # compressed transactional batches
         for rnd in range(12):
             committed.append(transaction(p, topic, [(b"k%d" % k, b"commit-%d" % rnd) for k in range(8)], commit=True))
             transaction(p, topic, [(b"k%d" % k, b"abort-%d" % rnd) for k in range(8)], commit=False)
