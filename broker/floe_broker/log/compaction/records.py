@@ -17,6 +17,9 @@ epoch; so every kept record's own bytes (offset and timestamp deltas
 relative to the batch) are copied unchanged, and only the records count,
 ``maxTimestamp``, length and CRC are recomputed (Kafka's cleaner also keeps
 ``lastOffsetDelta``, so a producer's last sequence survives compaction).
+The one exception is a rebuild that sets Kafka's delete horizon
+(``ATTR_DELETE_HORIZON``): the horizon becomes the base timestamp, so each
+record's timestamp delta is re-encoded against it.
 Compressed batches are decompressed and recompressed with the same codec
 (gzip, snappy raw or xerial-framed, lz4 frame, zstd) through ``cramjam``.
 """
