@@ -15,6 +15,13 @@
    ``cleanup.policy=delete`` on the loaded topic is the baseline. Prints the
    p50/p99 of both.
 
+3. **Key check** (in-process): the produce-time keyless-record check of a
+   compacted topic over ``--check-batches`` zstd batches of
+   ``--check-records`` records each, as it was (on the event loop) and as it
+   is (``compaction.produce_error``: a worker thread for compressed
+   batches); prints each one's total time and the longest event-loop stall
+   a 1 ms ticker saw meanwhile.
+
 One JSON line; nothing is asserted. On a shared, loaded machine the figures
 are indicative only.
 """
@@ -32,6 +39,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "broker"), str(ROOT / "api")]
@@ -77,6 +85,66 @@ async def throughput(records: int, keys: int, value_bytes: int, map_bytes: int) 
             "input_mb_per_s": round(s.bytes_in / 1e6 / wall, 2), "records_per_s": int(records / wall),
             "seconds": round(wall, 2), "peak_map_entries": s.peak_map_entries,
             "peak_map_mb": round(s.peak_map_bytes / 1e6, 1)}
+
+
+def zstd_batch(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    import struct
+
+    import cramjam
+    import crc32c
+
+    from floe_broker.log.compaction import records as rec
+
+    plain = keyed(pairs)
+    head = rec.header(plain)
+    payload = bytes(cramjam.zstd.compress(rec.records_section(plain, 0)))
+    after_crc = struct.pack(">hiqqqhii", rec.ZSTD, head.last_offset_delta, head.base_timestamp, head.max_timestamp,
+                            -1, -1, -1, head.records_count) + payload
+    return struct.pack(">qiibI", 0, 9 + len(after_crc), -1, 2, crc32c.crc32c(after_crc)) + after_crc
+
+
+async def _with_ticker(run: Any) -> tuple[float, float]:
+    """Run ``run()``; its wall time and the longest gap a 1 ms ticker on the same loop saw meanwhile."""
+    stall = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal stall
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            stall, last = max(stall, now - last), now
+
+    tick = asyncio.create_task(ticker())
+    t0 = time.perf_counter()
+    await run()
+    wall = time.perf_counter() - t0
+    done.set()
+    await tick
+    return wall, stall
+
+
+async def key_check(batches: int, per_batch: int, value_bytes: int) -> dict[str, object]:
+    from floe_broker.log import compaction
+
+    value = os.urandom(value_bytes // 2).hex().encode()[:value_bytes]
+    data = zstd_batch([(b"key-%08d" % i, value) for i in range(per_batch)])
+    out: dict[str, object] = {"batches": batches, "records_per_batch": per_batch, "batch_bytes": len(data)}
+
+    async def on_loop() -> None:
+        for _ in range(batches):
+            assert compaction.require_keys(data) is None
+            await asyncio.sleep(0)
+
+    async def off_loop() -> None:
+        for _ in range(batches):
+            assert await compaction.produce_error("compact", data) is None
+
+    for name, run in (("on_loop", on_loop), ("off_loop", off_loop)):
+        wall, stall = await _with_ticker(run)
+        out[name] = {"seconds": round(wall, 3), "max_loop_stall_ms": round(stall * 1000, 1)}
+    return out
 
 
 def produce_p99(policy: str, records: int, keys: int, value_bytes: int, rate: float, seconds: float) -> dict:  # type: ignore[type-arg]
@@ -125,9 +193,12 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="probe records per second during compaction")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--check-batches", type=int, default=50)
+    ap.add_argument("--check-records", type=int, default=5000)
     args = ap.parse_args()
     out: dict[str, object] = {"machine": machine(), "note": "indicative: shared, loaded machine"}
     out["throughput"] = asyncio.run(throughput(args.records, args.keys, args.value_bytes, args.map_bytes))
+    out["key_check"] = asyncio.run(key_check(args.check_batches, args.check_records, args.value_bytes))
     if not args.skip_latency:
         out["produce_during_compaction"] = produce_p99("compact", args.records, args.keys, args.value_bytes,
                                                        args.rate, args.seconds)

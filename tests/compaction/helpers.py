@@ -13,7 +13,7 @@ from tests.infra.batches import zigzag
 
 def keyed_batch(pairs: list[tuple[bytes | None, bytes | None]], *, ts: int | None = None,
                 ts_step: int = 0, producer_id: int = -1, producer_epoch: int = -1,
-                base_sequence: int = -1) -> bytes:
+                base_sequence: int = -1, attributes: int = 0) -> bytes:
     """One uncompressed RecordBatch v2 of (key, value) records; None is a null key or value."""
     ts = int(time.time() * 1000) if ts is None else ts
     recs = b""
@@ -25,7 +25,7 @@ def keyed_batch(pairs: list[tuple[bytes | None, bytes | None]], *, ts: int | Non
         recs += zigzag(len(body)) + body
     count = len(pairs)
     max_ts = ts + (count - 1) * ts_step
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, ts, max_ts, producer_id, producer_epoch, base_sequence,
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, ts, max_ts, producer_id, producer_epoch, base_sequence,
                             count) + recs
     return struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), -1, 2, crc32c.crc32c(after_crc)) + after_crc
 

@@ -300,3 +300,23 @@ async def test_a_million_keys_compact_within_the_map_bound_in_several_passes() -
     assert sum(rec.header(v).records_count for v in views) == keys
     assert part.compacted_upto == part.next_offset
     await n.wal.stop()
+
+
+async def test_the_key_check_reads_compressed_batches_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from floe_broker.log import compaction
+
+    threads: list[threading.Thread] = []
+    real = compaction.require_keys
+
+    def spy(data: bytes) -> Any:
+        threads.append(threading.current_thread())
+        return real(data)
+
+    monkeypatch.setattr(compaction, "require_keys", spy)
+    assert await compaction.produce_error("compact", _compressed(keyed_batch([(None, b"v")]), 4)) == 87
+    assert await compaction.produce_error("compact", keyed_batch([(b"k", b"v")])) is None
+    assert await compaction.produce_error("delete", _compressed(keyed_batch([(None, b"v")]), 4)) is None
+    assert threads[0] is not threading.main_thread()  # decompressing: a worker thread
+    assert threads[1:] == [threading.main_thread()]  # a small plain batch: in place; an ordinary topic: never

@@ -92,7 +92,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             if txn_code is not None:
                 row[1] = txn_code
                 continue
-            if (keyless := compaction.produce_error(ctx.topic_config(name, "cleanup.policy"), pd.records)):  # type: ignore[arg-type]
+            if (keyless := await compaction.produce_error(ctx.topic_config(name, "cleanup.policy"), pd.records)):  # type: ignore[arg-type]
                 row[1] = keyless
                 continue
             data, batches = records.stamp_log_append_time(pd.records, batches, log_append_ms)

@@ -120,6 +120,7 @@ class Partition:
     # compaction_marks are [upto, ms] pairs, ascending: offsets below upto were first compacted at ms.
     compacted_upto: int = 0
     compaction_marks: list[list[int]] = field(default_factory=list)
+    compaction_due_ms: int | None = None  # the first delete horizon of a kept tombstone or marker
 
     # ---- write path -------------------------------------------------------
 
@@ -436,12 +437,16 @@ class Partition:
         """The compaction progress a checkpoint carries (nothing for a never-compacted partition)."""
         if not self.compacted_upto:
             return {}
-        return {"compaction": {"upto": self.compacted_upto, "marks": self.compaction_marks}}
+        state: dict[str, Any] = {"upto": self.compacted_upto, "marks": self.compaction_marks}
+        if self.compaction_due_ms is not None:
+            state["due"] = self.compaction_due_ms
+        return {"compaction": state}
 
     def load_compaction_body(self, body: dict[str, Any]) -> None:
         state = body.get("compaction") or {}
         self.compacted_upto = int(state.get("upto", 0))
         self.compaction_marks = [list(m) for m in state.get("marks", [])]
+        self.compaction_due_ms = int(state["due"]) if state.get("due") is not None else None
 
     def replace_prefix(self, old: Sequence[Piece], new: Sequence[Segment]) -> bool:
         """Swap the first pieces, if they are still ``old``, for ``new`` (a compacted copy of them).

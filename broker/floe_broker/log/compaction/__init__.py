@@ -17,10 +17,12 @@ refusing keyless records on a compacted topic, and the accepted policies.
 
 from __future__ import annotations
 
+import asyncio
+
 from kio.schema.errors import ErrorCode
 
 from ...errors import InvalidRecords
-from .records import KEYLESS_MESSAGE, first_keyless
+from .records import CODEC_MASK, KEYLESS_MESSAGE, first_keyless, header, iter_batches
 from .settings import POLICIES, is_compacted
 
 __all__ = ["KEYLESS_MESSAGE", "POLICIES", "is_compacted", "produce_error", "produce_message", "require_keys"]
@@ -39,9 +41,23 @@ def require_keys(batch_bytes: bytes | bytearray | memoryview) -> ErrorCode | Non
         return ErrorCode.corrupt_message
 
 
-def produce_error(policy: str | None, batch_bytes: bytes | bytearray | memoryview) -> ErrorCode | None:
-    """The produce error for these batches on a topic with this ``cleanup.policy``, or None."""
-    return require_keys(batch_bytes) if is_compacted(policy) else None
+INLINE_CHECK_BYTES = 16 * 1024  # uncompressed batches up to this are checked on the loop (microseconds)
+
+
+async def produce_error(policy: str | None, batch_bytes: bytes | bytearray | memoryview) -> ErrorCode | None:
+    """The produce error for these batches on a topic with this ``cleanup.policy``, or None.
+
+    Ordinary topics cost nothing here. On a compacted topic, compressed or
+    large batches are decompressed and read in a worker thread, so the event
+    loop keeps serving; a small uncompressed one is read in place, where a
+    thread hop would cost more than the read.
+    """
+    if not is_compacted(policy):
+        return None
+    if len(batch_bytes) <= INLINE_CHECK_BYTES and not any(
+            header(b).attributes & CODEC_MASK for b in iter_batches(batch_bytes)):
+        return require_keys(batch_bytes)
+    return await asyncio.to_thread(require_keys, batch_bytes)
 
 
 def produce_message(error: ErrorCode) -> str | None:

@@ -11,8 +11,9 @@ For every led partition whose topic has ``cleanup.policy`` ``compact`` (or
    always has a record to reach the high watermark with). It is due when
    its dirty part (offsets at or above ``compacted_upto``) is at least
    ``min.cleanable.dirty.ratio`` of it, or its oldest dirty piece is older
-   than ``max.compaction.lag.ms``, or a kept tombstone's
-   ``delete.retention.ms`` has run out.
+   than ``max.compaction.lag.ms``, or the delete horizon of a kept tombstone
+   or transaction marker has come (``Partition.compaction_due_ms``, carried
+   by checkpoints, so a successor removes them on time too).
 2. **Map**: one read of the dirty part builds digest(key) -> last offset in a
    :class:`~.keymap.KeyMap` bounded by bytes; when it fills, the pass covers
    the dirty part only up to there and another pass follows.
@@ -60,7 +61,7 @@ from ..held import Held
 from ..partition import Chunk, Partition, Segment, load_segment_entries
 from . import records
 from .keymap import KeyMap
-from .retain import Outcome, Rules, filter_batch, map_batch
+from .retain import Aborted, Outcome, Rules, aborted_index, filter_batch, map_batch
 from .settings import CompactionSettings
 
 log = structlog.get_logger(__name__)
@@ -157,7 +158,6 @@ class Compactor:
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.stats = PassStats()
         self._unswapped: set[int] = set()
-        self._tombstones_due: dict[tuple[str, int], int] = {}
         self._task: asyncio.Task[None] | None = None
 
     # ---- scheduling -----------------------------------------------------------------
@@ -217,8 +217,9 @@ class Compactor:
     def plan(self, part: Partition, settings: CompactionSettings, now_ms: int, *,
              continuing: bool = False) -> Plan | None:
         prefix: list[Segment] = []
+        stable = min(part.high_watermark, part.last_stable_offset)  # an open transaction is never read
         for piece in part.pieces:
-            if not isinstance(piece, Segment) or piece.last >= part.high_watermark:
+            if not isinstance(piece, Segment) or piece.last >= stable:
                 break
             if piece.max_ts > now_ms - settings.min_compaction_lag_ms:
                 break
@@ -228,8 +229,7 @@ class Compactor:
         start, end = prefix[0].base, prefix[-1].last
         dirty_from = max(part.compacted_upto, start)
         dirty = [p for p in prefix if p.last >= dirty_from]
-        tombstones_due = self._tombstones_due.get((part.topic, part.index))
-        due = tombstones_due is not None and now_ms >= tombstones_due
+        due = part.compaction_due_ms is not None and now_ms >= part.compaction_due_ms
         if dirty:
             ratio = sum(p.size for p in dirty) / max(1, sum(p.size for p in prefix))
             due = (due or continuing or ratio >= settings.min_cleanable_dirty_ratio
@@ -253,9 +253,10 @@ class Compactor:
         t0 = time.perf_counter()
         keys = KeyMap(self.map_bytes)
         mapped_upto = plan.end + 1
+        aborted = aborted_index(part.txn_aborted)  # every transaction below the plan's end is decided
         dirty = [s for s in plan.pieces if s.last >= plan.dirty_from]
         async for data in self._batches(part, dirty):
-            stop = await asyncio.to_thread(_map_block, data, keys, plan.dirty_from)
+            stop = await asyncio.to_thread(_map_block, data, keys, plan.dirty_from, aborted)
             if stop is not None:
                 mapped_upto = stop
                 break
@@ -268,11 +269,13 @@ class Compactor:
             first = next((ms for upto, ms in marks if upto > offset), None)
             return first is not None and first + settings.delete_retention_ms <= now_ms
 
-        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired, keep_from=part.next_offset - 1)
+        rules = Rules(keys, mapped_upto, part.log_start, cleaned_before, expired, keep_from=part.next_offset - 1,
+                      now_ms=now_ms, delete_retention_ms=settings.delete_retention_ms, aborted=aborted)
         out = _Output(self.target_bytes, self.index_block, plan.start)
         written: list[tuple[int, str, list[Any]]] = []
         oldest_tombstone: int | None = None
-        dirty_tombstone = False
+        horizons: list[int] = []
+        removed_markers: set[int] = set()
         stats = PassStats(passes=1, peak_map_entries=keys.peak_entries, peak_map_bytes=keys.peak_bytes)
         try:
             async for data in self._batches(part, plan.pieces):
@@ -282,7 +285,10 @@ class Compactor:
                     stats.records_out += outcome.records_out
                     if outcome.oldest_clean_tombstone is not None and oldest_tombstone is None:
                         oldest_tombstone = outcome.oldest_clean_tombstone
-                    dirty_tombstone = dirty_tombstone or outcome.dirty_tombstone
+                    if outcome.horizon is not None:
+                        horizons.append(outcome.horizon)
+                    if outcome.removed_marker is not None:
+                        removed_markers.add(outcome.removed_marker)
                     if outcome.data is not None:
                         out.add(outcome.data)
                 if out.full():
@@ -295,9 +301,16 @@ class Compactor:
                     log.info("key compaction result dropped: the partition changed meanwhile",
                              topic=part.topic, partition=part.index)
                     return False
+                if removed_markers:  # with its marker gone, an aborted-index entry would hide later data
+                    part.txn_aborted = [a for a in part.txn_aborted if a[2] not in removed_markers]
                 if mapped_upto > part.compacted_upto:
                     part.compacted_upto = mapped_upto
                     part.compaction_marks = _pruned([*marks, [mapped_upto, now_ms]], part.log_start)
+                first_cleaned = next((ms for upto, ms in part.compaction_marks if oldest_tombstone is not None
+                                      and upto > oldest_tombstone), None)
+                due = [*horizons, *([first_cleaned + settings.delete_retention_ms] if first_cleaned is not None
+                                    else [])]
+                part.compaction_due_ms = min(due, default=None)  # in the checkpoint: a successor knows too
                 held.dirty = True
                 if written:
                     self.consolidator.swapped_seq = max(self.consolidator.swapped_seq,
@@ -305,14 +318,6 @@ class Compactor:
         finally:
             for seq, _, _ in written:
                 self._unswapped.discard(seq)
-        first_cleaned = next((ms for upto, ms in part.compaction_marks if oldest_tombstone is not None
-                              and upto > oldest_tombstone), None)
-        due = [t for t in (first_cleaned, now_ms if dirty_tombstone else None) if t is not None]
-        key = (part.topic, part.index)
-        if due:
-            self._tombstones_due[key] = min(due) + settings.delete_retention_ms
-        else:
-            self._tombstones_due.pop(key, None)
         stats.bytes_out = sum(row[7] for _, _, row in written)
         stats.seconds = time.perf_counter() - t0
         self._account(stats)
@@ -352,7 +357,7 @@ class Compactor:
         metrics.KEY_COMPACTION_MAP_PEAK_BYTES.set(t.peak_map_bytes)
 
 
-def _map_block(data: bytes | bytearray, keys: KeyMap, first: int) -> int | None:
+def _map_block(data: bytes | bytearray, keys: KeyMap, first: int, aborted: Aborted) -> int | None:
     """Map a block's keys; the base offset of the first batch that no longer fits, or None."""
     for batch in records.iter_batches(data):
         head = records.header(batch)
@@ -360,7 +365,7 @@ def _map_block(data: bytes | bytearray, keys: KeyMap, first: int) -> int | None:
             continue
         if not keys.has_room_for(head.records_count):
             return head.base_offset
-        map_batch(batch, keys, first)
+        map_batch(batch, keys, first, aborted)
     return None
 
 

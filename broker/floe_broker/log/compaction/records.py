@@ -17,6 +17,9 @@ epoch; so every kept record's own bytes (offset and timestamp deltas
 relative to the batch) are copied unchanged, and only the records count,
 ``maxTimestamp``, length and CRC are recomputed (Kafka's cleaner also keeps
 ``lastOffsetDelta``, so a producer's last sequence survives compaction).
+The one exception is a rebuild that sets Kafka's delete horizon
+(``ATTR_DELETE_HORIZON``): the horizon becomes the base timestamp, so each
+record's timestamp delta is re-encoded against it.
 Compressed batches are decompressed and recompressed with the same codec
 (gzip, snappy raw or xerial-framed, lz4 frame, zstd) through ``cramjam``.
 """
@@ -31,9 +34,12 @@ import cramjam
 import crc32c
 
 from ...errors import InvalidRecords
-from ...protocol.records import ATTR_CONTROL, HEADER_SIZE
+from ...protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_SIZE
 
 CODEC_MASK = 0x07
+# Kafka's "delete horizon" flag (KIP-534): the base timestamp holds when the batch's tombstones or
+# transaction marker may go, and every record's timestamp delta is relative to it.
+ATTR_DELETE_HORIZON = 0x40
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = 16  # magic, version, compatible version
@@ -66,6 +72,15 @@ class Header:
     @property
     def control(self) -> bool:
         return bool(self.attributes & ATTR_CONTROL)
+
+    @property
+    def transactional(self) -> bool:
+        return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    @property
+    def delete_horizon(self) -> int | None:
+        """When the batch's tombstones or marker may be removed, if a pass set it (Kafka's deleteHorizonMs)."""
+        return self.base_timestamp if self.attributes & ATTR_DELETE_HORIZON else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,17 +204,54 @@ def parse_records(section: bytes, count: int) -> list[Record]:
     return out
 
 
-def rebuild(batch: bytes | bytearray | memoryview, head: Header, section: bytes, kept: list[Record]) -> bytes:
-    """The batch with only ``kept`` (a non-empty subset of its records, in order)."""
-    body = b"".join(section[r.start : r.end] for r in kept)
-    payload = _compress(body, head.codec, batch)
+def rebuild(batch: bytes | bytearray | memoryview, head: Header, section: bytes, kept: list[Record],
+            horizon: int | None = None) -> bytes:
+    """The batch with only ``kept`` (a non-empty subset of its records, in order).
+
+    With ``horizon``, the batch also gets Kafka's delete horizon: the flag,
+    the horizon as base timestamp, and every kept record's timestamp delta
+    rewritten against it, so each record still reads with its own timestamp.
+    """
     max_ts = head.base_timestamp + max(r.timestamp_delta for r in kept)
-    after_crc = struct.pack(">hiqqqhii", head.attributes, head.last_offset_delta, head.base_timestamp,
+    attributes, base_ts = head.attributes, head.base_timestamp
+    if horizon is None:
+        body = b"".join(section[r.start : r.end] for r in kept)
+    else:
+        attributes, base_ts = attributes | ATTR_DELETE_HORIZON, horizon
+        body = b"".join(_retimed(section, r, head.base_timestamp + r.timestamp_delta - horizon) for r in kept)
+    payload = _compress(body, head.codec, batch)
+    after_crc = struct.pack(">hiqqqhii", attributes, head.last_offset_delta, base_ts,
                             max_ts, head.producer_id, head.producer_epoch, head.base_sequence, len(kept))
     after_crc += payload
     length = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, then the rest
     crc = crc32c.crc32c(after_crc)
     return struct.pack(">qiiBI", head.base_offset, length, head.leader_epoch, 2, crc) + after_crc
+
+
+def with_delete_horizon(batch: bytes | bytearray | memoryview, horizon: int) -> bytes:
+    """The whole batch, every record kept, with its delete horizon set (see :func:`rebuild`)."""
+    head = header(batch)
+    section = records_section(batch, head.codec)
+    return rebuild(batch, head, section, parse_records(section, head.records_count), horizon)
+
+
+def _zigzag(value: int) -> bytes:
+    raw = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+    return bytes(out)
+
+
+def _retimed(section: bytes, record: Record, delta: int) -> bytes:
+    """The record's bytes with another timestamp delta (its length prefix recomputed)."""
+    _, pos = _varint(section, record.start)  # the length
+    attributes = section[pos : pos + 1]
+    _, after = _varint(section, pos + 1)  # the old timestamp delta
+    body = attributes + _zigzag(delta) + section[after : record.end]
+    return _zigzag(len(body)) + body
 
 
 KEYLESS_MESSAGE = "Compacted topic cannot accept message without key"
