@@ -61,11 +61,11 @@ def kind_sum(text: str, name: str, kind: str, op: str | None = None) -> float:
     return total
 
 
-def object_reader(storage: str, env: dict[str, str], flags: list[str]) -> tuple[list[tuple[str, int]],
-                                                                                Callable[[str, int, int], int]]:
+def object_reader(storage: str, cluster: str, env: dict[str, str],
+                  flags: list[str]) -> tuple[list[tuple[str, int]], Callable[[str, int, int], int]]:
     """The consolidated objects of the store (key, size) and a function reading one range of one."""
     if storage.startswith("file://"):
-        root = Path(storage[len("file://"):])
+        root = Path(storage[len("file://"):]) / cluster
         files = sorted((root / "data" / "s").rglob("*"))
         objects = [(str(f), f.stat().st_size) for f in files if f.is_file()]
 
@@ -82,7 +82,8 @@ def object_reader(storage: str, env: dict[str, str], flags: list[str]) -> tuple[
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     objects: list[tuple[str, int]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/data/s/"):
+    root = f"{prefix}/{cluster}" if prefix else cluster
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{root}/data/s/"):
         objects += [(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
 
     def read_s3(key: str, pos: int, size: int) -> int:
@@ -141,11 +142,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stop.set()
             prober.join(30)
             after = b.metrics_text()
-            gets = kind_sum(after, "floe_objectstore_requests_total", "data", "GET") - kind_sum(
-                before, "floe_objectstore_requests_total", "data", "GET")
+            gets = kind_sum(after, "floe_objectstore_requests_total", "data", "get_range") - kind_sum(
+                before, "floe_objectstore_requests_total", "data", "get_range")
             read = kind_sum(after, "floe_objectstore_read_bytes_total", "data") - kind_sum(
                 before, "floe_objectstore_read_bytes_total", "data")
-            objects, reader = object_reader(storage, env, flags)
+            objects, reader = object_reader(storage, "catchup", env, flags)
             print(f"  raw ranged GETs over {len(objects)} objects", file=sys.stderr, flush=True)
             raw1 = raw_mbps(objects, reader, 1)
             raw4 = raw_mbps(objects, reader, 4)

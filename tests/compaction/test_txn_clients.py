@@ -114,7 +114,7 @@ def test_compaction_removes_aborted_transactions_and_spares_an_open_one(brokers,
 
     # Below the open transaction: aborted records gone, the last committed value per key at its offset.
     # The open transaction's record and everything after it are untouched, so k0's committed value stays.
-    wait_until(lambda: read(first.bootstrap, topic, "read_uncommitted") == [*committed, opened, tail], 60, 0.5,
+    wait_until(lambda: read(first.bootstrap, topic, "read_uncommitted") == [*committed, opened, tail], 180, 0.5,
                "aborted records compacted away below the open transaction")
 
     q.abort_transaction(30)
@@ -123,7 +123,7 @@ def test_compaction_removes_aborted_transactions_and_spares_an_open_one(brokers,
     expected = [*committed, tail2]
     first.kill9()  # a compaction round is due (or running) for the open transaction's abort
     second = brokers(file_store, *FAST, kafka_port=first.kafka_port)
-    wait_until(lambda: read(second.bootstrap, topic, "read_uncommitted") == expected, 60, 0.5,
+    wait_until(lambda: read(second.bootstrap, topic, "read_uncommitted") == expected, 180, 0.5,
                "the successor compacted the aborted open transaction away")
     assert read(second.bootstrap, topic, "read_committed") == expected
     assert not any(v.startswith(b"abort") or v == b"open" for _, _, v in read(second.bootstrap, topic, "read_committed")
@@ -183,9 +183,9 @@ def test_read_committed_through_compaction_and_marker_removal_stays_consistent(b
         del p
         [tail] = [tuple(r[1:]) for r in produce(b.bootstrap, topic, [(b"tail", b"t")])]
         expected = [*last_committed(*committed), tail]
-        wait_until(lambda: read(b.bootstrap, topic, "read_uncommitted") == expected, 60, 0.5, "compacted")
+        wait_until(lambda: read(b.bootstrap, topic, "read_uncommitted") == expected, 180, 0.5, "compacted")
         done = rounds[0]
-        wait_until(lambda: rounds[0] >= done + 2, 60, 0.2, "the reader read the compacted log")  # markers gone too
+        wait_until(lambda: rounds[0] >= done + 2, 180, 0.2, "the reader read the compacted log")  # markers gone too
     finally:
         stop.set()
         t.join(60)
