@@ -112,7 +112,7 @@ class TxnLedger:
 
     def verify(self, bootstrap: str) -> None:
         want = {v for txn in self.committed for v in txn}
-        seen = read_committed(bootstrap, self.topic, self.partitions, len(want))
+        seen = read_back(bootstrap, self.topic, self.partitions, len(want))
         counts = Counter(seen)
         duplicates = [v for v, c in counts.items() if c > 1]
         assert not duplicates, f"duplicates: {duplicates[:5]}"
@@ -130,9 +130,12 @@ class TxnLedger:
               f"{len(self.unknown)} unknown; {len(seen)} values read back under read_committed")
 
 
-def read_committed(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 120) -> list[bytes]:
+def read_back(bootstrap: str, topic: str, partitions: int, expect: int, *, isolation: str = "read_committed",
+              timeout: float = 120, quiet_s: float = 3) -> list[bytes]:
+    """Every value from offset 0 of every partition under ``isolation``: reads until at least ``expect``
+    arrived and then nothing more for ``quiet_s`` (so extra, unwanted values are seen too)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})
+                         "isolation.level": isolation, "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -143,7 +146,7 @@ def read_committed(bootstrap: str, topic: str, partitions: int, expect: int, tim
             if msg is None:
                 if len(out) >= expect:
                     quiet = quiet or time.monotonic()
-                    if time.monotonic() - quiet > 3:
+                    if time.monotonic() - quiet > quiet_s:
                         break
                 continue
             if not msg.error():

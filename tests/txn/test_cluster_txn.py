@@ -16,11 +16,12 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from tests.infra.broker import BrokerProcess, wait_until
 from tests.test_clients import create_topic
 from tests.test_cluster import cluster_view, leaders, post, start_cluster
+from tests.txn.ledger import read_back
 
 TXN_TOPIC = "__transaction_state"
 PARTITIONS = 3
@@ -68,31 +69,6 @@ def write_txn(producer: Producer, topic: str, tag: str, during: Any = None) -> l
             except BufferError:
                 producer.poll(0.1)
     return values
-
-
-def read_all(bootstrap: str, topic: str, isolation: str, expect: int) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                         "isolation.level": isolation, "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    out: list[bytes] = []
-    deadline = time.monotonic() + 60
-    quiet = None
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.3)
-            if msg is None:
-                if len(out) >= expect:
-                    quiet = quiet or time.monotonic()
-                    if time.monotonic() - quiet > 2:
-                        break
-                continue
-            if msg.error():
-                continue
-            out.append(msg.value())
-            quiet = None
-    finally:
-        consumer.close()
-    return out
 
 
 def test_moves_and_a_killed_coordinator_lose_no_commit_and_show_no_abort(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +125,7 @@ def test_moves_and_a_killed_coordinator_lose_no_commit_and_show_no_abort(brokers
 
     alive = ",".join(p.bootstrap for p in procs if p is not victim)
     want = sorted(v for txn in committed for v in txn)
-    seen = read_all(alive, topic, "read_committed", len(want))
+    seen = read_back(alive, topic, PARTITIONS, len(want), timeout=60, quiet_s=2)
     counts = Counter(seen)
     assert not [v for v, n in counts.items() if n > 1], "a committed record was returned twice"
     assert sorted(seen) == want, (f"read_committed: missing {sorted(set(want) - set(seen))[:6]}, "
@@ -157,7 +133,8 @@ def test_moves_and_a_killed_coordinator_lose_no_commit_and_show_no_abort(brokers
     for txn in committed + aborted:
         inside = [v for v in txn if v in counts]
         assert len(inside) in (0, len(txn)), f"a partial transaction is visible: {inside}"
-    uncommitted = set(read_all(alive, topic, "read_uncommitted", len(want)))
+    uncommitted = set(read_back(alive, topic, PARTITIONS, len(want), isolation="read_uncommitted", timeout=60,
+                                  quiet_s=2))
     assert set(want) <= uncommitted
     print(f"transactions: {len(committed)} committed, {len(aborted)} aborted, verified")
 
