@@ -47,15 +47,16 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes | None, bytes | 
     return out
 
 
-def read_log(bootstrap: str, topic: str, start: int = 0) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Everything a consumer reads from ``start`` up to the high watermark."""
+def read_log(bootstrap: str, topic: str, start: int = 0, *, isolation: str = "read_committed",
+             timeout: float = 30) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Everything a consumer with this isolation level reads from ``start`` up to the high watermark."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "auto.offset.reset": "error"})
+                  "enable.auto.commit": False, "auto.offset.reset": "error", "isolation.level": isolation})
     try:
         _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         c.assign([TopicPartition(topic, 0, start)])
         got: list[tuple[int, bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while (not got or got[-1][0] < high - 1) and time.monotonic() < deadline:
             m = c.poll(0.2)
             if m is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from tests.compaction.test_clients import EAGER, FAST, produce, topic_name
+from tests.compaction.test_clients import EAGER, FAST, produce, read_log, topic_name
 from tests.infra.broker import BrokerProcess, wait_until
 from tests.test_clients import create_topic
 
@@ -26,23 +26,7 @@ Log = list[tuple[int, bytes | None, bytes | None]]
 
 def read(bootstrap: str, topic: str, isolation: str) -> Log:
     """Every record a consumer with this isolation level reads from offset 0 to the high watermark."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "isolation.level": isolation})
-    try:
-        _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        c.assign([TopicPartition(topic, 0, 0)])
-        got: Log = []
-        deadline = time.monotonic() + 20
-        while (not got or got[-1][0] < high - 1) and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                raise KafkaException(m.error())
-            got.append((m.offset(), m.key(), m.value()))
-        return got
-    finally:
-        c.close()
+    return read_log(bootstrap, topic, isolation=isolation, timeout=20)
 
 
 def read_kafka_python(bootstrap: str, topic: str, count: int) -> Log:
