@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..errors import NotLeader, SequenceError
 from ..ordering import CURRENT_TURN
-from ..protocol.records import ATTR_TRANSACTIONAL, BatchInfo
+from ..protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchInfo, base_offsets
 from .cache import BlockCache
 from .manager import PartitionManager
 from .partition import SEQ_MOD, Duplicate, Partition
@@ -169,6 +169,34 @@ class LogService:
         part.end_transaction(marker.producer_id, commit, chunk.base)
         return chunk.base
 
+    async def append_mirrored(self, part: Partition, data: bytes | bytearray | memoryview,
+                              batches: list[BatchInfo]) -> Appended:
+        """Append a linked topic's batches at the offsets they carry and wait until durable.
+
+        The one writer of a linked partition is its mirror on the leader
+        (produce is refused there), so the single-writer rule holds as on
+        produce; the offsets are the source's, never reassigned, and never
+        below the log's next offset (I4). Transactions close as on a marker:
+        a transactional batch opens its producer's transaction at append, and
+        a commit or abort marker closes it only once durable (I5), so
+        read_committed on the mirror never runs ahead of the source's decision.
+        """
+        await self.reserve(len(data))
+        chunk = part.append_at(data, batches)
+        flush = self.wal.add(part, chunk)
+        self.partitions.track(chunk)
+        markers = []
+        for info, base in zip(batches, base_offsets(data, batches), strict=True):
+            if info.attributes & ATTR_TRANSACTIONAL:
+                if info.attributes & ATTR_CONTROL:
+                    markers.append(info)
+                else:
+                    part.note_transactional(info.producer_id, base)
+        await self.wal.durable(flush)
+        if markers:
+            part.close_mirrored_transactions(data, markers)
+        return Appended(part, chunk.base, chunk.last, chunk.size, flush)
+
     # ---- partitions ---------------------------------------------------------------------
 
     def is_current(self, part: Partition) -> bool:
@@ -202,4 +230,5 @@ async def _durable_up_to(part: Partition, last: int) -> None:
         if not part.accepting:
             raise TimeoutError("partition closed")
         await part.waiter()
+
 
