@@ -97,6 +97,19 @@ async def test_a_mirrored_transaction_closes_once_its_marker_is_durable() -> Non
     assert part.last_stable_offset == 2 and part.aborted_between(0, 1) == [(5000, 0)]
 
 
+async def test_transactions_one_after_another_in_one_fetch_answer_each_close_in_turn() -> None:
+    """Committed, then aborted, in one answer: the abort is indexed for the second transaction only."""
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "sessA")
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
+    answer = (txn_batch(0, 7, 0) + control(1, 7, 0, commit=True) + txn_batch(2, 7, 0)
+              + control(3, 7, 0, commit=False) + at(4, record_batch()))
+    done = await mirror(a, part, answer)
+    assert (done.base, done.last) == (0, 4)
+    assert part.last_stable_offset == 5 and part.txn_aborted == [[7, 2, 3]]
+
+
 def test_whole_batches_drops_what_precedes_and_a_cut_tail_and_refuses_corruption() -> None:
     blob = at(4, record_batch(count=2)) + at(6, record_batch()) + at(7, record_batch())[:30]
     data, infos = whole_batches(blob, 6)

@@ -132,7 +132,9 @@ class SourceCluster:
                 error_code, _msg, _rtype, name, entries = resource[:5]
                 if error_code:
                     continue
-                out[name] = {e[0]: e[1] for e in entries if e[1] is not None and len(e) > 4 and e[4] in _TOPIC_SOURCES}
+                # v0 entries: name, value, read_only, is_default, is_sensitive; v1+: ..., config_source, ...
+                out[name] = {e[0]: e[1] for e in entries if e[1] is not None and not e[4]
+                             and (e[3] in _TOPIC_SOURCES if reply.API_VERSION >= 1 else not e[3])}
         return out
 
     async def fetch(self, topic: str, partition: int, offset: int, *, max_bytes: int,

@@ -31,8 +31,8 @@ async def follow_topics(name: str, link: LinkRecord, source: SourceCluster, stat
                         apply: Callable[[MetadataOp], Awaitable[None]], warned: set[str]) -> None:
     counts = await source.topics()
     current = state()
-    following = [t for t in counts
-                 if t not in link.topics or link.topics[t].state(len(current.topics[t].partitions)) != PROMOTED]
+    following = [t for t in counts if t not in link.topics or t not in current.topics
+                 or link.topics[t].state(len(current.topics[t].partitions)) != PROMOTED]
     configs = await source.topic_configs(following)
     for topic in following:
         wanted = followed_configs(configs.get(topic, {}))
