@@ -167,3 +167,16 @@ def test_links_are_durable_metadata_without_secrets() -> None:
     assert moved.links["dc1"].topics["orders"].promoting
     apply_op(moved, DeleteTopic(name="orders"))
     assert "orders" not in moved.links["dc1"].topics  # a topic of that name created later is not linked
+
+
+def test_the_source_password_comes_from_its_file_and_topics_match_whole_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from floe_broker.link.source import chosen, connection_settings
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    source = LinkSource(bootstrap_servers="k:9093", security_protocol="SASL_PLAINTEXT",
+                        sasl_mechanism="SCRAM-SHA-512", sasl_username="floe", sasl_password_file=str(secret))
+    settings = connection_settings(source)
+    assert settings["sasl_plain_password"] == "s3cret" and settings["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert "s3cret" not in source.model_dump_json()  # what the metadata holds
+    assert chosen(["a"], r"pay\..*", ["a", "b", "pay.x", "xpay.y", "__consumer_offsets"]) == ["a", "pay.x"]
