@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "broker")]
 
 from benchmarks.common import create_topic, machine  # noqa: E402
+
 from tests.infra.apache_kafka import PRODUCER_PERFORMANCE, KafkaCluster, run_tool  # noqa: E402
 from tests.infra.broker import BrokerProcess, wait_until  # noqa: E402
 
