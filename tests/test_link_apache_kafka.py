@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from floe_broker.protocol.build import response_class
 from tests.infra.apache_kafka import KafkaCluster, KafkaUnavailable, kafka_jars
@@ -190,6 +197,21 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
         ConfigResource("TOPIC", "compacted")].result(30)
     assert described["cleanup.policy"].value == "compact"
 
+    # a partition added at the source, and a config changed there, follow
+    admin.create_partitions([NewPartitions("plain", 3)])["plain"].result(60)
+    changed = ConfigResource("TOPIC", "plain", incremental_configs=[
+        ConfigEntry("retention.ms", "86400000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([changed])[changed].result(60)
+    produce(src, "plain", [(b"p2-%d" % i, b"z%d" % i) for i in range(4)], partition=2)
+    topics["plain"] = 3
+    wait_until(lambda: caught_up(a, kafka, topics), 60, interval=0.5, message="the new source partition mirrored")
+
+    def floe_retention() -> str:
+        found = floe_admin.describe_configs([ConfigResource("TOPIC", "plain")])[ConfigResource("TOPIC", "plain")]
+        return str(found.result(30)["retention.ms"].value)
+
+    wait_until(lambda: floe_retention() == "86400000", 30, interval=0.5, message="the source's config change")
+
     # produce to a mirror is refused with a clear error
     errors: list[KafkaError] = []
     refused = Producer({"bootstrap.servers": a.bootstrap, "retries": 0})
@@ -211,7 +233,7 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
     assert moved.returncode == 0, moved.stderr
     produce(src, "plain", [(b"after-move-%d" % i, b"y%d" % i) for i in range(9)], partition=1)
     wait_until(lambda: caught_up(survivor, kafka, topics), 90, interval=0.5, message="caught up after the move")
-    assert dump(survivor.bootstrap, "plain", 2) == dump(src, "plain", 2)
+    assert dump(survivor.bootstrap, "plain", 3) == dump(src, "plain", 3)
 
     # the group's offsets followed
     def floe_committed() -> list[int]:
@@ -225,7 +247,7 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
     wait_until(lambda: floe_committed() == [12, 3], 60, interval=0.5, message="group app's offsets copied")
 
     # promotion: producers stopped on Kafka, the link at lag 0
-    source_end = high_watermarks(src, "plain", 2)
+    source_end = high_watermarks(src, "plain", 3)
     promoted = floe_cli("link", "promote", "mig", "--http", survivor.http, "--wait", "60")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     status = json.loads(floe_cli("link", "status", "mig", "--http", survivor.http, "--json").stdout)
@@ -245,4 +267,4 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
                interval=0, message="the group's first record on Floe")
     resumed.close()
     assert first[0].offset() == 12
-    assert first[0].value() == dump(src, "plain", 2)[12][3]
+    assert first[0].value() == dump(src, "plain", 3)[12][3]
