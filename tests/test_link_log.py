@@ -180,3 +180,10 @@ def test_the_source_password_comes_from_its_file_and_topics_match_whole_names(tm
     assert settings["sasl_plain_password"] == "s3cret" and settings["sasl_mechanism"] == "SCRAM-SHA-512"
     assert "s3cret" not in source.model_dump_json()  # what the metadata holds
     assert chosen(["a"], r"pay\..*", ["a", "b", "pay.x", "xpay.y", "__consumer_offsets"]) == ["a", "pay.x"]
+
+
+def test_a_link_with_a_bad_regular_expression_is_refused_when_made() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        LinkDefinition(name="x", source=LinkSource(bootstrap_servers="k:9092"), topic_regex="orders[")

@@ -13,9 +13,10 @@ neither the bucket nor a log line holds it.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 LINKS_PATH = "/v1/links"
 LINK_LAG_PATH = "/internal/v1/link-lag"
@@ -44,6 +45,17 @@ class LinkDefinition(BaseModel):
     topic_regex: str | None = None
     groups: list[str] = Field(default_factory=list)
     group_regex: str | None = None
+
+    @field_validator("topic_regex", "group_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        """A bad expression is refused when the link is made, not found later by every round."""
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {value!r}: {exc}") from None
+        return value
 
 
 class LinkedTopic(BaseModel):
