@@ -190,6 +190,11 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
     wait_until(lambda: caught_up(a, kafka, topics), 90, interval=0.5, message="the link caught up")
     for topic, n in topics.items():
         assert dump(a.bootstrap, topic, n) == dump(src, topic, n), topic
+    mirrored = [p for t in link_status(a)["topics"] for p in t["partitions"] if p["node"] == node_of(a)]
+    assert mirrored and all(p["lag_records"] == 0 and p["lag_seconds"] == 0 for p in mirrored)
+    scraped = (a if leader_of(a, "plain", 0) == node_of(a) else b).metrics_text()
+    assert 'floe_link_lag_records{link="mig",partition="0",topic="plain"} 0.0' in scraped
+    assert 'floe_link_bytes_total{link="mig",topic="plain"}' in scraped
     assert dump(a.bootstrap, "txn", 1, committed=True) == dump(src, "txn", 1, committed=True)
     assert [r[3] for r in dump(a.bootstrap, "txn", 1, committed=True)] == [b"c1-a", b"c1-b", b"c2-a"]
     floe_admin = AdminClient({"bootstrap.servers": a.bootstrap})
