@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from .links import CreateLink, DeleteLink, LinkTopics, PartitionPromoted, PromoteLink
 from .public import MoveResult
 
 REGISTER_PATH = "/internal/v1/register"
@@ -202,7 +203,8 @@ class AlterBrokerConfigs(BaseModel):
 
 MetadataOp = Annotated[
     CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials | CreateAcls
-    | DeleteAcls | AlterQuotas | AlterBrokerConfigs,
+    | DeleteAcls | AlterQuotas | AlterBrokerConfigs
+    | CreateLink | DeleteLink | LinkTopics | PromoteLink | PartitionPromoted,
     Field(discriminator="op"),
 ]
 

@@ -42,6 +42,7 @@ from .dispatch import Dispatcher
 from .errors import StartupError, StoreMisconfigured
 from .group_metrics import GroupOffsetsCollector
 from .leadership import Leadership
+from .link.service import LinkService
 from .log.cache import BlockCache
 from .log.gc import WalCollector
 from .log.manager import PartitionManager, Settings
@@ -108,6 +109,10 @@ class Broker:
                                rpc=self.rpc)
         self.groups = self.serving.groups
         self.txn = self.serving.txn
+        self.links = LinkService(state=self.state, node_id=lambda: self.membership.node_id,
+                                 is_controller=lambda: self.local_controller.active,
+                                 apply=self.controller_client.apply, leader_partition=self.serving.leader_partition,
+                                 log_service=lambda: self.serving.log, groups=self.groups)
 
     # ---- what the admin HTTP server asks (admin_http.server.AdminBroker) ----------------
 
@@ -197,6 +202,7 @@ class Broker:
         self._spawn(self._maintenance_loop(partitions), "maintenance")
         self.groups.start()
         self.txn.start()
+        self._spawn(self.links.run(), "links")
         if cfg.per_partition_metrics:
             self._group_collector = GroupOffsetsCollector(self.groups, self.serving.local_high_watermark)
             REGISTRY.register(self._group_collector)

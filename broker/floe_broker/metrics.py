@@ -111,3 +111,11 @@ KEY_COMPACTION_BYTES = Counter(
 KEY_COMPACTION_MAP_PEAK_BYTES = Gauge(
     "floe_key_compaction_map_peak_bytes", "Largest key map of a key-compaction pass since start (estimated)"
 )
+
+# Cluster links (link/): each mirrored partition's lag behind its source, and the bytes mirrored.
+LINK_LAG_RECORDS = Gauge("floe_link_lag_records", "Offsets a mirrored partition is behind its source",
+                         ["link", "topic", "partition"])
+LINK_LAG_SECONDS = Gauge("floe_link_lag_seconds", "Seconds since a mirrored partition was last caught up",
+                         ["link", "topic", "partition"])
+LINK_BYTES = Counter("floe_link_bytes_total", "Bytes of record batches mirrored from source clusters",
+                     ["link", "topic"])

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from floe_api.links import LINKS_PATH, LinkDefinition, LinkStatus, LinksView, PromoteRequest
 from floe_api.public import (
     CLUSTER_PATH,
     DRAIN_PATH,
@@ -50,6 +51,21 @@ class AdminClient:
 
     def drain(self) -> DrainReply:
         return self._call(DrainReply, "POST", DRAIN_PATH)
+
+    def links(self) -> LinksView:
+        return self._call(LinksView, "GET", LINKS_PATH)
+
+    def link(self, name: str) -> LinkStatus:
+        return self._call(LinkStatus, "GET", f"{LINKS_PATH}/{name}")
+
+    def create_link(self, definition: LinkDefinition) -> LinksView:
+        return self._call(LinksView, "POST", LINKS_PATH, definition)
+
+    def promote_link(self, name: str, topics: list[str] | None) -> LinksView:
+        return self._call(LinksView, "POST", f"{LINKS_PATH}/{name}/promote", PromoteRequest(topics=topics))
+
+    def delete_link(self, name: str) -> None:
+        self._send("DELETE", f"{LINKS_PATH}/{name}", None, timeout=None)
 
     def _call(self, reply: type[Reply], method: str, path: str, body: BaseModel | None = None, *,
               timeout: float | None = None) -> Reply:

@@ -15,19 +15,20 @@ import os
 import sys
 from collections.abc import Sequence
 
-from floe_cli import admin, broker, operator
+from floe_cli import admin, broker, link, operator
 from floe_cli.local import up
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floe", description="Kafka-compatible streaming over object storage.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{broker,local,admin,operator}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{broker,local,admin,operator,link}")
     broker.add_parser(sub)
     local = sub.add_parser("local", help="run a local cluster as processes")
     local_sub = local.add_subparsers(dest="local_command", required=True)
     up.add_parser(local_sub)
     admin.add_parser(sub)
     operator.add_parser(sub)
+    link.add_parser(sub)
     return parser
 
 

@@ -30,10 +30,11 @@ from floe_api import public as schema
 
 from ..cluster.client import LocalController
 from ..cluster.metadata import ClusterState
-from ..cluster.rpc import NOT_THE_CONTROLLER
+from ..cluster.rpc import NOT_THE_CONTROLLER, Rpc
 from ..config import Secrets
 from ..errors import NotController, RpcError
-from . import auth
+from ..link.service import LinkService
+from . import auth, links
 from .views import cluster_view
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -79,6 +80,9 @@ class AdminBroker(Protocol):
 
     async def txn_verify(self, body: api.TxnVerifyRequest) -> api.TxnVerifyReply:
         """The coordinator's answer to a partition leader's hanging-transaction check."""
+
+    links: LinkService  # cluster links (admin_http.links)
+    rpc: Rpc
 
 
 def reply(body: BaseModel, status: int = 200) -> web.Response:
@@ -221,6 +225,7 @@ def build_app(broker: AdminBroker) -> web.Application:
     app.router.add_post(api.PRODUCER_IDS_PATH, producer_ids)
     app.router.add_post(api.TXN_MARKERS_PATH, txn_markers)
     app.router.add_post(api.TXN_VERIFY_PATH, txn_verify)
+    links.add_routes(app, broker)
     return app
 
 

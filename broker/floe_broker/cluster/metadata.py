@@ -50,6 +50,15 @@ from floe_api.internal import (
     MetadataOp,
     Reclaim,
 )
+from floe_api.links import (
+    CreateLink,
+    DeleteLink,
+    LinkedTopic,
+    LinkRecord,
+    LinkTopics,
+    PartitionPromoted,
+    PromoteLink,
+)
 
 from ..security.acls import AclBinding, Operation, PatternType, Permission, ResourceType
 from ..security.quotas import entity_key
@@ -210,6 +219,8 @@ class ClusterState:
     quotas: dict[str, dict[str, float]] = field(default_factory=dict)
     # dynamic broker configs: node id as a string, or "" for the cluster-wide default -> name -> value
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # cluster links: name -> definition and the topics it mirrors (docs/architecture.md#cluster-links)
+    links: dict[str, LinkRecord] = field(default_factory=dict)
     # names of the topics this version owns (created or copied since it was copied): not persisted
     _owned: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -342,6 +353,8 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
                 state.create_topic(name, partitions, configs, internal=name.startswith("__"))
         case DeleteTopic(name=name):
             state.topics.pop(name, None)
+            for link in state.links.values():
+                link.topics.pop(name, None)
         case AddPartitions(name=name, total=total):
             if name in state.topics and total > len(state.topics[name].partitions):
                 state.add_partitions(name, total)
@@ -393,6 +406,37 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
             for u in upsertions:
                 if not (u.if_absent and u.user in existed):
                     state.scram.setdefault(u.user, {})[u.mechanism] = u.keys.model_dump()
+        case CreateLink() | DeleteLink() | LinkTopics() | PromoteLink() | PartitionPromoted():
+            apply_link_op(state, change)
+
+
+def apply_link_op(state: ClusterState, change: CreateLink | DeleteLink | LinkTopics | PromoteLink
+                  | PartitionPromoted) -> None:
+    """The cluster-link ops; each idempotent, as every op is."""
+    match change:
+        case CreateLink(definition=definition):
+            existing = state.links.get(definition.name)
+            state.links[definition.name] = LinkRecord(definition=definition,
+                                                      topics=existing.topics if existing else {})
+        case DeleteLink(name=name):
+            state.links.pop(name, None)
+        case LinkTopics(name=name, topics=topics):
+            link = state.links.get(name)
+            if link is not None:
+                for t in topics:
+                    if t in state.topics and not any(t in other.topics for other in state.links.values()):
+                        link.topics[t] = LinkedTopic()
+        case PromoteLink(name=name, topics=topics):
+            link = state.links.get(name)
+            if link is not None:
+                for t in (link.topics if topics is None else topics):
+                    if t in link.topics:
+                        link.topics[t].promoting = True
+        case PartitionPromoted(name=name, topic=topic, partition=partition):
+            link = state.links.get(name)
+            linked = link.topics.get(topic) if link is not None else None
+            if linked is not None and linked.promoting and partition not in linked.promoted:
+                linked.promoted.append(partition)
 
 
 def binding_from_api(a: Acl) -> AclBinding:

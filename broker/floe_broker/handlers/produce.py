@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from kio.schema.errors import ErrorCode
 
-from .. import configs, errors, metrics
+from .. import configs, errors, link, metrics
 from ..errors import Fenced, NotLeader, SequenceError, TopicError
 from ..log import compaction
 from ..log.partition import Partition
@@ -45,6 +45,7 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
     results: list[tuple[Any, str | None, list[list[Any]]]] = []
     pending: list[tuple[str, int, bytes, list[records.BatchInfo], list[Any]]] = []
     total = 0
+    refusals: dict[tuple[str | None, int], str] = {}  # why a partition refused, for its error_message
     state = ctx.state()
     for topic in req.topic_data:
         name = getattr(topic, "name", None)
@@ -74,6 +75,9 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                 continue
             if info.internal:
                 row[1] = ErrorCode.invalid_topic_exception  # __consumer_offsets is written by coordinators only
+                continue
+            if (refusal := link.produce_refusal(state, name, pd.index)) is not None:  # type: ignore[arg-type]
+                row[1], refusals[(name, pd.index)] = ErrorCode.policy_violation, refusal
                 continue
             if not pd.records:
                 row[1] = ErrorCode.corrupt_message
@@ -164,7 +168,8 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
             parts_out.append(
                 mk(part_cls, index=index, error_code=error, base_offset=base if error == ErrorCode.none else -1,
                    log_append_time=None, log_start_offset=part.log_start if part is not None else -1,
-                   record_errors=(), error_message=compaction.produce_message(error), **extra)
+                   record_errors=(), error_message=refusals.get((name, index)) or compaction.produce_message(error),
+                   **extra)
             )
         topics_out.append(
             mk(topic_cls, name=name or "", topic_id=getattr(topic, "topic_id", None),

@@ -140,6 +140,30 @@ class Partition:
         self.next_offset = last + 1
         return chunk
 
+    def append_at(self, data: bytes | bytearray | memoryview, batches: list[records.BatchInfo]) -> Chunk:
+        """Add batches that carry their own offsets (a linked topic's mirror), as one pending chunk.
+
+        Nothing is reassigned: each batch keeps the base offset it has on the
+        source, so gaps between batches (key compaction, a retention start)
+        stay gaps; only the leader epoch is stamped, outside the CRC, as on
+        produce. Offsets never go back (I4): the first batch must start at or
+        after ``next_offset`` and each one after the one before.
+        """
+        if not self.accepting:
+            raise NotLeader(f"{self.topic}-{self.index} is moving")
+        patched, bases = records.stamp_leader_epoch(data, batches, self.epoch)
+        expected = self.next_offset
+        for base, info in zip(bases, batches, strict=True):
+            if base < expected:
+                raise records.OffsetOrderError(
+                    f"{self.topic}-{self.index}: batch at {base} is below the next offset {expected}")
+            expected = base + info.record_count
+        chunk = Chunk(base=bases[0], last=expected - 1, max_ts=max(b.max_timestamp for b in batches),
+                      size=len(patched), data=patched)
+        self._add(chunk)
+        self.next_offset = expected
+        return chunk
+
     def _add(self, piece: Piece) -> None:
         self.pieces.append(piece)
         self.bases.append(piece.base)
@@ -230,6 +254,16 @@ class Partition:
         if not commit and first is not None:
             self.txn_aborted.append([pid, first, marker_offset])
         self._wake()  # the last stable offset may have moved: read_committed fetches look again
+
+    def close_mirrored_transactions(self, data: bytes | bytearray | memoryview,
+                                    markers: list[records.BatchInfo]) -> None:
+        """A linked topic's durable commit and abort markers close their transactions here too."""
+        for info in markers:
+            kind = _control_type(data, info.position)
+            if kind in (CONTROL_ABORT, CONTROL_COMMIT):
+                base = records.base_offsets(data, [info])[0]
+                self.fence_epoch(info.producer_id, info.producer_epoch)
+                self.end_transaction(info.producer_id, kind == CONTROL_COMMIT, base)
 
     def aborted_between(self, first: int, last: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of aborted transactions overlapping ``first..last`` (Fetch's list)."""

@@ -24,12 +24,13 @@ individual records.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import NotLeader, SequenceError
 from ..ordering import CURRENT_TURN
-from ..protocol.records import ATTR_TRANSACTIONAL, BatchInfo
+from ..protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchInfo, base_offsets
 from .cache import BlockCache
 from .manager import PartitionManager
 from .partition import SEQ_MOD, Duplicate, Partition
@@ -169,6 +170,45 @@ class LogService:
         part.end_transaction(marker.producer_id, commit, chunk.base)
         return chunk.base
 
+    async def append_mirrored(self, part: Partition, data: bytes | bytearray | memoryview,
+                              batches: list[BatchInfo]) -> Appended:
+        """Append a linked topic's batches at the offsets they carry and wait until durable.
+
+        The one writer of a linked partition is its mirror on the leader
+        (produce is refused there), so the single-writer rule holds as on
+        produce; the offsets are the source's, never reassigned, and never
+        below the log's next offset (I4). Transactions close as on a marker:
+        a transactional batch opens its producer's transaction at append, and
+        a commit or abort marker closes it only once durable (I5), so
+        read_committed on the mirror never runs ahead of the source's decision.
+        A run of batches is appended up to and including each marker, in turn,
+        so a transaction that follows a marker in the same answer opens after
+        the one before it closed.
+        """
+        appended: Appended | None = None
+        view = memoryview(data)
+        for run in _runs_to_markers(batches):
+            start = run[0].position
+            end = run[-1].position + run[-1].size
+            appended = await self._append_mirrored_run(
+                part, view[start:end], [dataclasses.replace(b, position=b.position - start) for b in run])
+        assert appended is not None
+        return Appended(part, batches_base(data, batches), appended.last, len(data), appended.flush)
+
+    async def _append_mirrored_run(self, part: Partition, data: memoryview, batches: list[BatchInfo]) -> Appended:
+        await self.reserve(len(data))
+        chunk = part.append_at(data, batches)
+        flush = self.wal.add(part, chunk)
+        self.partitions.track(chunk)
+        marker = batches[-1] if batches[-1].attributes & ATTR_CONTROL else None
+        for info, base in zip(batches, base_offsets(data, batches), strict=True):
+            if info.attributes & ATTR_TRANSACTIONAL and not info.attributes & ATTR_CONTROL:
+                part.note_transactional(info.producer_id, base)
+        await self.wal.durable(flush)
+        if marker is not None and marker.attributes & ATTR_TRANSACTIONAL:
+            part.close_mirrored_transactions(data, [marker])
+        return Appended(part, chunk.base, chunk.last, chunk.size, flush)
+
     # ---- partitions ---------------------------------------------------------------------
 
     def is_current(self, part: Partition) -> bool:
@@ -206,3 +246,18 @@ async def _durable_up_to(part: Partition, last: int) -> None:
             raise TimeoutError("partition closed")
         await part.waiter()
 
+
+
+
+def _runs_to_markers(batches: list[BatchInfo]) -> list[list[BatchInfo]]:
+    """``batches`` cut after every control batch (a transaction marker ends its run)."""
+    runs: list[list[BatchInfo]] = [[]]
+    for b in batches:
+        runs[-1].append(b)
+        if b.attributes & ATTR_CONTROL:
+            runs.append([])
+    return [r for r in runs if r]
+
+
+def batches_base(data: bytes | bytearray | memoryview, batches: list[BatchInfo]) -> int:
+    return base_offsets(data, batches[:1])[0]

@@ -116,6 +116,35 @@ def assign_offsets(
     return out, offset - 1
 
 
+class OffsetOrderError(InvalidRecords):
+    """Batches that carry their own offsets go backwards, or start below the log's next offset."""
+
+
+def base_offsets(data: bytes | bytearray | memoryview, batches: list[BatchInfo]) -> list[int]:
+    """The base offset each batch carries (a linked topic's batches keep the source's)."""
+    return [int(_I64.unpack_from(data, b.position)[0]) for b in batches]
+
+
+def stamp_leader_epoch(
+    data: bytes | bytearray | memoryview, batches: list[BatchInfo], leader_epoch: int
+) -> tuple[bytearray, list[int]]:
+    """Copy ``data`` with this leader's epoch stamped in, offsets untouched; and the batches' base offsets."""
+    out = bytearray(data)
+    for b in batches:
+        _I32.pack_into(out, b.position + 12, leader_epoch)
+    return out, base_offsets(out, batches)
+
+
+def empty_batch(base_offset: int, last_offset: int, timestamp: int) -> bytes:
+    """A v2 batch with no records covering ``base_offset..last_offset``: what Kafka's own log holds
+    where key compaction removed every record of a batch, so a range with no records can still
+    be stored (a linked topic's offsets before the source's log start or after its last batch)."""
+    body = bytearray(_TAIL.pack(0, last_offset - base_offset, timestamp, timestamp, -1, -1, -1, 0))
+    crc = crc32c.crc32c(bytes(body))
+    return (_PREFIX.pack(base_offset, HEADER_SIZE - 12) + _I32.pack(0) + bytes([2]) + _CRC.pack(crc)
+            + bytes(body))
+
+
 def stamp_log_append_time(
     data: bytes, batches: list[BatchInfo], now_ms: int | None
 ) -> tuple[bytes | bytearray, list[BatchInfo]]:

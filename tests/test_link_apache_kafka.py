@@ -1,0 +1,275 @@
+"""Migrating from Apache Kafka: topics linked at the same offsets, then promoted.
+
+A real single-node KRaft Kafka (from Maven) is the source; two real Floe
+brokers mirror it through a link made with ``floe link create``. Every check
+is what a user sees through real clients: each offset holds the same record
+on both clusters (a compressed batch, a transaction with an abort, a
+compacted topic with gaps), produce to Floe is refused until promotion and
+lands at the source's end offset after it, a group committed on Kafka resumes
+on Floe at the same offset, and mirroring survives a kill -9 of the leader
+and a move. Skipped, with the reason, where Kafka cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from floe_broker.protocol.build import response_class
+from tests.infra.apache_kafka import KafkaCluster, KafkaUnavailable, kafka_jars
+from tests.infra.batches import record_batch
+from tests.infra.broker import ROOT, BrokerProcess, wait_until
+from tests.test_bad_input import connect, raw_request
+
+pytestmark = pytest.mark.slow
+
+Row = tuple[int, int, bytes | None, bytes | None, list[Any], int]  # partition, offset, key, value, headers, ts
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    try:
+        jars = kafka_jars()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"Apache Kafka unavailable: {exc}")
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), size=1, heap="512m", jars=jars,
+                           extra_properties={"log.cleaner.backoff.ms": "200"}).start()
+    yield cluster
+    cluster.stop()
+
+
+def floe_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / r) for r in ("api", "broker", "cli"))}
+    return subprocess.run([sys.executable, "-m", "floe_cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]], *, partition: int = 0,
+            **conf: Any) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, **conf})
+    for key, value in values:
+        producer.produce(topic, value=value, key=key, partition=partition, headers=[("h", key or b"-")])
+    assert producer.flush(60) == 0
+
+
+def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hw-{uuid.uuid4().hex[:6]}"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+def dump(bootstrap: str, topic: str, partitions: int, *, committed: bool = False) -> list[Row]:
+    """Every record of the topic with its offset, read from the start to the high watermark."""
+    ends = high_watermarks(bootstrap, topic, partitions)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dump-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False,
+                         "isolation.level": "read_committed" if committed else "read_uncommitted"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    rows: list[Row] = []
+
+    def at_end() -> bool:
+        for m in consumer.consume(500, 0.5):
+            if m.error() is None:
+                rows.append((m.partition(), m.offset(), m.key(), m.value(), m.headers() or [], m.timestamp()[1]))
+        positions = consumer.position([TopicPartition(topic, p) for p in range(partitions)])
+        return all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions)
+
+    try:
+        wait_until(at_end, 90, interval=0, message=f"{topic} read to its end at {bootstrap}")
+    finally:
+        consumer.close()
+    return sorted(rows)
+
+
+def produce_message(b: BrokerProcess, topic: str) -> str:
+    """The error_message of a raw Produce v9 to partition 0 (librdkafka shows only the code's name)."""
+    import datetime
+
+    from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kio.serial import entity_reader
+    from kio.static.primitive import Records, i16, i32
+
+    req = ProduceRequest(acks=i16(-1), timeout=datetime.timedelta(seconds=5), topic_data=(
+        TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=i32(0), records=Records(
+            record_batch())),)),))
+    sock = connect(b)
+    try:
+        raw = raw_request(sock, 0, 9, req)
+    finally:
+        sock.close()
+    cls = response_class(0, 9)
+    _, off = entity_reader(cls.__header_schema__)(raw, 0)
+    body, _ = entity_reader(cls)(raw, off)
+    return str(body.responses[0].partition_responses[0].error_message)
+
+
+def link_status(b: BrokerProcess) -> dict[str, Any]:
+    code, body = b.get("/v1/links/mig")
+    assert code == 200, body
+    return body
+
+
+def caught_up(b: BrokerProcess, kafka: KafkaCluster, topics: dict[str, int]) -> bool:
+    status = link_status(b)
+    ends = {(t["topic"], p["partition"]): p["floe_end"] for t in status["topics"] for p in t["partitions"]}
+    return all(ends.get((t, i)) == hw for t, n in topics.items()
+               for i, hw in enumerate(high_watermarks(kafka.bootstrap, t, n)))
+
+
+def leader_of(b: BrokerProcess, topic: str, partition: int) -> int:
+    _, view = b.get("/v1/cluster")
+    return next(p["leader"] for p in view["partitions"] if p["topic"] == topic and p["partition"] == partition)
+
+
+def node_of(b: BrokerProcess) -> int:
+    return int(b.get("/readyz")[1]["node"])
+
+
+def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluster, brokers, file_store,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    src = kafka.bootstrap
+    admin = AdminClient({"bootstrap.servers": src})
+    compact = {"cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01",
+               "min.compaction.lag.ms": "0", "delete.retention.ms": "100"}
+    for f in admin.create_topics([NewTopic("plain", 2, 1), NewTopic("txn", 1, 1),
+                                  NewTopic("compacted", 1, 1, config=compact)]).values():
+        f.result(60)
+    # plain: a compressed batch and uncompressed ones, on both partitions
+    produce(src, "plain", [(b"k%d" % i, b"lz4-%d" % i) for i in range(20)], **{"compression.type": "lz4"})
+    produce(src, "plain", [(None, b"raw-%d" % i) for i in range(7)], partition=1)
+    # txn: committed, aborted, committed
+    tx = Producer({"bootstrap.servers": src, "transactional.id": "mig-tx"})
+    tx.init_transactions(30)
+    for values, commit in (([b"c1-a", b"c1-b"], True), ([b"aborted-a", b"aborted-b", b"aborted-c"], False),
+                           ([b"c2-a"], True)):
+        tx.begin_transaction()
+        for v in values:
+            tx.produce("txn", value=v, partition=0)
+        tx.flush(30)
+        (tx.commit_transaction if commit else tx.abort_transaction)(30)
+    # compacted: overwrite five keys, roll the segment, and wait until the cleaner left gaps
+    for round_ in range(4):
+        produce(src, "compacted", [(b"key-%d" % k, b"v%d-%d" % (round_, k)) for k in range(5)])
+    time.sleep(0.2)  # not a synchronisation: segment.ms must elapse before the next record rolls the segment
+    produce(src, "compacted", [(b"key-0", b"last")])
+
+    def compacted_has_gaps() -> bool:
+        offsets = [r[1] for r in dump(src, "compacted", 1)]
+        return len(offsets) < offsets[-1] + 1
+
+    wait_until(compacted_has_gaps, 90, interval=0.5, message="Kafka's cleaner compacting the topic")
+    # a group on Kafka: committed part-way
+    group = Consumer({"bootstrap.servers": src, "group.id": "app", "enable.auto.commit": False})
+    group.commit(offsets=[TopicPartition("plain", 0, 12), TopicPartition("plain", 1, 3)], asynchronous=False)
+    group.close()
+
+    a, b = brokers(file_store), brokers(file_store)
+    done = floe_cli("link", "create", "mig", "--http", a.http, "--bootstrap", src, "--topic", "plain",
+                    "--topic", "txn", "--topic-regex", "compact.*", "--group", "app")
+    assert done.returncode == 0, done.stderr
+    topics = {"plain": 2, "txn": 1, "compacted": 1}
+    wait_until(lambda: caught_up(a, kafka, topics), 90, interval=0.5, message="the link caught up")
+    for topic, n in topics.items():
+        assert dump(a.bootstrap, topic, n) == dump(src, topic, n), topic
+    mirrored = [p for t in link_status(a)["topics"] for p in t["partitions"] if p["node"] == node_of(a)]
+    assert mirrored and all(p["lag_records"] == 0 and p["lag_seconds"] == 0 for p in mirrored)
+    scraped = (a if leader_of(a, "plain", 0) == node_of(a) else b).metrics_text()
+    assert 'floe_link_lag_records{link="mig",partition="0",topic="plain"} 0.0' in scraped
+    assert 'floe_link_bytes_total{link="mig",topic="plain"}' in scraped
+    assert dump(a.bootstrap, "txn", 1, committed=True) == dump(src, "txn", 1, committed=True)
+    assert [r[3] for r in dump(a.bootstrap, "txn", 1, committed=True)] == [b"c1-a", b"c1-b", b"c2-a"]
+    floe_admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    described = floe_admin.describe_configs([ConfigResource("TOPIC", "compacted")])[
+        ConfigResource("TOPIC", "compacted")].result(30)
+    assert described["cleanup.policy"].value == "compact"
+
+    # a partition added at the source, and a config changed there, follow
+    admin.create_partitions([NewPartitions("plain", 3)])["plain"].result(60)
+    changed = ConfigResource("TOPIC", "plain", incremental_configs=[
+        ConfigEntry("retention.ms", "86400000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([changed])[changed].result(60)
+    produce(src, "plain", [(b"p2-%d" % i, b"z%d" % i) for i in range(4)], partition=2)
+    topics["plain"] = 3
+    wait_until(lambda: caught_up(a, kafka, topics), 60, interval=0.5, message="the new source partition mirrored")
+
+    def floe_retention() -> str:
+        found = floe_admin.describe_configs([ConfigResource("TOPIC", "plain")])[ConfigResource("TOPIC", "plain")]
+        return str(found.result(30)["retention.ms"].value)
+
+    wait_until(lambda: floe_retention() == "86400000", 30, interval=0.5, message="the source's config change")
+
+    # produce to a mirror is refused with a clear error
+    errors: list[KafkaError] = []
+    refused = Producer({"bootstrap.servers": a.bootstrap, "retries": 0})
+    refused.produce("plain", value=b"too early", partition=0, on_delivery=lambda err, _m: errors.append(err))
+    refused.flush(30)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.POLICY_VIOLATION
+    assert "read-only mirror of" in produce_message(a, "plain")  # the reason, for clients that show it
+
+    # the leader of plain-0 is killed (-9) while the source takes more; its successor resumes
+    victim = a if leader_of(a, "plain", 0) == node_of(a) else b
+    survivor = b if victim is a else a
+    victim.kill9()
+    produce(src, "plain", [(b"after-kill-%d" % i, b"x%d" % i) for i in range(15)])
+    wait_until(lambda: leader_of(survivor, "plain", 0) == node_of(survivor), 30, message="plain-0 failed over")
+    wait_until(lambda: caught_up(survivor, kafka, topics), 90, interval=0.5, message="caught up after kill -9")
+    # a third broker joins and plain-1 moves to it while the source takes more
+    c = brokers(file_store)
+    moved = floe_cli("admin", "--http", survivor.http, "reassign", f"plain:1:{node_of(c)}")
+    assert moved.returncode == 0, moved.stderr
+    produce(src, "plain", [(b"after-move-%d" % i, b"y%d" % i) for i in range(9)], partition=1)
+    wait_until(lambda: caught_up(survivor, kafka, topics), 90, interval=0.5, message="caught up after the move")
+    assert dump(survivor.bootstrap, "plain", 3) == dump(src, "plain", 3)
+
+    # the group's offsets followed
+    def floe_committed() -> list[int]:
+        consumer = Consumer({"bootstrap.servers": survivor.bootstrap, "group.id": "app"})
+        try:
+            return [tp.offset for tp in consumer.committed([TopicPartition("plain", 0), TopicPartition("plain", 1)],
+                                                           timeout=10)]
+        finally:
+            consumer.close()
+
+    wait_until(lambda: floe_committed() == [12, 3], 60, interval=0.5, message="group app's offsets copied")
+
+    # promotion: producers stopped on Kafka, the link at lag 0
+    source_end = high_watermarks(src, "plain", 3)
+    promoted = floe_cli("link", "promote", "mig", "--http", survivor.http, "--wait", "60")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    status = json.loads(floe_cli("link", "status", "mig", "--http", survivor.http, "--json").stdout)
+    assert {t["topic"]: t["state"] for t in status["topics"]} == {t: "promoted" for t in topics}
+    landed: list[int] = []
+    writer = Producer({"bootstrap.servers": survivor.bootstrap})
+    writer.produce("plain", value=b"first on floe", partition=0,
+                   on_delivery=lambda err, m: landed.append(-1 if err else m.offset()))
+    writer.flush(30)
+    assert landed == [source_end[0]]
+    # the group resumes on Floe where it left Kafka
+    resumed = Consumer({"bootstrap.servers": survivor.bootstrap, "group.id": "app", "enable.auto.commit": False,
+                        "auto.offset.reset": "earliest"})
+    resumed.assign([TopicPartition("plain", 0)])
+    first: list[Any] = []
+    wait_until(lambda: first.extend(m for m in resumed.consume(10, 0.5) if m.error() is None) or first, 60,
+               interval=0, message="the group's first record on Floe")
+    resumed.close()
+    assert first[0].offset() == 12
+    assert first[0].value() == dump(src, "plain", 3)[12][3]
