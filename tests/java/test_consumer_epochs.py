@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.conftest import BrokerFactory, StoreSpec
 from tests.infra.broker import wait_until
 from tests.java import tier
+from tests.java.test_admin import requests_served
 from tests.offsets.test_leader_epochs import leader_and_epoch, move, produce
 from tests.test_clients import create_topic
 from tests.test_cluster import cluster_view, start_cluster
@@ -47,3 +48,5 @@ def test_the_java_consumer_follows_a_move_without_error_or_reset(newest_java_tie
     verdict = tier.verdict_of(out, (tmp_path / "consumer.log").read_text())
     assert "fatal" not in verdict, verdict
     assert (verdict["errors"], verdict["jumps"], verdict["consumed"], verdict["position"]) == ([], 0, 40, 40), verdict
+    # It did validate: without the API the client skips the check, which would pass the test above alone.
+    assert requests_served(procs, "offset_for_leader_epoch") >= 1
