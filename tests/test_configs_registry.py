@@ -21,6 +21,7 @@ from floe_broker.configs import ConfigType, ConfigView, InvalidConfig, Source
 from floe_broker.configs.resolve import APPEND, DELETE, SET, SUBTRACT, incremental, replacement
 from floe_broker.configs.topic_configs import TOPIC_CONFIGS
 from floe_broker.dispatch import Dispatcher
+from floe_broker.log import record_times
 from floe_broker.protocol import records
 from tests.infra.batches import record_batch
 from tests.inprocess.harness import started_broker
@@ -106,7 +107,8 @@ def test_log_append_time_rewrites_only_the_header_and_keeps_the_crc_valid() -> N
     assert again[0].max_timestamp == stamped_infos[0].max_timestamp == 123456789
     assert again[0].attributes & records.ATTR_LOG_APPEND_TIME
     assert stamped[61:] == batch[61:], "records are not touched"
-    assert records.first_offset_at_or_after_timestamp(stamped, 123456789) == 0
+    found = record_times.first_at_or_after(stamped, 123456789, 0)
+    assert found is not None and (found.offset, found.timestamp) == (0, 123456789)
 
 
 @pytest.fixture

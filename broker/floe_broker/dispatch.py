@@ -39,6 +39,8 @@ from .handlers.delete_records import delete_records
 from .handlers.describe_log_dirs import describe_log_dirs
 from .handlers.describe_topic_partitions import describe_topic_partitions
 from .handlers.elect_leaders import elect_leaders
+from .handlers.list_offsets import list_offsets
+from .handlers.offset_for_leader_epoch import offset_for_leader_epoch
 from .ordering import CURRENT_TURN
 from .protocol import codec
 from .protocol.error_response import error_response
@@ -68,6 +70,7 @@ API_NAMES = {
     21: "delete_records",
     68: "consumer_group_heartbeat", 69: "consumer_group_describe",
     75: "describe_topic_partitions", 43: "elect_leaders", 35: "describe_log_dirs",
+    23: "offset_for_leader_epoch",
 }
 
 
@@ -77,7 +80,7 @@ class Dispatcher:
         self.table: dict[int, tuple[int, int, Handler]] = {
             0: (3, 13, produce.produce),
             1: (4, 17, fetch.fetch),
-            2: (1, 8, fetch.list_offsets),
+            2: (1, 8, list_offsets),
             3: (1, 12, meta.metadata),
             18: (0, 3, self._api_versions),
             19: (2, 7, admin.create_topics),
@@ -124,6 +127,7 @@ class Dispatcher:
             75: (0, 0, describe_topic_partitions),
             43: (1, 2, elect_leaders),
             35: (1, 4, describe_log_dirs),
+            23: (2, 4, offset_for_leader_epoch),
         }
         self.table.update(extra or {})
         self.supported = {k: (lo, hi) for k, (lo, hi, _) in self.table.items()}

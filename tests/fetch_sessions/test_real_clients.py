@@ -89,10 +89,9 @@ def test_a_consumer_of_1000_partitions_switches_to_small_incremental_fetches(two
                                               for i in range(2 * PARTITIONS)])
     want = {(m.partition(), m.offset()) for m in reports}
 
-    # api_version 2.0 (Fetch v8, with sessions): from 2.1 kafka-python validates positions after a
-    # leader change with OffsetForLeaderEpoch, which Floe does not serve, and gives up on the partition.
+    # kafka-python validates its position with OffsetForLeaderEpoch after the move below (KIP-320).
     c = Polled(KafkaConsumer(bootstrap_servers=f"127.0.0.1:{proxies[0].port}", enable_auto_commit=False,
-                             fetch_max_wait_ms=100, api_version=(2, 0, 0)))
+                             fetch_max_wait_ms=100))
     try:
         c.c.assign([KafkaTopicPartition(topic, i) for i in range(PARTITIONS)])
         c.c.seek_to_beginning()

@@ -61,8 +61,6 @@ def test_offsets_for_times_finds_the_record_inside_a_batch(positions: dict[str, 
     assert (times["at_30"], times["between_30_31"], times["future_is_null"]) == (30, 31, True), times
 
 
-@pytest.mark.xfail(strict=True, reason="ListOffsets by timestamp answers the batch's max timestamp, not the "
-                   "found record's own (Partition.offset_for_timestamp)")
 def test_offsets_for_times_gives_the_records_own_timestamp(positions: dict[str, Any]) -> None:
     assert positions["offsets_for_times"]["ts_30"] == 30_000, positions["offsets_for_times"]
 

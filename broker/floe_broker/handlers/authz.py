@@ -101,6 +101,7 @@ RULES: dict[int, Rule] = {
     75: Rule(((DESCRIBE, TOPIC),), note="per topic; topics not described are left out of an all-topics page"),
     43: Rule(((ALTER, CLUSTER),), request=ALTER, note="ElectLeaders, as Kafka"),
     35: Rule(((DESCRIBE, CLUSTER),), note="answered with CLUSTER_AUTHORIZATION_FAILED in the body, as Kafka"),
+    23: Rule(((DESCRIBE, TOPIC),), note="per topic, as Kafka for a consumer (Floe has no followers)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Fetch (long-poll, byte limits) and ListOffsets.
+"""Fetch (long-poll, byte limits).
 
 Fetch returns whole batches below the high watermark (I5, docs/architecture.md#i5-read-committed);
 with ``isolation_level=1`` (read_committed) below the last stable offset, with the
@@ -8,7 +8,9 @@ returns the first batch even when it is larger (Kafka's rule, so a consumer
 cannot get stuck behind one big batch). With less than ``min_bytes`` ready it
 parks on the partitions' high-watermark futures until data arrives or
 ``max_wait`` passes. Fetch sessions (KIP-227) are ``fetch_sessions``: it says
-which partitions a request reads and which of their answers go back.
+which partitions a request reads and which of their answers go back. A
+``current_leader_epoch`` other than the partition's gets FENCED_LEADER_EPOCH or
+UNKNOWN_LEADER_EPOCH (``handlers.leader_epoch``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from ..protocol import records
 from ..protocol.build import ZERO_UUID, mk, nested, response_class
 from ..protocol.codec import RecordsViews
 from . import authz
-from .authz import DESCRIBE, READ, TOPIC
+from .authz import READ, TOPIC
 from .context import BrokerContext
+from .leader_epoch import epoch_error
 
-FETCH, LIST_OFFSETS = 1, 2
-LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+FETCH = 1
 READ_COMMITTED = 1
 
 
@@ -91,6 +93,12 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
                                         high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
                                         preferred_read_replica=-1, records=b"", aborted_transactions=None))
                     continue
+                fenced = epoch_error(part.epoch, getattr(fp, "current_leader_epoch", -1))
+                if fenced != ErrorCode.none:
+                    parts_out.append(mk(part_cls, partition_index=fp.partition, error_code=fenced,
+                                        high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
+                                        preferred_read_replica=-1, records=b"", aborted_transactions=None))
+                    continue
                 budget = min(fp.partition_max_bytes, max(req.max_bytes - total, 0))
                 code = ErrorCode.none
                 data: RecordsViews | None = None
@@ -134,47 +142,3 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
         for f in futures:
             if not f.done():
                 f.cancel()
-
-
-async def list_offsets(ctx: BrokerContext, version: int, req: Any) -> Any:
-    cls = response_class(LIST_OFFSETS, version)
-    topic_cls = nested(cls, "ListOffsetsTopicResponse")
-    part_cls = nested(cls, "ListOffsetsPartitionResponse")
-    state = ctx.state()
-    topics_out = []
-    for topic in req.topics:
-        parts_out = []
-        may_describe = authz.allowed(ctx, DESCRIBE, TOPIC, topic.name)
-        for lp in topic.partitions:
-            if not may_describe:
-                parts_out.append(mk(part_cls, partition_index=lp.partition_index,
-                                    error_code=ErrorCode.topic_authorization_failed, timestamp=-1, offset=-1,
-                                    leader_epoch=-1))
-                continue
-            exists = topic.name in state.topics and 0 <= lp.partition_index < len(state.topics[topic.name].partitions)
-            part = await ctx.leader_partition(topic.name, lp.partition_index) if exists else None
-            if part is None:
-                code = ErrorCode.not_leader_or_follower if exists else ErrorCode.unknown_topic_or_partition
-                parts_out.append(mk(part_cls, partition_index=lp.partition_index, error_code=code,
-                                    timestamp=-1, offset=-1, leader_epoch=-1))
-                continue
-            ts, offset = -1, -1
-            if lp.timestamp == LATEST:
-                committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
-                offset = part.last_stable_offset if committed else part.high_watermark
-            elif lp.timestamp == EARLIEST:
-                offset = part.log_start
-            elif lp.timestamp == MAX_TIMESTAMP:
-                found = part.max_timestamp()
-                if found is not None:
-                    # the record that holds the max timestamp, not the first offset of its piece
-                    exact = await ctx.log.offset_for_timestamp(part, found[1])
-                    offset, ts = exact if exact is not None else found
-            elif lp.timestamp >= 0:
-                hit = await ctx.log.offset_for_timestamp(part, lp.timestamp)
-                if hit is not None:
-                    offset, ts = hit
-            parts_out.append(mk(part_cls, partition_index=lp.partition_index, error_code=ErrorCode.none,
-                                timestamp=ts, offset=offset, leader_epoch=part.epoch))
-        topics_out.append(mk(topic_cls, name=topic.name, partitions=tuple(parts_out)))
-    return mk(cls, topics=tuple(topics_out))

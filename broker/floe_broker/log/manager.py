@@ -193,6 +193,7 @@ class PartitionManager:
                 part.load_checkpoint_body(body)
                 if not body.get("clean") and body.get("session"):
                     recovered = await self._recover(part, body)
+            part.epoch_history.assign(epoch, part.next_offset)  # durable with the checkpoint below
             new_body = self._body(part, clean=False)
             cond = {"if_none_match": True} if etag is None else {"if_match": etag}
             try:

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from ..errors import BadObject, NotLeader, OffsetOutOfRange, SequenceError
 from ..protocol import records
-from . import formats
+from . import formats, record_times
+from .epochs import EpochHistory
 
 
 @dataclass(slots=True, eq=False)
@@ -121,6 +122,8 @@ class Partition:
     compacted_upto: int = 0
     compaction_marks: list[list[int]] = field(default_factory=list)
     compaction_due_ms: int | None = None  # the first delete horizon of a kept tombstone or marker
+    # Which leader epoch wrote which offsets (log.epochs): OffsetForLeaderEpoch, ListOffsets' epochs.
+    epoch_history: EpochHistory = field(default_factory=EpochHistory)
 
     # ---- write path -------------------------------------------------------
 
@@ -414,25 +417,34 @@ class Partition:
 
     async def offset_for_timestamp(
         self, ts: int, read_range: RangeReader, read_suffix: SuffixReader
-    ) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record with timestamp >= ts, below the HW."""
+    ) -> record_times.Found | None:
+        """The first record at or after the log start with timestamp >= ts, below the HW.
+
+        Only the batches whose max timestamp allows it are decoded, one at a
+        time, compressed ones in a thread (``log.record_times``).
+        """
         for piece in list(self.pieces):
-            if piece.max_ts < ts or piece.base >= self.high_watermark:
+            if piece.max_ts < ts or piece.base >= self.high_watermark or piece.last < self.log_start:
                 continue
             chunks = ([piece] if isinstance(piece, Chunk)
                       else await load_segment_entries(piece, read_suffix, self.topic_id, self.index))
             for chunk in chunks:
-                if chunk.max_ts < ts or chunk.base >= self.high_watermark:
+                if chunk.max_ts < ts or chunk.base >= self.high_watermark or chunk.last < self.log_start:
                     continue
                 data = await self._chunk_bytes(chunk, read_range)
                 for h in records.iter_headers(data):
-                    if h.max_timestamp < ts or h.base_offset < self.log_start:
+                    if h.max_timestamp < ts or h.last_offset < self.log_start:
                         continue
-                    found = records.first_offset_at_or_after_timestamp(
-                        memoryview(data)[h.position : h.position + h.size], ts
-                    )
-                    if found is not None and found < self.high_watermark:
-                        return found, h.max_timestamp
+                    if h.base_offset >= self.high_watermark:
+                        return None
+                    batch = memoryview(data)[h.position : h.position + h.size]
+                    if record_times.is_compressed(batch):
+                        found = await asyncio.to_thread(record_times.first_at_or_after, bytes(batch), ts,
+                                                        self.log_start)
+                    else:
+                        found = record_times.first_at_or_after(batch, ts, self.log_start)
+                    if found is not None:
+                        return found if found.offset < self.high_watermark else None
         return None
 
     def max_timestamp(self) -> tuple[int, int] | None:
@@ -521,6 +533,7 @@ class Partition:
                 str(pid): [s.epoch, s.last_seq, s.last_offset, s.recent] for pid, s in self.producers.items()
             },
             "txn": self._txn_body(),
+            "epochs": self.epoch_history.to_body(self.log_start),
             **self.compaction_body(),
         }
 
@@ -540,6 +553,7 @@ class Partition:
         }
         self._load_txn_body(body.get("txn", {}))
         self.load_compaction_body(body)
+        self.epoch_history = EpochHistory.from_body(body.get("epochs", []))
 
     def add_recovered(self, entry: formats.WalEntry, key: str) -> None:
         """A chunk found in a dead (fenced) session's WAL after the checkpoint."""

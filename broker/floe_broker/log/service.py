@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ..errors import NotLeader, SequenceError
 from ..ordering import CURRENT_TURN
 from ..protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchInfo, base_offsets
+from . import record_times
 from .cache import BlockCache
 from .manager import PartitionManager
 from .partition import SEQ_MOD, Duplicate, Partition
@@ -235,8 +236,8 @@ class LogService:
                                until=part.last_stable_offset if committed else None,
                                prefetch=self.cache.prefetch, deadline=deadline)
 
-    async def offset_for_timestamp(self, part: Partition, ts: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record at or after ``ts``, below the high watermark."""
+    async def offset_for_timestamp(self, part: Partition, ts: int) -> record_times.Found | None:
+        """The first record at or after ``ts``, below the high watermark (offset, its timestamp, epoch)."""
         return await part.offset_for_timestamp(ts, self.cache.read, self.cache.read_suffix)
 
 

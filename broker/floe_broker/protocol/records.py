@@ -197,49 +197,6 @@ def iter_headers(data: bytes | bytearray | memoryview) -> list[BatchHeader]:
     return out
 
 
-def first_offset_at_or_after_timestamp(batch: bytes | memoryview, target_ts: int) -> int | None:
-    """Offset of the first record with timestamp >= target_ts inside one batch.
-
-    Used only by ListOffsets-by-timestamp (not a hot path). Uncompressed
-    batches are decoded record by record for an exact answer; for compressed
-    batches the batch's base offset is returned (documented approximation:
-    the consumer may see a few earlier records of that one batch).
-    """
-    view = memoryview(batch)
-    base, _ = _PREFIX.unpack_from(view, 0)
-    attrs, lod, base_ts, max_ts, *_rest = _TAIL.unpack_from(view, 21)
-    if max_ts < target_ts:
-        return None
-    if attrs & 0x07 or attrs & ATTR_LOG_APPEND_TIME:  # LogAppendTime: every record has maxTimestamp
-        return base
-    pos = HEADER_SIZE
-    end = len(view)
-    while pos < end:
-        length, pos = _read_varint(view, pos)
-        rec_end = pos + length
-        pos += 1  # attributes int8
-        ts_delta, pos = _read_varint(view, pos)
-        off_delta, pos = _read_varint(view, pos)
-        if base_ts + ts_delta >= target_ts:
-            return base + off_delta
-        pos = rec_end
-    return base + lod
-
-
-def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
-    """Zig-zag varint as used inside records."""
-    shift = 0
-    raw = 0
-    while True:
-        byte = view[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    return (raw >> 1) ^ -(raw & 1), pos
-
-
 _PRODUCER = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence at offset 43
 
 

@@ -208,6 +208,45 @@ final class ConsumerScenarios {
         }
     }
 
+    /**
+     * {@code consumer-follow <topic> <progress> <stop>}: one assigned partition read from the start with
+     * {@code auto.offset.reset=none}, so a position the consumer could not validate after a leader change
+     * (KIP-320) would surface as an exception instead of a silent reset. Writes the records consumed so far
+     * to {@code progress}; stops once {@code stop} exists. Any offset that is not the one after the last
+     * (a rewind or a skip) is counted.
+     */
+    static void follow(String bootstrap, String[] args, Map<String, Object> verdict) throws Exception {
+        String topic = args[0];
+        java.nio.file.Path progress = java.nio.file.Path.of(args[1]);
+        java.nio.file.Path stop = java.nio.file.Path.of(args[2]);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        List<String> errors = new ArrayList<>();
+        long consumed = 0;
+        long expected = 0;
+        long jumps = 0;
+        try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(bootstrap, "auto.offset.reset", "none",
+                "metadata.max.age.ms", "1000", "fetch.max.wait.ms", "100")) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            while (!java.nio.file.Files.exists(stop)) {
+                try {
+                    for (var r : c.poll(Duration.ofMillis(200))) {
+                        if (r.offset() != expected) jumps++;
+                        expected = r.offset() + 1;
+                        consumed++;
+                    }
+                } catch (org.apache.kafka.common.KafkaException exc) {
+                    if (errors.size() < 20) errors.add(Steps.describe(exc));
+                }
+                java.nio.file.Files.writeString(progress, Long.toString(consumed));
+            }
+            verdict.put("position", c.position(tp));
+        }
+        verdict.put("consumed", consumed);
+        verdict.put("jumps", jumps);
+        verdict.put("errors", errors);
+    }
+
     static void createAndFill(String bootstrap, String topic, int partitions, int perPartition) throws Exception {
         try (Admin admin = Clients.admin(bootstrap)) {
             admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();

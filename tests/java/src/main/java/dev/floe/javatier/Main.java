@@ -33,6 +33,7 @@ public final class Main {
                 case "consumer-assignor" -> ConsumerScenarios.assignor(bootstrap, rest, verdict);
                 case "consumer-static" -> ConsumerScenarios.staticMembership(bootstrap, rest, verdict);
                 case "consumer-positions" -> ConsumerScenarios.positions(bootstrap, rest, verdict);
+                case "consumer-follow" -> ConsumerScenarios.follow(bootstrap, rest, verdict);
                 case "admin" -> AdminScenarios.all(bootstrap, rest, verdict);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             }
