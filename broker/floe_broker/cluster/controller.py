@@ -109,6 +109,9 @@ class Peers(Protocol):
     async def push(self, node: int, committed: Committed) -> None:
         """Give a broker new metadata; returns once it opened/closed its partitions."""
 
+    async def answers(self, node: int) -> bool:
+        """Whether the broker's process answers on its admin port right now (a liveness probe)."""
+
 
 class Controller:
     """Controller logic; active only while :attr:`active` (lease held)."""
@@ -164,8 +167,12 @@ class Controller:
         was_active = self.active
         self.lease, self._lease_etag = lease, new_etag
         if not was_active:
+            # The lease we took over is the old holder's last heartbeat: it renewed it at
+            # expiry minus one lease duration, and has not been heard from since.
+            previous = (current.holder, current.expires_ms - self.session_timeout_ms) \
+                if current is not None and current.holder != self.session else None
             try:
-                await self._become_active()
+                await self._become_active(previous)
             except (StoreUnavailable, NotController):
                 return False
         return True
@@ -226,7 +233,16 @@ class Controller:
         await self.commit(change)
         self._last_seen.pop(node, None)
 
-    async def _become_active(self) -> None:
+    async def _become_active(self, previous: tuple[str, int] | None = None) -> None:
+        """Load the metadata, commit a version at once, and start judging sessions.
+
+        ``previous`` is the session that held the lease before us and when it last renewed
+        it. Every other broker gets a full session timeout from now (it was heartbeating to a
+        controller that is gone), but the previous holder is judged from its last renewal, so
+        a dead controller's session expires together with its lease instead of one session
+        timeout later. Safe to act on early: fencing is the WAL tombstones and the epoch CAS,
+        not timing, and the deposed controller's next commit finds its version key taken.
+        """
         await self._load()
         assert self.state is not None
         await self.log.ensure_base(self.state, self.session)
@@ -236,6 +252,13 @@ class Controller:
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
+        if previous is not None:
+            holder, renewed_ms = previous
+            for n, b in list(self.state.brokers.items()):
+                # A holder that still answers only lost the lease (a store outage, a slow
+                # renewal): it keeps a full session timeout to heartbeat to us as a member.
+                if b.session == holder and not (self.peers is not None and await self.peers.answers(n)):
+                    self._last_seen[n] = min(start, renewed_ms)
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
 
     async def _load(self) -> None:

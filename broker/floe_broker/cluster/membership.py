@@ -228,6 +228,9 @@ class Membership:
                 log.info("took over as controller")
                 if not self.controller.heartbeat(self.node_id, self.session):
                     self.fenced("this session was failed while the controller changed")
+                    return
+                # The previous holder's session ran out with its lease: fail it now, not a round later.
+                await self.controller.check_liveness()
             return
         try:
             reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),

@@ -1,0 +1,57 @@
+"""Stopping a whole cluster at once: SIGTERM to every broker, as Kubernetes does when a cluster is deleted.
+
+Every broker must exit 0 within seconds, every partition must end with a clean
+checkpoint (nothing for a successor to recover from a WAL), and a broker
+started afterwards must serve every acknowledged record.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from floe_broker.storage.layout import CHECKPOINT_PREFIX
+from tests.infra.broker import wait_until
+from tests.test_cluster import cluster_view, start_cluster
+from tests.test_clients import consume_exactly, create_topic, produce_all
+
+PARTITIONS = 60
+# A drain is metadata only (milliseconds a partition); the bound leaves room for a loaded CI machine.
+STOP_WITHIN_S = 20.0
+
+
+def checkpoints(bucket: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    root = bucket / CHECKPOINT_PREFIX
+    return {str(p.relative_to(root)): json.loads(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def test_sigterm_to_every_broker_at_once_stops_in_seconds_with_clean_checkpoints(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    procs = start_cluster(brokers, file_store)
+    topic = f"stop-{uuid.uuid4().hex[:6]}"
+    create_topic(procs[0].bootstrap, topic, PARTITIONS)
+    records = [(topic, p, None, f"r{p}".encode(), None, None) for p in range(PARTITIONS)]
+    produce_all(procs[0].bootstrap, records)
+    t0 = time.monotonic()
+    for p in procs:
+        assert p.proc is not None
+        p.proc.send_signal(signal.SIGTERM)
+    codes = [p.proc.wait(60) for p in procs if p.proc is not None]
+    took = time.monotonic() - t0
+    assert codes == [0] * len(procs), f"exit codes {codes}"
+    assert took <= STOP_WITHIN_S, f"a whole-cluster stop took {took:.1f} s"
+    for p in procs:
+        assert "could not leave the cluster cleanly" not in p.log_text(), p.log_tail()
+    bucket = Path(file_store.url.removeprefix("file://")) / "test"  # the cluster name is the prefix
+    cks = checkpoints(bucket)
+    unclean = sorted(k for k, body in cks.items() if not body.get("clean"))
+    assert len(cks) >= PARTITIONS and not unclean, f"{len(unclean)} of {len(cks)} checkpoints not clean: {unclean[:5]}"
+    # A broker started on the same bucket serves every record.
+    after = brokers(file_store)
+    wait_until(lambda: all(p["leader"] >= 0 for p in cluster_view(after)["partitions"] if p["topic"] == topic),
+               60, message="partitions placed on the new broker")
+    for part in range(PARTITIONS):
+        got = consume_exactly(after.bootstrap, topic, part, 0, 1, timeout=30)
+        assert [m.value() for m in got] == [f"r{part}".encode()]
