@@ -1,4 +1,5 @@
-"""Stopping a whole cluster at once: SIGTERM to every broker, as Kubernetes does when a cluster is deleted.
+"""Stopping a whole cluster at once: SIGTERM to every broker (as Kubernetes does when a cluster is
+deleted) and Ctrl-C on ``floe local up``.
 
 Every broker must exit 0 within seconds, every partition must end with a clean
 checkpoint (nothing for a successor to recover from a WAL), and a broker
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
 
 from floe_broker.storage.layout import CHECKPOINT_PREFIX
+from tests.cli.conftest import floe_command, floe_env, read
 from tests.infra.broker import wait_until
 from tests.test_cluster import cluster_view, start_cluster
 from tests.test_clients import consume_exactly, create_topic, produce_all
@@ -55,3 +58,42 @@ def test_sigterm_to_every_broker_at_once_stops_in_seconds_with_clean_checkpoints
     for part in range(PARTITIONS):
         got = consume_exactly(after.bootstrap, topic, part, 0, 1, timeout=30)
         assert [m.value() for m in got] == [f"r{part}".encode()]
+
+
+LOCAL_PARTITIONS = 250
+
+
+def test_ctrl_c_on_floe_local_up_stops_a_loaded_cluster_in_seconds(free_ranges, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C on a 3-broker ``floe local up``: every broker drains once, none is given partitions after it drained."""
+    kafka, http = free_ranges(3)
+    console = tmp_path / "console.txt"
+    state = tmp_path / "state"
+    with open(console, "wb") as out:
+        up = subprocess.Popen(floe_command("local", "up", "--brokers", "3", "--dir", str(state),
+                                           "--kafka-port", str(kafka), "--http-port", str(http)),
+                              stdout=out, stderr=subprocess.STDOUT, env=floe_env())
+    try:
+        wait_until(lambda: "Ctrl-C drains and stops the brokers." in read(console), 90,
+                   message="the cluster to come up")
+        bootstrap = ",".join(f"127.0.0.1:{kafka + i}" for i in range(3))
+        topic = "stop-local"
+        create_topic(bootstrap, topic, LOCAL_PARTITIONS)
+        produce_all(bootstrap, [(topic, p, None, f"r{p}".encode(), None, None) for p in range(LOCAL_PARTITIONS)])
+        t0 = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        code = up.wait(120)
+        took = time.monotonic() - t0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    text = read(console)
+    assert code == 0, text
+    assert took <= STOP_WITHIN_S, f"Ctrl-C took {took:.1f} s to stop the cluster:\n{text}"
+    logs = [(state / f"broker-{i}.log").read_text(errors="replace") for i in range(3)]
+    for log in logs:
+        assert "could not leave the cluster cleanly" not in log
+        drained_at = log.rfind("drained")
+        assert drained_at >= 0 and "partition opened" not in log[drained_at:], "a drained broker was given partitions"
+    cks = checkpoints(state / "data" / "local")
+    assert not [k for k, body in cks.items() if not body.get("clean")], "a checkpoint is not clean"

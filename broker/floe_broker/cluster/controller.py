@@ -457,6 +457,15 @@ class Controller:
                     ready.append(r)
 
             def change(s: ClusterState) -> None:
+                # A target checked above may have started draining (or gone) while the old
+                # leaders released: a whole cluster stopping drains every broker at once. Such
+                # a move goes to a broker that is not draining, or to no leader at all (a new
+                # epoch, placed when a broker can take it); never to a broker on its way out.
+                stale = [r for r in ready if r.to not in s.brokers or s.brokers[r.to].draining]
+                for r, to in zip(stale, s.place(len(stale)), strict=True):
+                    log.info("move target is draining; placing elsewhere", topic=r.topic,
+                             partition=r.partition, target=r.to, instead=to)
+                    r.to = to
                 s.set_leaders([(r.topic, r.partition, r.to) for r in ready])
 
             if ready:

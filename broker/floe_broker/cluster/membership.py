@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
@@ -36,7 +37,7 @@ from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
 from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
 from ..storage.objectstore import ObjectStore
-from .client import LocalController, RemoteController
+from .client import ControllerClient, LocalController, RemoteController
 from .controller import Controller, now_ms
 from .delta import Delta, Gap, apply
 from .metadata import ClusterState
@@ -45,6 +46,11 @@ from .metadata_log import MetadataLog
 log = structlog.get_logger(__name__)
 
 JOIN_TIMEOUT_S = 120.0
+# How long a stopping broker keeps looking for a controller to drain through, and to leave through.
+DRAIN_TIMEOUT_S = 60.0
+LEAVE_TIMEOUT_S = 15.0
+
+T = TypeVar("T")
 
 
 class Membership:
@@ -184,6 +190,38 @@ class Membership:
             if time.monotonic() - started > self.join_timeout_s:
                 raise StartupError(f"could not join the cluster: no controller answered for {self.join_timeout_s:g} s")
             await asyncio.sleep(min(0.5, self.session_timeout_ms / 4000))
+
+    # ---- leaving on purpose -----------------------------------------------------------
+
+    async def at_controller(self, call: Callable[[ControllerClient], Awaitable[T]], *, timeout_s: float) -> T:
+        """Run ``call`` at the controller, taking the lease ourselves when it is free.
+
+        When a whole cluster stops, controllers leave one after another and release the
+        lease; the brokers still draining must then reach the next holder, or become it,
+        instead of calling one that has exited. Retried until ``timeout_s``; the last
+        failure is raised.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.controller.active or await self.controller.try_acquire():
+                    return await call(self.local)
+                return await call(self.remote)
+            except (NotController, RpcError, StoreUnavailable) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("controller not reachable; trying again", error=str(exc))
+            await asyncio.sleep(min(0.2, self.interval_s))
+
+    async def leave(self, *, timeout_s: float) -> None:
+        """Leave the cluster after a drain; as the controller, hand the lease on at once.
+
+        If this fails the broker is still registered: its session times out like a crash,
+        and as its partitions were closed with clean checkpoints a successor loses nothing.
+        """
+        self.leaving = True  # from here a refused heartbeat is our own doing, not a fence
+        await self.at_controller(lambda c: c.leave(self.node_id), timeout_s=timeout_s)
+        await self.controller.release()
 
     # ---- loops ------------------------------------------------------------------------
 
