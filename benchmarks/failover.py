@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--brokers", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--soak", type=float, default=0, help="seconds of load with no kill; counts false failovers")
-    ap.add_argument("--flag", action="append", default=[], help="extra broker flag, e.g. --flag=--session-timeout-ms=6000")
+    ap.add_argument("--flag", action="append", default=[],
+                    help="extra broker flag, e.g. --flag=--session-timeout-ms=6000")
     args = ap.parse_args()
     flags = [f for flag in args.flag for f in flag.split("=", 1)]
     for _ in range(max(1, args.runs)):

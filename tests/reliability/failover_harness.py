@@ -63,8 +63,10 @@ class FailoverResult:
 class AckClock:
     """A producer thread writing to every partition, remembering each partition's latest ack time."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, *, value_bytes: int = 100,
+                 pause_s: float = 0.002) -> None:
         self.topic, self.partitions = topic, partitions
+        self.value, self.pause_s = b"x" * value_bytes, pause_s
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                                   "message.timeout.ms": 60_000, "log_level": 2})
         self.last_ack: dict[int, float] = {}
@@ -84,13 +86,14 @@ class AckClock:
         i = 0
         while not self.stop.is_set():
             try:
-                self.producer.produce(self.topic, value=b"x" * 100, partition=i % self.partitions,
+                self.producer.produce(self.topic, value=self.value, partition=i % self.partitions,
                                       on_delivery=self._on_delivery)
                 i += 1
             except BufferError:
                 pass
-            self.producer.poll(0.001)
-            time.sleep(0.002)
+            self.producer.poll(0.001 if self.pause_s else 0)
+            if self.pause_s:
+                time.sleep(self.pause_s)
         self.producer.flush(60)
 
     def acked_since(self, t: float) -> dict[int, float]:
@@ -182,7 +185,9 @@ def soak(workdir: Path, *, seconds: float, brokers: int = 3, partitions: int = 1
     with cluster(workdir, brokers, flags) as procs:
         create_topic(procs[0].bootstrap, "soak", partitions)
         loads = []
-        clocks = [AckClock(",".join(p.bootstrap for p in procs), "soak", partitions) for _ in range(3)]
+        # As much as the producers can push: the brokers' event loops are as busy as two cores allow.
+        clocks = [AckClock(",".join(p.bootstrap for p in procs), "soak", partitions, value_bytes=4096, pause_s=0)
+                  for _ in range(3)]
         for c in clocks:
             c.__enter__()
         try:

@@ -18,8 +18,8 @@ from pathlib import Path
 from floe_broker.storage.layout import CHECKPOINT_PREFIX
 from tests.cli.conftest import floe_command, floe_env, read
 from tests.infra.broker import wait_until
-from tests.test_cluster import cluster_view, start_cluster
 from tests.test_clients import consume_exactly, create_topic, produce_all
+from tests.test_cluster import cluster_view, start_cluster
 
 PARTITIONS = 60
 # A drain is metadata only (milliseconds a partition); the bound leaves room for a loaded CI machine.
@@ -97,3 +97,32 @@ def test_ctrl_c_on_floe_local_up_stops_a_loaded_cluster_in_seconds(free_ranges, 
         assert drained_at >= 0 and "partition opened" not in log[drained_at:], "a drained broker was given partitions"
     cks = checkpoints(state / "data" / "local")
     assert not [k for k, body in cks.items() if not body.get("clean")], "a checkpoint is not clean"
+
+
+def test_a_broker_stopping_while_the_controller_is_paused_loses_nothing(brokers, file_store) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM to a broker whose controller is paused: it drains through (or as) the next controller and exits 0.
+
+    The paused controller's session runs out with its lease; when it wakes it learns it
+    was fenced and exits 3; a broker started afterwards serves every acknowledged record.
+    """
+    controller, member = start_cluster(brokers, file_store, 2)
+    topic = f"stop-{uuid.uuid4().hex[:6]}"
+    partitions = 8
+    create_topic(member.bootstrap, topic, partitions)
+    records = [(topic, p, None, f"r{p}-{i}".encode(), None, None) for p in range(partitions) for i in range(20)]
+    produce_all(member.bootstrap, records)
+    assert controller.proc is not None and member.proc is not None
+    controller.proc.send_signal(signal.SIGSTOP)
+    try:
+        member.proc.send_signal(signal.SIGTERM)
+        code = member.proc.wait(45)
+    finally:
+        controller.proc.send_signal(signal.SIGCONT)
+    assert code == 0, member.log_tail()
+    assert controller.proc.wait(30) == 3, "the paused controller exits as fenced once it wakes"
+    after = brokers(file_store)
+    wait_until(lambda: all(p["leader"] >= 0 for p in cluster_view(after)["partitions"] if p["topic"] == topic),
+               60, message="partitions placed on the new broker")
+    for part in range(partitions):
+        got = consume_exactly(after.bootstrap, topic, part, 0, 20, timeout=30)
+        assert [m.value() for m in got] == [f"r{part}-{i}".encode() for i in range(20)]

@@ -237,29 +237,46 @@ class Controller:
         """Load the metadata, commit a version at once, and start judging sessions.
 
         ``previous`` is the session that held the lease before us and when it last renewed
-        it. Every other broker gets a full session timeout from now (it was heartbeating to a
-        controller that is gone), but the previous holder is judged from its last renewal, so
-        a dead controller's session expires together with its lease instead of one session
-        timeout later. Safe to act on early: fencing is the WAL tombstones and the epoch CAS,
-        not timing, and the deposed controller's next commit finds its version key taken.
+        it: its last heartbeat. Every other broker gets a full session timeout from now (it
+        was heartbeating to a controller that is gone), but a previous holder that stopped
+        renewing a session timeout ago and does not answer its admin port is failed in the
+        very first commit, so a dead controller's lease and session run out together instead
+        of one after the other (and no commit waits on pushes to it). Acting early is safe:
+        fencing is the WAL tombstones and the epoch CAS, not timing, and the deposed
+        controller's next commit finds its version key taken.
         """
         await self._load()
         assert self.state is not None
         await self.log.ensure_base(self.state, self.session)
-        # Commit a version at once so a deposed controller's next commit finds its key taken.
         self.active = True
-        await self.commit(lambda s: None)
+        dead = await self._dead_previous_holder(previous)
+        if dead is None:
+            # Commit a version at once so a deposed controller's next commit finds its key taken.
+            await self.commit(lambda s: None)
+        else:
+            node, session = dead
+            log.warning("previous controller's lease and session ran out; fencing", node=node, session=session)
+            await fence_session(self.store, node, session)
+            await self.commit(lambda s: self._drop_failed(s, node, session))
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
-        if previous is not None:
-            holder, renewed_ms = previous
-            for n, b in list(self.state.brokers.items()):
-                # A holder that still answers only lost the lease (a store outage, a slow
-                # renewal): it keeps a full session timeout to heartbeat to us as a member.
-                if b.session == holder and not (self.peers is not None and await self.peers.answers(n)):
-                    self._last_seen[n] = min(start, renewed_ms)
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
+
+    async def _dead_previous_holder(self, previous: tuple[str, int] | None) -> tuple[int, str] | None:
+        """The previous lease holder's (node, session) if it is silent for a session timeout and does not answer."""
+        if previous is None or self.state is None:
+            return None
+        holder, renewed_ms = previous
+        for n, b in self.state.brokers.items():
+            if b.session != holder or renewed_ms > now_ms() - self.session_timeout_ms:
+                continue
+            # A holder that still answers only lost the lease (a store outage, a slow
+            # renewal): it keeps a full session timeout to heartbeat to us as a member.
+            if self.peers is not None and await self.peers.answers(n):
+                return None
+            return n, b.session
+        return None
 
     async def _load(self) -> None:
         self.state = await self.log.load()
@@ -373,13 +390,15 @@ class Controller:
         log.warning("broker session timed out; fencing", node=node, session=info.session)
         await fence_session(self.store, node, info.session)
 
-        def change(s: ClusterState) -> None:
-            s.brokers.pop(node, None)
-            s.fenced[info.session] = node
-            self._reassign_orphans(s)
-
-        await self.commit(change)
+        await self.commit(lambda s: self._drop_failed(s, node, info.session))
         self._last_seen.pop(node, None)
+
+    @classmethod
+    def _drop_failed(cls, s: ClusterState, node: int, session: str) -> None:
+        """Remove a fenced broker from the metadata and give its partitions new leaders."""
+        s.brokers.pop(node, None)
+        s.fenced[session] = node
+        cls._reassign_orphans(s)
 
     @staticmethod
     def _reassign_orphans(s: ClusterState) -> None:

@@ -206,12 +206,32 @@ class Membership:
             try:
                 if self.controller.active or await self.controller.try_acquire():
                     return await call(self.local)
-                return await call(self.remote)
+                return await self._while_lease_held(call(self.remote))
             except (NotController, RpcError, StoreUnavailable) as exc:
                 if time.monotonic() >= deadline:
                     raise
                 log.info("controller not reachable; trying again", error=str(exc))
             await asyncio.sleep(min(0.2, self.interval_s))
+
+    async def _while_lease_held(self, call: Awaitable[T]) -> T:
+        """Await a call to the lease holder, abandoning it once the lease passes to another or runs out.
+
+        A controller that was paused or cut off answers nothing until its RPC timeout; the
+        lease says much sooner that somebody else (or nobody) is the controller now.
+        """
+        called = await self.remote.lease()
+        task: asyncio.Future[T] = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.interval_s)
+                if done:
+                    return task.result()
+                now = await self.remote.lease()  # None: unreadable right now, so no news
+                if now is not None and (called is None or now.holder != called.holder
+                                        or now.expires_ms <= now_ms()):
+                    raise NotController("the controller changed during the call")
+        finally:
+            task.cancel()
 
     async def leave(self, *, timeout_s: float) -> None:
         """Leave the cluster after a drain; as the controller, hand the lease on at once.
@@ -266,9 +286,6 @@ class Membership:
                 log.info("took over as controller")
                 if not self.controller.heartbeat(self.node_id, self.session):
                     self.fenced("this session was failed while the controller changed")
-                    return
-                # The previous holder's session ran out with its lease: fail it now, not a round later.
-                await self.controller.check_liveness()
             return
         try:
             reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
