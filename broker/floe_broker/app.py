@@ -50,6 +50,7 @@ from .security.bootstrap_users import BootstrapUsersError, read_users, seed_chan
 from .server.endpoints import Endpoints, build_endpoints, listener_specs
 from .server.listener import KafkaListener
 from .serving import Serving
+from .storage.health import StoreHealth
 from .storage.objectstore import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -120,6 +121,10 @@ class Broker:
 
     def controller_node(self) -> int:
         return self.membership.controller_node()
+
+    def store_state(self) -> str:
+        health = getattr(self.store, "health", None)  # the instrumented store keeps it
+        return health.state() if isinstance(health, StoreHealth) else "ok"
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
         return await self.controller_client.reassign(moves)

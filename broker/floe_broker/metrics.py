@@ -111,3 +111,10 @@ KEY_COMPACTION_BYTES = Counter(
 KEY_COMPACTION_MAP_PEAK_BYTES = Gauge(
     "floe_key_compaction_map_peak_bytes", "Largest key map of a key-compaction pass since start (estimated)"
 )
+
+# --- object-store health (storage.health) --------------------------------------
+STORE_STATE = Gauge(
+    "floe_objectstore_state",
+    "1 for the object store's current state: ok, degraded (some requests fail) or unavailable (all fail)",
+    ["state"],
+)

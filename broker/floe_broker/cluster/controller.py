@@ -109,8 +109,8 @@ class Peers(Protocol):
     async def push(self, node: int, committed: Committed) -> None:
         """Give a broker new metadata; returns once it opened/closed its partitions."""
 
-    async def answers(self, node: int) -> bool:
-        """Whether the broker's process answers on its admin port right now (a liveness probe)."""
+    async def answers(self, node: int, *, timeout_s: float) -> bool:
+        """Whether the broker's process answers on its admin port within ``timeout_s`` (a liveness probe)."""
 
 
 class Controller:
@@ -138,6 +138,7 @@ class Controller:
         self.log = metadata_log or MetadataLog(store)
         self._snapshotting: asyncio.Task[None] | None = None
         self._last_seen: dict[int, int] = {}
+        self._last_check_ms = 0  # when check_liveness last ran: a long gap means we were stalled
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
         self.peers: Peers | None = None
@@ -273,7 +274,7 @@ class Controller:
                 continue
             # A holder that still answers only lost the lease (a store outage, a slow
             # renewal): it keeps a full session timeout to heartbeat to us as a member.
-            if self.peers is not None and await self.peers.answers(n):
+            if self.peers is not None and await self.peers.answers(n, timeout_s=self.session_timeout_ms / 1000):
                 return None
             return n, b.session
         return None
@@ -377,7 +378,16 @@ class Controller:
         """Fence and replace brokers that missed their session timeout."""
         if not self.active or self.state is None:
             return
-        deadline = now_ms() - self.session_timeout_ms
+        now = now_ms()
+        stalled = now - self._last_check_ms if self._last_check_ms else 0
+        self._last_check_ms = now
+        if stalled > self.session_timeout_ms // 4:
+            # Our own event loop did not run (CPU starvation, a pause): heartbeats that
+            # arrived meanwhile are still queued, so the stall counts against nobody.
+            log.warning("controller liveness check ran late; not counting the gap", ms=stalled)
+            for n in self._last_seen:
+                self._last_seen[n] += stalled
+        deadline = now - self.session_timeout_ms
         dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
         for node in dead:
             await self.fail_broker(node)

@@ -288,8 +288,10 @@ class Membership:
                     self.fenced("this session was failed while the controller changed")
             return
         try:
+            # Up to half a session: under load a slow answer still counts.
+            timeout_s = max(self.interval_s, self.session_timeout_ms / 2000)
             reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
-                                                lease=lease, timeout_s=max(self.interval_s, 0.5))
+                                                lease=lease, timeout_s=timeout_s)
         except (RpcError, NotController):
             return  # the controller may be changing; the lease tells us
         if not reply.ok:
