@@ -151,3 +151,22 @@ async def test_a_dead_controllers_session_expires_with_its_lease(
     else:
         assert old_node not in state.brokers and state.fenced.get("ctl") == old_node
     assert seen.fenced == 0
+
+
+async def test_a_member_cut_off_from_the_controller_learns_from_the_bucket_that_it_was_failed(
+    cluster: Cluster,
+) -> None:
+    """Heartbeats cannot reach the controller, the bucket can: after a session the member reads it there."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    await m.join()
+    await ctl.controller.fail_broker(m.node_id)
+    await cluster.runners[0].cleanup()  # the controller's admin port stops answering; the lease stays
+    assert await ctl.controller.renew()
+    await m.member_round()
+    assert seen.fenced == 0, "one missed answer is not a fence"
+    m._answered_at -= SESSION_TIMEOUT_MS / 1000 + 1  # a session without an answer
+    await m.member_round()
+    assert seen.fenced == 1

@@ -88,6 +88,7 @@ class Membership:
         self.view = ClusterState()  # metadata as last pushed or read, when not the controller
         self.reader = MetadataLog(store)
         self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
+        self._answered_at = time.monotonic()  # the controller's last answer to a heartbeat
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -293,7 +294,16 @@ class Membership:
             reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
                                                 lease=lease, timeout_s=timeout_s)
         except (RpcError, NotController):
-            return  # the controller may be changing; the lease tells us
+            # The controller may be changing (the lease tells us), or we are cut off from it
+            # while the bucket still answers: after a session without an answer, the metadata
+            # in the bucket says whether the controller failed us meanwhile.
+            if time.monotonic() - self._answered_at > self.session_timeout_ms / 1000:
+                await self.refresh_view()
+                if self.view.version and self.node_id not in self.view.brokers:
+                    self.fenced("the controller failed this session (seen in the bucket; the controller "
+                                "does not answer)")
+            return
+        self._answered_at = time.monotonic()
         if not reply.ok:
             self.fenced("the controller failed this session (missed heartbeats)")
             return
