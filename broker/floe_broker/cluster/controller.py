@@ -262,6 +262,7 @@ class Controller:
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
+        self._last_check_ms = 0  # a fresh start, not a stall
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
 
     async def _dead_previous_holder(self, previous: tuple[str, int] | None) -> tuple[int, str] | None:
