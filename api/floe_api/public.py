@@ -79,10 +79,13 @@ class DrainReply(BaseModel):
 
 
 class Readiness(BaseModel):
-    """``GET /readyz``: 200 with ``ready`` once serving; 503 with ``starting`` or ``draining``."""
+    """``GET /readyz``: 200 with ``ready`` once serving; 503 with ``starting``, ``draining`` or
+    ``store-unavailable`` (every object-store request has been failing: nothing can be
+    acknowledged). ``store`` is the object store's state: ``ok``, ``degraded`` or ``unavailable``."""
 
     status: str
     node: int | None = None
+    store: str | None = None
 
 
 class ErrorReply(BaseModel):

@@ -33,7 +33,7 @@ from floe_api.public import MoveResult
 from . import metrics
 from .cluster.client import LocalController, RemoteController, RoutedController
 from .cluster.controller import Committed, Controller, new_session
-from .cluster.membership import Membership
+from .cluster.membership import DRAIN_TIMEOUT_S, LEAVE_TIMEOUT_S, Membership
 from .cluster.metadata import ClusterState
 from .cluster.peers import BrokerPeers
 from .cluster.rpc import Rpc
@@ -51,6 +51,7 @@ from .security.bootstrap_users import BootstrapUsersError, read_users, seed_chan
 from .server.endpoints import Endpoints, build_endpoints, listener_specs
 from .server.listener import KafkaListener
 from .serving import Serving
+from .storage.health import StoreHealth
 from .storage.objectstore import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -125,6 +126,10 @@ class Broker:
 
     def controller_node(self) -> int:
         return self.membership.controller_node()
+
+    def store_state(self) -> str:
+        health = getattr(self.store, "health", None)  # the instrumented store keeps it
+        return health.state() if isinstance(health, StoreHealth) else "ok"
 
     async def reassign(self, moves: list[tuple[str, int, int]]) -> list[MoveResult]:
         return await self.controller_client.reassign(moves)
@@ -257,17 +262,15 @@ class Broker:
         partitions = self.serving.partitions
         log.info("draining", partitions=len(partitions.held) if partitions else 0)
         try:
-            await self.controller_client.drain(self.node_id)
+            await self.membership.at_controller(lambda c: c.drain(self.node_id), timeout_s=DRAIN_TIMEOUT_S)
         except Exception as exc:
             log.warning("could not move partitions away; closing them in place", error=repr(exc))
         await self.groups.stop()
         await self.txn.stop()
         if partitions is not None:
             await partitions.close_all()
-        self.membership.leaving = True  # from here a refused heartbeat is our own doing, not a fence
         try:
-            await self.controller_client.leave(self.node_id)
-            await self.controller.release()
+            await self.membership.leave(timeout_s=LEAVE_TIMEOUT_S)
         except Exception as exc:
             log.warning("could not leave the cluster cleanly", error=repr(exc))
         log.info("drained")

@@ -141,8 +141,8 @@ class BrokerConfig:
     # key compaction (cleanup.policy=compact)
     key_compaction_map_bytes: int = 64 * 1024 * 1024
     # cluster
-    session_timeout_ms: int = 6_000
-    heartbeat_interval_ms: int = 1_000
+    session_timeout_ms: int = 3_000
+    heartbeat_interval_ms: int = 500
     wal_gc_grace_ms: int = 60_000
     wal_gc_interval_ms: int = 30_000
     per_partition_metrics: bool = True

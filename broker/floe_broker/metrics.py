@@ -119,3 +119,10 @@ LINK_LAG_SECONDS = Gauge("floe_link_lag_seconds", "Seconds since a mirrored part
                          ["link", "topic", "partition"])
 LINK_BYTES = Counter("floe_link_bytes_total", "Bytes of record batches mirrored from source clusters",
                      ["link", "topic"])
+
+# --- object-store health (storage.health) --------------------------------------
+STORE_STATE = Gauge(
+    "floe_objectstore_state",
+    "1 for the object store's current state: ok, degraded (some requests fail) or unavailable (all fail)",
+    ["state"],
+)

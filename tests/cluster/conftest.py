@@ -35,6 +35,11 @@ class NoPeers:
     async def push(self, node: int, committed: Committed) -> None:
         pass
 
+    async def answers(self, node: int, *, timeout_s: float) -> bool:
+        return self.alive
+
+    alive = True  # what the liveness probe says of every broker; a test sets it False for a dead one
+
 
 @dataclass
 class Node:
@@ -58,6 +63,9 @@ class Node:
 
     def controller_node(self) -> int:
         return -1
+
+    def store_state(self) -> str:
+        return "ok"
 
     def spawn_drain(self) -> None:
         self.draining = True

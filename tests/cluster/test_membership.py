@@ -124,3 +124,49 @@ async def test_joining_gives_up_when_no_controller_answers(cluster: Cluster) -> 
     m = membership(cluster, (await cluster.node("late")).controller, Seen(), join_timeout_s=0.3)
     with pytest.raises(StartupError, match="no controller answered"):
         await m.join()
+
+
+@pytest.mark.parametrize("old_controller_answers", [False, True])
+async def test_a_dead_controllers_session_expires_with_its_lease(
+    cluster: Cluster, old_controller_answers: bool
+) -> None:
+    """Taking over from a controller that is gone fails its session at once, not a timeout later.
+
+    The lease it last renewed is its last heartbeat. One that still answers its admin
+    port (it only lost the lease) keeps a full session timeout to heartbeat as a member.
+    """
+    old = membership(cluster, (await cluster.node("ctl")).controller, Seen())
+    old_node = await old.join()
+    seen = Seen()
+    member = membership(cluster, (await cluster.node("member")).controller, seen)
+    await member.join()
+    assert member.controller.peers is not None
+    member.controller.peers.alive = old_controller_answers  # type: ignore[attr-defined]
+    await old.controller.release()  # the lease as a dead holder leaves it: expired
+    await member.member_round()
+    assert member.controller.active
+    state = member.state()
+    if old_controller_answers:
+        assert old_node in state.brokers, "a controller that still answers was failed at once"
+    else:
+        assert old_node not in state.brokers and state.fenced.get("ctl") == old_node
+    assert seen.fenced == 0
+
+
+async def test_a_member_cut_off_from_the_controller_learns_from_the_bucket_that_it_was_failed(
+    cluster: Cluster,
+) -> None:
+    """Heartbeats cannot reach the controller, the bucket can: after a session the member reads it there."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    await m.join()
+    await ctl.controller.fail_broker(m.node_id)
+    await cluster.runners[0].cleanup()  # the controller's admin port stops answering; the lease stays
+    assert await ctl.controller.renew()
+    await m.member_round()
+    assert seen.fenced == 0, "one missed answer is not a fence"
+    m._answered_at -= SESSION_TIMEOUT_MS / 1000 + 1  # a session without an answer
+    await m.member_round()
+    assert seen.fenced == 1

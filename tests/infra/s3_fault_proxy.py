@@ -23,6 +23,12 @@ thread and event loop) that clients use as their S3 endpoint:
   another ``fail``/``hang``, ``stop``) stalled requests are dropped (connection
   closed, never forwarded): a request that timed out never reaches the store.
 * :meth:`~S3FaultProxy.delay` — matching requests are forwarded after a pause.
+* :meth:`~S3FaultProxy.reset` — matching requests are forwarded (so a write
+  may take effect), then the answer is cut: half its body, or none, and the
+  connection is reset. The client cannot tell whether its write happened.
+
+``every=N`` (on ``fail``, ``delay`` and ``reset``) faults only every Nth
+matching request and passes the others through: a brownout, not an outage.
 
 Faults can be narrowed to operations (``ops``: ``get``, ``head``, ``put``,
 ``delete``, ``list``, ``post``), to paths containing a string
@@ -106,6 +112,8 @@ class _Rule:
     status: int = 503
     code: str | None = None
     seconds: float = 0.0
+    every: int = 1  # fault every Nth matching request; the others pass through
+    seen: int = 0
 
     def matches(self, op: str, path: str) -> bool:
         if self.ops is not None and op not in self.ops:
@@ -272,9 +280,10 @@ class S3FaultProxy:
         code: str | None = None,
         times: int | None = None,
         key_contains: str | None = None,
+        every: int = 1,
     ) -> None:
         """Answer matching requests with ``status`` and an S3 XML error ``code``."""
-        self._set(_Rule("fail", self._ops(ops), key_contains, times, status=status, code=code))
+        self._set(_Rule("fail", self._ops(ops), key_contains, times, status=status, code=code, every=every))
 
     def hang(
         self,
@@ -293,9 +302,21 @@ class S3FaultProxy:
         *,
         times: int | None = None,
         key_contains: str | None = None,
+        every: int = 1,
     ) -> None:
         """Forward matching requests after ``seconds``."""
-        self._set(_Rule("delay", self._ops(ops), key_contains, times, seconds=seconds))
+        self._set(_Rule("delay", self._ops(ops), key_contains, times, seconds=seconds, every=every))
+
+    def reset(
+        self,
+        ops: Iterable[str] | str | None = None,
+        *,
+        times: int | None = None,
+        key_contains: str | None = None,
+        every: int = 1,
+    ) -> None:
+        """Forward matching requests, then reset the connection partway through the answer."""
+        self._set(_Rule("reset", self._ops(ops), key_contains, times, every=every))
 
     def heal(self) -> None:
         """Back to pure pass-through."""
@@ -342,6 +363,9 @@ class S3FaultProxy:
             rule = self._rule
             if rule is None or not rule.matches(op, path):
                 return None
+            rule.seen += 1
+            if rule.seen % rule.every:
+                return None
             if rule.times is not None:
                 rule.times -= 1
                 if rule.times <= 0:
@@ -364,6 +388,17 @@ class S3FaultProxy:
         if rule.mode == "delay":
             await asyncio.sleep(rule.seconds)
             return await self._forward(request)
+        if rule.mode == "reset":
+            answer = await self._forward(request)
+            body = answer.body if isinstance(answer, web.Response) and isinstance(answer.body, bytes) else b""
+            if len(body) > 1:
+                cut = web.StreamResponse(status=answer.status, headers=answer.headers)
+                cut.content_length = len(body)
+                await cut.prepare(request)
+                await cut.write(body[: len(body) // 2])
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError()
         # hang: wait for the fault to change, then drop the connection unanswered.
         assert self._wake is not None
         wake = self._wake
@@ -434,6 +469,8 @@ class S3FaultProxy:
                     self.hang(**params)
                 elif action == "delay":
                     self.delay(**params)
+                elif action == "reset":
+                    self.reset(**params)
                 else:
                     raise ValueError(f"unknown action {action!r}")
             except (ValueError, TypeError, KeyError) as exc:

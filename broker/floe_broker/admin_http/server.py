@@ -47,6 +47,9 @@ class AdminBroker(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    def store_state(self) -> str:
+        """The object store's state (``storage.health``): ok, degraded or unavailable."""
+
     @property
     def draining(self) -> bool: ...
 
@@ -108,8 +111,12 @@ def build_app(broker: AdminBroker) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
+        store = broker.store_state()
+        if broker.ready and store == "unavailable":
+            body = schema.Readiness(status="store-unavailable", node=broker.node_id, store=store)
+            return web.json_response(body.model_dump(), status=503)
         if broker.ready:
-            return web.json_response(schema.Readiness(status="ready", node=broker.node_id).model_dump())
+            return web.json_response(schema.Readiness(status="ready", node=broker.node_id, store=store).model_dump())
         state = "draining" if broker.draining else "starting"
         return web.json_response(schema.Readiness(status=state).model_dump(exclude_none=True), status=503)
 

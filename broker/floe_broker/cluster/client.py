@@ -122,7 +122,9 @@ class RemoteController:
     async def _call(self, path: str, body: BaseModel, reply: type[Reply], *,
                     timeout_s: float | None = None, lease: Lease | None = None) -> Reply:
         lease = lease or await self.lease()
-        if lease is None or lease.holder == self.session:
+        # A released or expired lease names a controller that may be gone: calling it would
+        # fail (or, worse, time out), so look again until somebody holds it.
+        if lease is None or lease.holder == self.session or lease.expires_ms <= now_ms():
             raise NotController("no controller is available right now")
         data = await self.rpc.call(lease.http, path, body.model_dump(mode="json"), timeout_s=timeout_s)
         try:

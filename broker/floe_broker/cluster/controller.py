@@ -109,6 +109,9 @@ class Peers(Protocol):
     async def push(self, node: int, committed: Committed) -> None:
         """Give a broker new metadata; returns once it opened/closed its partitions."""
 
+    async def answers(self, node: int, *, timeout_s: float) -> bool:
+        """Whether the broker's process answers on its admin port within ``timeout_s`` (a liveness probe)."""
+
 
 class Controller:
     """Controller logic; active only while :attr:`active` (lease held)."""
@@ -135,6 +138,7 @@ class Controller:
         self.log = metadata_log or MetadataLog(store)
         self._snapshotting: asyncio.Task[None] | None = None
         self._last_seen: dict[int, int] = {}
+        self._last_check_ms = 0  # when check_liveness last ran: a long gap means we were stalled
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
         self.peers: Peers | None = None
@@ -164,8 +168,12 @@ class Controller:
         was_active = self.active
         self.lease, self._lease_etag = lease, new_etag
         if not was_active:
+            # The lease we took over is the old holder's last heartbeat: it renewed it at
+            # expiry minus one lease duration, and has not been heard from since.
+            previous = (current.holder, current.expires_ms - self.session_timeout_ms) \
+                if current is not None and current.holder != self.session else None
             try:
-                await self._become_active()
+                await self._become_active(previous)
             except (StoreUnavailable, NotController):
                 return False
         return True
@@ -226,17 +234,51 @@ class Controller:
         await self.commit(change)
         self._last_seen.pop(node, None)
 
-    async def _become_active(self) -> None:
+    async def _become_active(self, previous: tuple[str, int] | None = None) -> None:
+        """Load the metadata, commit a version at once, and start judging sessions.
+
+        ``previous`` is the session that held the lease before us and when it last renewed
+        it: its last heartbeat. Every other broker gets a full session timeout from now (it
+        was heartbeating to a controller that is gone), but a previous holder that stopped
+        renewing a session timeout ago and does not answer its admin port is failed in the
+        very first commit, so a dead controller's lease and session run out together instead
+        of one after the other (and no commit waits on pushes to it). Acting early is safe:
+        fencing is the WAL tombstones and the epoch CAS, not timing, and the deposed
+        controller's next commit finds its version key taken.
+        """
         await self._load()
         assert self.state is not None
         await self.log.ensure_base(self.state, self.session)
-        # Commit a version at once so a deposed controller's next commit finds its key taken.
         self.active = True
-        await self.commit(lambda s: None)
+        dead = await self._dead_previous_holder(previous)
+        if dead is None:
+            # Commit a version at once so a deposed controller's next commit finds its key taken.
+            await self.commit(lambda s: None)
+        else:
+            node, session = dead
+            log.warning("previous controller's lease and session ran out; fencing", node=node, session=session)
+            await fence_session(self.store, node, session)
+            await self.commit(lambda s: self._drop_failed(s, node, session))
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
+        self._last_check_ms = 0  # a fresh start, not a stall
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
+
+    async def _dead_previous_holder(self, previous: tuple[str, int] | None) -> tuple[int, str] | None:
+        """The previous lease holder's (node, session) if it is silent for a session timeout and does not answer."""
+        if previous is None or self.state is None:
+            return None
+        holder, renewed_ms = previous
+        for n, b in self.state.brokers.items():
+            if b.session != holder or renewed_ms > now_ms() - self.session_timeout_ms:
+                continue
+            # A holder that still answers only lost the lease (a store outage, a slow
+            # renewal): it keeps a full session timeout to heartbeat to us as a member.
+            if self.peers is not None and await self.peers.answers(n, timeout_s=self.session_timeout_ms / 1000):
+                return None
+            return n, b.session
+        return None
 
     async def _load(self) -> None:
         self.state = await self.log.load()
@@ -337,7 +379,16 @@ class Controller:
         """Fence and replace brokers that missed their session timeout."""
         if not self.active or self.state is None:
             return
-        deadline = now_ms() - self.session_timeout_ms
+        now = now_ms()
+        stalled = now - self._last_check_ms if self._last_check_ms else 0
+        self._last_check_ms = now
+        if stalled > self.session_timeout_ms // 4:
+            # Our own event loop did not run (CPU starvation, a pause): heartbeats that
+            # arrived meanwhile are still queued, so the stall counts against nobody.
+            log.warning("controller liveness check ran late; not counting the gap", ms=stalled)
+            for n in self._last_seen:
+                self._last_seen[n] += stalled
+        deadline = now - self.session_timeout_ms
         dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
         for node in dead:
             await self.fail_broker(node)
@@ -350,13 +401,15 @@ class Controller:
         log.warning("broker session timed out; fencing", node=node, session=info.session)
         await fence_session(self.store, node, info.session)
 
-        def change(s: ClusterState) -> None:
-            s.brokers.pop(node, None)
-            s.fenced[info.session] = node
-            self._reassign_orphans(s)
-
-        await self.commit(change)
+        await self.commit(lambda s: self._drop_failed(s, node, info.session))
         self._last_seen.pop(node, None)
+
+    @classmethod
+    def _drop_failed(cls, s: ClusterState, node: int, session: str) -> None:
+        """Remove a fenced broker from the metadata and give its partitions new leaders."""
+        s.brokers.pop(node, None)
+        s.fenced[session] = node
+        cls._reassign_orphans(s)
 
     @staticmethod
     def _reassign_orphans(s: ClusterState) -> None:
@@ -434,6 +487,15 @@ class Controller:
                     ready.append(r)
 
             def change(s: ClusterState) -> None:
+                # A target checked above may have started draining (or gone) while the old
+                # leaders released: a whole cluster stopping drains every broker at once. Such
+                # a move goes to a broker that is not draining, or to no leader at all (a new
+                # epoch, placed when a broker can take it); never to a broker on its way out.
+                stale = [r for r in ready if r.to not in s.brokers or s.brokers[r.to].draining]
+                for r, to in zip(stale, s.place(len(stale)), strict=True):
+                    log.info("move target is draining; placing elsewhere", topic=r.topic,
+                             partition=r.partition, target=r.to, instead=to)
+                    r.to = to
                 s.set_leaders([(r.topic, r.partition, r.to) for r in ready])
 
             if ready:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
@@ -36,7 +37,7 @@ from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
 from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
 from ..storage.objectstore import ObjectStore
-from .client import LocalController, RemoteController
+from .client import ControllerClient, LocalController, RemoteController
 from .controller import Controller, now_ms
 from .delta import Delta, Gap, apply
 from .metadata import ClusterState
@@ -45,6 +46,11 @@ from .metadata_log import MetadataLog
 log = structlog.get_logger(__name__)
 
 JOIN_TIMEOUT_S = 120.0
+# How long a stopping broker keeps looking for a controller to drain through, and to leave through.
+DRAIN_TIMEOUT_S = 60.0
+LEAVE_TIMEOUT_S = 15.0
+
+T = TypeVar("T")
 
 
 class Membership:
@@ -82,6 +88,7 @@ class Membership:
         self.view = ClusterState()  # metadata as last pushed or read, when not the controller
         self.reader = MetadataLog(store)
         self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
+        self._answered_at = time.monotonic()  # the controller's last answer to a heartbeat
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -185,6 +192,58 @@ class Membership:
                 raise StartupError(f"could not join the cluster: no controller answered for {self.join_timeout_s:g} s")
             await asyncio.sleep(min(0.5, self.session_timeout_ms / 4000))
 
+    # ---- leaving on purpose -----------------------------------------------------------
+
+    async def at_controller(self, call: Callable[[ControllerClient], Awaitable[T]], *, timeout_s: float) -> T:
+        """Run ``call`` at the controller, taking the lease ourselves when it is free.
+
+        When a whole cluster stops, controllers leave one after another and release the
+        lease; the brokers still draining must then reach the next holder, or become it,
+        instead of calling one that has exited. Retried until ``timeout_s``; the last
+        failure is raised.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.controller.active or await self.controller.try_acquire():
+                    return await call(self.local)
+                return await self._while_lease_held(call(self.remote))
+            except (NotController, RpcError, StoreUnavailable) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("controller not reachable; trying again", error=str(exc))
+            await asyncio.sleep(min(0.2, self.interval_s))
+
+    async def _while_lease_held(self, call: Awaitable[T]) -> T:
+        """Await a call to the lease holder, abandoning it once the lease passes to another or runs out.
+
+        A controller that was paused or cut off answers nothing until its RPC timeout; the
+        lease says much sooner that somebody else (or nobody) is the controller now.
+        """
+        called = await self.remote.lease()
+        task: asyncio.Future[T] = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.interval_s)
+                if done:
+                    return task.result()
+                now = await self.remote.lease()  # None: unreadable right now, so no news
+                if now is not None and (called is None or now.holder != called.holder
+                                        or now.expires_ms <= now_ms()):
+                    raise NotController("the controller changed during the call")
+        finally:
+            task.cancel()
+
+    async def leave(self, *, timeout_s: float) -> None:
+        """Leave the cluster after a drain; as the controller, hand the lease on at once.
+
+        If this fails the broker is still registered: its session times out like a crash,
+        and as its partitions were closed with clean checkpoints a successor loses nothing.
+        """
+        self.leaving = True  # from here a refused heartbeat is our own doing, not a fence
+        await self.at_controller(lambda c: c.leave(self.node_id), timeout_s=timeout_s)
+        await self.controller.release()
+
     # ---- loops ------------------------------------------------------------------------
 
     def _holds_lease(self) -> bool:
@@ -230,10 +289,21 @@ class Membership:
                     self.fenced("this session was failed while the controller changed")
             return
         try:
+            # Up to half a session: under load a slow answer still counts.
+            timeout_s = max(self.interval_s, self.session_timeout_ms / 2000)
             reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
-                                                lease=lease, timeout_s=max(self.interval_s, 0.5))
+                                                lease=lease, timeout_s=timeout_s)
         except (RpcError, NotController):
-            return  # the controller may be changing; the lease tells us
+            # The controller may be changing (the lease tells us), or we are cut off from it
+            # while the bucket still answers: after a session without an answer, the metadata
+            # in the bucket says whether the controller failed us meanwhile.
+            if time.monotonic() - self._answered_at > self.session_timeout_ms / 1000:
+                await self.refresh_view()
+                if self.view.version and self.node_id not in self.view.brokers:
+                    self.fenced("the controller failed this session (seen in the bucket; the controller "
+                                "does not answer)")
+            return
+        self._answered_at = time.monotonic()
         if not reply.ok:
             self.fenced("the controller failed this session (missed heartbeats)")
             return

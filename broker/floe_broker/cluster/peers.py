@@ -58,6 +58,13 @@ class BrokerPeers:
             raise RpcError(f"broker {node} is not live")
         await self._post(info.http, api.RELEASE_PATH, api.ReleaseRequest(topic=topic, partition=index, epoch=epoch))
 
+    async def answers(self, node: int, *, timeout_s: float) -> bool:
+        """Whether ``node``'s process answers on its admin port (ours always does)."""
+        if node == self._node_id():
+            return True
+        info = self._state().brokers.get(node)
+        return info is not None and await self.rpc.answers(info.http, timeout_s=timeout_s)
+
     async def broadcast(self, committed: Committed) -> None:
         """Every live broker applies the commit before this returns (failures are the liveness check's job)."""
         nodes = list(committed.state.brokers)

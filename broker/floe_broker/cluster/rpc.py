@@ -51,6 +51,18 @@ class Rpc:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RpcError(f"{http}{path}: {exc!r}") from exc
 
+    async def answers(self, http: str, *, timeout_s: float = 1.0) -> bool:
+        """Whether a broker's admin port answers ``/healthz`` now (its event loop runs).
+
+        A refused connection answers at once; a paused or unreachable process within ``timeout_s``.
+        """
+        try:
+            async with self._client().get(f"http://{http}/healthz",
+                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from .. import metrics
 from ..errors import NotFound, PreconditionFailed
 from . import layout
+from .health import StoreHealth
 from .objectstore import GetResult, ObjectInfo, ObjectStore
 
 __all__ = ["InstrumentedStore", "key_kind", "KINDS"]
@@ -72,6 +73,7 @@ class InstrumentedStore:
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
+        self.health = StoreHealth()
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._latency: dict[str, Any] = {}
         self.reset_stats()
@@ -136,6 +138,7 @@ class InstrumentedStore:
         try:
             result = await call()
         except (NotFound, PreconditionFailed) as exc:
+            self.health.succeeded()  # an answer: the store is up
             if isinstance(exc, NotFound):
                 self._not_found[kind] += 1
             else:
@@ -144,11 +147,13 @@ class InstrumentedStore:
         except asyncio.CancelledError:
             raise  # the caller gave up; not a store failure
         except BaseException:
+            self.health.failed()
             errors.inc()
             self._errors[op][kind] += 1
             raise
         finally:
             latency.observe(time.perf_counter() - t0)
+        self.health.succeeded()
         if size_in is not None:
             n = size_in(result)
             if n:

@@ -1,0 +1,58 @@
+"""How the object store is doing right now, from the outcomes of the requests made to it.
+
+A brownout (some requests failing or slow) and an outage (every request
+failing) look the same to a single caller, which just retries with backoff;
+operators and probes need to tell them apart. Every request outcome is noted
+here (by :class:`~.instrumented.InstrumentedStore`), and :meth:`StoreHealth.state`
+says:
+
+* ``unavailable``: nothing has succeeded for :data:`UNAVAILABLE_AFTER_S` while
+  requests kept failing (writes wait, producers get no acknowledgement);
+* ``degraded``: some request failed in the last :data:`DEGRADED_FOR_S`, but
+  requests also succeed (retries absorb it; latency grows);
+* ``ok`` otherwise.
+
+The state is exported as ``floe_objectstore_state{state}`` (1 for the current
+one) and reported by ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+
+from .. import metrics
+
+UNAVAILABLE_AFTER_S = 1.0
+DEGRADED_FOR_S = 10.0
+STATES = ("ok", "degraded", "unavailable")
+
+
+class StoreHealth:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_failure = 0.0
+        self._failing_since: float | None = None  # first failure after the last success
+        for s in STATES:  # evaluated at scrape time: "unavailable" is a matter of elapsed time
+            metrics.STORE_STATE.labels(s).set_function(functools.partial(self._is, s))
+
+    def _is(self, state: str) -> float:
+        return 1.0 if self.state() == state else 0.0
+
+    def succeeded(self) -> None:
+        self._failing_since = None
+
+    def failed(self) -> None:
+        now = self._clock()
+        self._last_failure = now
+        if self._failing_since is None:
+            self._failing_since = now
+
+    def state(self) -> str:
+        now = self._clock()
+        if self._failing_since is not None and now - self._failing_since >= UNAVAILABLE_AFTER_S:
+            return "unavailable"
+        if self._last_failure and now - self._last_failure < DEGRADED_FOR_S:
+            return "degraded"
+        return "ok"
