@@ -250,7 +250,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bootstrap = ",".join(b.bootstrap for b in brokers)
             topic = "cost"
             t0 = time.perf_counter()
-            admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
+            # Kept alive until the topic exists; opening thousands of partitions on a busy machine
+            # takes longer than librdkafka's default 60 s socket timeout.
+            admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 300_000})
             admin.create_topics([NewTopic(topic, args.partitions, 1)], request_timeout=600)[topic].result(600)
             print(f"  topic with {args.partitions} partitions created in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)

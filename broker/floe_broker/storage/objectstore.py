@@ -39,6 +39,9 @@ from ..errors import StoreUnavailable
 
 T = TypeVar("T")
 
+# (key, etag) pairs a listing returns, sorted by key
+Listing = list[tuple[str, str]]
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -80,6 +83,11 @@ class ObjectStore(Protocol):
         """Write ``data``; return the new ETag. See the module docstring for conditions."""
 
     async def list(self, prefix: str) -> list[str]: ...
+
+    async def list_etags(self, prefix: str) -> Listing:
+        """``(key, etag)`` of every key under ``prefix``, sorted by key, for as many requests
+        as :meth:`list` (S3's listing carries ETags). The etag is what :meth:`get` would
+        return, or "" where a store's listing does not say: then the caller must read."""
 
     async def delete(self, key: str) -> None: ...
 
