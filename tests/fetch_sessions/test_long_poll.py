@@ -16,6 +16,7 @@ from tests.infra.batches import record_batch
 from tests.inprocess.harness import started_broker
 from tests.inprocess.test_core import FETCH, create_topic, produce
 from tests.inprocess.wire import call, request
+from tests.storage.test_conformance import poll
 
 PARTITIONS = 50
 
@@ -41,8 +42,7 @@ async def test_one_produce_wakes_a_fetch_waiting_on_many_partitions(broker: Brok
     await create_topic(d, "lp", PARTITIONS)
     parts = [broker.serving.log.partitions.get("lp", i) for i in range(PARTITIONS)]
     waiting = asyncio.create_task(call(d, FETCH, 12, long_poll(30)))
-    while not all(p is not None and p._waiters for p in parts):  # the fetch found nothing and waits
-        await asyncio.sleep(0.01)
+    await poll(lambda: all(p is not None and p._waiters for p in parts), what="the fetch to wait")
     await produce(d, "lp", 37, record_batch(b"wake"))
     resp = await asyncio.wait_for(waiting, 10)  # far sooner than its 30 s max_wait
     got = {i: p for i, p in answered(resp).items() if p.records}
