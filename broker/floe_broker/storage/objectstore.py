@@ -15,6 +15,9 @@ the semantics S3, MinIO and Ceph RGW offer (docs/architecture.md#bucket-layout):
   — full, ranged and tail reads. Raise :class:`NotFound` when absent.
 * ``head(key)`` — size and ETag, or :class:`NotFound`.
 * ``list(prefix)`` — all keys under a prefix, sorted.
+* ``list_etags(prefix)`` — the same, with each key's ETag as the listing
+  gives it (S3's ListObjectsV2 carries them): lets a reader skip objects it
+  has read since, for no more requests than ``list``.
 * ``delete(key)`` — idempotent.
 
 Any other failure raises :class:`StoreUnavailable` (5xx, timeouts,
