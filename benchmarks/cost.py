@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "broker")]
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -234,6 +234,21 @@ def produce_paced(p: Producer, topic: str, partitions: int, record: bytes, per_s
             p.poll(0.01)
 
 
+def wait_for_topic(admin: AdminClient, topic: str, partitions: int, within_s: float) -> None:
+    """Until the metadata shows ``topic`` with every partition led (polling once a second)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            found = admin.list_topics(topic, timeout=30).topics.get(topic)
+        except KafkaException:
+            found = None
+        if found is not None and found.error is None and len(found.partitions) == partitions and all(
+                p.leader >= 0 for p in found.partitions.values()):
+            return
+        time.sleep(1)
+    raise SystemExit(f"topic {topic} with {partitions} partitions not ready after {within_s:.0f} s")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -257,9 +272,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             topic = "cost"
             t0 = time.perf_counter()
             # Kept alive until the topic exists; opening thousands of partitions on a busy machine
-            # takes longer than librdkafka's default 60 s socket timeout.
+            # takes longer than librdkafka's default 60 s socket timeout (and can take longer than
+            # its 300 s maximum: then wait for the metadata to show every partition led).
             admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 300_000})
-            admin.create_topics([NewTopic(topic, args.partitions, 1)], request_timeout=600)[topic].result(600)
+            try:
+                admin.create_topics([NewTopic(topic, args.partitions, 1)], request_timeout=600)[topic].result(600)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._TIMED_OUT:
+                    raise
+                wait_for_topic(admin, topic, args.partitions, within_s=1200)
             print(f"  topic with {args.partitions} partitions created in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
             record = os.urandom(args.record_size)
