@@ -9,6 +9,7 @@ requests on the instrumented store, in-process, for two partition counts.
 from __future__ import annotations
 
 from floe_broker.log.gc import FULL_PASS_EVERY, WalCollector
+from floe_broker.protocol import records
 from floe_broker.storage.instrumented import InstrumentedStore
 from floe_broker.storage.memory import MemoryStore
 from tests.log.test_checkpoint_batches import CONSOLIDATE, TID
@@ -23,10 +24,11 @@ async def checkpoint_requests_per_pass(partitions: int, passes: int) -> list[dic
     leaders = {(TID, i): (1, "a") for i in range(partitions)}
     gc = WalCollector(store, grace_s=3600)
     await gc.run_once(live_sessions={"a"}, leaders=leaders, now=0)
+    data = batch()
+    scanned = records.scan_batches(data, max_batch_bytes=1 << 20)
     out = []
     for n in range(1, passes + 1):
-        for p in parts:
-            await a.produce(p, batch())
+        await a.log.wait_durable([a.log.append(p, data, scanned) for p in parts])
         await a.pm.maintenance()  # one new checkpoint batch for all of them
         store.reset_stats()
         await gc.run_once(live_sessions={"a"}, leaders=leaders, now=n)
