@@ -17,7 +17,10 @@ a warm-up counts, over a window, from the brokers' ``/metrics``:
   ``floe_objectstore_put_bytes`` histogram's power-of-two buckets; mean exact);
 - objects created per hour (create-only PUTs: WAL and data objects);
 - why WAL flushes were cut (``floe_wal_flushes_total``: interval, size, barrier);
-- produce latency p50 / p99 (enqueue to delivery report);
+- produce latency p50 / p99 (enqueue to delivery report), beside the WAL
+  PUT latency p50 / p99 (``floe_wal_put_seconds``, interpolated in its
+  buckets): at the cost profile's default a produce should wait at most the
+  flush interval plus a PUT;
 - the monthly request bill at AWS S3 Standard list prices ($0.005 per 1,000
   PUT, COPY, POST or LIST; $0.0004 per 1,000 GET and other requests; DELETE
   free), as if the window's rates held for 30 days.
@@ -44,7 +47,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "broker")]
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -119,6 +122,7 @@ def summarize(before: Samples, after: Samples, seconds: float) -> dict[str, Any]
         if counts.get(kind, 0) > 0:
             sizes[kind] = {"p50": round(histogram_quantile(bs, 0.5)), "p99": round(histogram_quantile(bs, 0.99)),
                            "mean": round(sums.get(kind, 0) / counts[kind])}
+    wal_put = [(float(labels["le"]), n) for labels, n in delta(after, before, "floe_wal_put_seconds_bucket")]
     created = sum(per_kind.get(k, {}).get("PUT", 0.0) for k in CREATE_ONLY_KINDS)
     flushes = {labels["reason"]: round(n / seconds, 2)
                for labels, n in delta(after, before, "floe_wal_flushes_total") if n}
@@ -132,6 +136,8 @@ def summarize(before: Samples, after: Samples, seconds: float) -> dict[str, Any]
         "requests_per_s_by_op": {op: round(n / seconds, 2) for op, n in sorted(by_op.items())},
         "wal_put_per_s": round(per_kind.get("wal", {}).get("PUT", 0.0) / seconds, 2),
         "wal_flushes_per_s": flushes,
+        "wal_put_p50_ms": round(histogram_quantile(wal_put, 0.5) * 1000, 1),
+        "wal_put_p99_ms": round(histogram_quantile(wal_put, 0.99) * 1000, 1),
         "object_bytes": sizes,
         "objects_created_per_hour": round(created / seconds * 3600),
         "monthly_usd": {op: round(v, 2) for op, v in sorted(monthly.items())},
@@ -228,6 +234,21 @@ def produce_paced(p: Producer, topic: str, partitions: int, record: bytes, per_s
             p.poll(0.01)
 
 
+def wait_for_topic(admin: AdminClient, topic: str, partitions: int, within_s: float) -> None:
+    """Until the metadata shows ``topic`` with every partition led (polling once a second)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            found = admin.list_topics(topic, timeout=30).topics.get(topic)
+        except KafkaException:
+            found = None
+        if found is not None and found.error is None and len(found.partitions) == partitions and all(
+                p.leader >= 0 for p in found.partitions.values()):
+            return
+        time.sleep(1)
+    raise SystemExit(f"topic {topic} with {partitions} partitions not ready after {within_s:.0f} s")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -250,8 +271,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bootstrap = ",".join(b.bootstrap for b in brokers)
             topic = "cost"
             t0 = time.perf_counter()
-            admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
-            admin.create_topics([NewTopic(topic, args.partitions, 1)], request_timeout=600)[topic].result(600)
+            # Kept alive until the topic exists; opening thousands of partitions on a busy machine
+            # takes longer than librdkafka's default 60 s socket timeout (and can take longer than
+            # its 300 s maximum: then wait for the metadata to show every partition led).
+            admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 300_000})
+            try:
+                admin.create_topics([NewTopic(topic, args.partitions, 1)], request_timeout=600)[topic].result(600)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._TIMED_OUT:
+                    raise
+                wait_for_topic(admin, topic, args.partitions, within_s=1200)
             print(f"  topic with {args.partitions} partitions created in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
             record = os.urandom(args.record_size)
@@ -307,6 +336,7 @@ def table(r: dict[str, Any]) -> str:
         f"{r['store']} · profile {r['profile']} · {r['brokers']} broker(s) · {r['partitions']} partitions · "
         f"{r['produced_MBps']} MB/s produced · {r['consumers']} consumer(s) · {r['window_s']} s window",
         f"produce p50 / p99: {r['produce_p50_ms']} / {r['produce_p99_ms']} ms (load average {r['load_avg_1m_end']}); "
+        f"WAL PUT p50 / p99: {r['wal_put_p50_ms']} / {r['wal_put_p99_ms']} ms; "
         f"WAL flushes/s by reason: {r['wal_flushes_per_s']}",
         "",
         "| kind | PUT/s | GET/s | LIST/s | DELETE/s | HEAD/s | object bytes p50 / p99 |",
@@ -336,7 +366,9 @@ def main() -> None:
     ap.add_argument("--mb-per-s", type=float, default=2.0)
     ap.add_argument("--record-size", type=int, default=1024)
     ap.add_argument("--consumers", type=int, default=1)
-    ap.add_argument("--warmup-s", type=float, default=10.0)
+    # Longer than the collector's interval (30 s), so its first pass, which reads every new
+    # partition checkpoint once, falls in the warm-up and the window shows steady passes.
+    ap.add_argument("--warmup-s", type=float, default=40.0)
     ap.add_argument("--window-s", type=float, default=60.0)
     ap.add_argument("--broker-arg", action="append", default=[],
                     help="extra broker flag, repeatable (e.g. --broker-arg=--checkpoint-interval-ms=10000)")

@@ -338,8 +338,15 @@ def test_checkpoint_keys_are_counted_apart_from_cluster_metadata() -> None:
     assert key_kind(layout.consolidated_key(1, "s", 1)) == "data"
 
 
-async def test_the_collector_rereads_only_checkpoints_that_may_have_changed() -> None:
-    store = MemoryStore()
+class NoListedEtags(MemoryStore):
+    """A store whose listing names no ETags (as some S3-compatible gateways do)."""
+
+    async def list_etags(self, prefix: str) -> list[tuple[str, str]]:
+        return [(key, "") for key in await self.list(prefix)]
+
+
+async def test_without_listed_etags_the_collector_guesses_changes_from_the_metadata() -> None:
+    store = NoListedEtags()
     a = Node(store, 1, "a", CONSOLIDATE)
     parts = [await a.pm.open("t", TID, i, epoch=1) for i in range(20)]
     for p in parts:
@@ -383,3 +390,38 @@ async def test_the_partitions_of_a_failed_session_share_one_batch_read() -> None
     reqs = store.stats()["requests"]
     assert reqs["get"]["checkpoint"] == 50 + 1, "each partition's checkpoint, and the batch once"
     assert reqs["list"]["checkpoint"] == 1
+
+
+async def test_encoding_a_batch_of_long_unconsolidated_partitions_lets_others_run() -> None:
+    """A batch's partitions may each carry hundreds of WAL ranges: encoding them must not hold the loop."""
+    from floe_broker.log.checkpoints import ENCODE_SLICE_PIECES
+
+    store = MemoryStore()
+    a = Node(store, 1, "a")
+    parts = [await a.pm.open("t", TID, i, epoch=1) for i in range(4)]
+    data, scanned = _one_batch()
+    appended = [a.log.append(p, data, scanned)  # far fewer partitions than a slice, far more pieces
+                for p in parts for _ in range(ENCODE_SLICE_PIECES // 2)]
+    await a.log.wait_durable(appended)
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    before = turns
+    await a.pm.batches.write(parts, wal_from=a.wal.completed_seq, data_seq=0)
+    ticker.cancel()
+    assert turns - before >= 1, "the event loop never got a turn while the batch was encoded"
+    await a.wal.stop()
+
+
+def _one_batch() -> tuple[bytes, Any]:
+    from floe_broker.protocol import records
+
+    data = batch()
+    return data, records.scan_batches(data, max_batch_bytes=1 << 20)

@@ -143,6 +143,21 @@ async def test_list_is_recursive_sorted_and_prefix_exact(store: InstrumentedStor
     assert await store.list("wal/1/") == ["wal/1/aaa/00000003"]
 
 
+async def test_listed_etags_are_what_a_get_returns(store: InstrumentedStore) -> None:
+    """The collector re-reads a checkpoint only when its listed ETag changed: it must match GET's."""
+    first = await store.put("meta/partitions/t1/0", b"a")
+    await store.put("meta/partitions/t1/1", b"b")
+    await store.put("meta/cluster", b"c")
+    listed = await store.list_etags("meta/partitions/")
+    assert [k for k, _ in listed] == ["meta/partitions/t1/0", "meta/partitions/t1/1"]
+    assert listed == [(k, (await store.get(k)).etag) for k, _ in listed]
+    assert listed[0][1] == first
+    second = await store.put("meta/partitions/t1/0", b"a2")
+    assert dict(await store.list_etags("meta/partitions/"))["meta/partitions/t1/0"] == second != first
+    await store.delete("meta/partitions/t1/1")
+    assert [k for k, _ in await store.list_etags("meta/partitions/")] == ["meta/partitions/t1/0"]
+
+
 async def test_unconditional_overwrite(store: InstrumentedStore) -> None:
     e1 = await store.put("meta/cluster", b"one")
     e2 = await store.put("meta/cluster", b"two")

@@ -137,8 +137,10 @@ async def fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
             metrics.BYTES_OUT.inc(total)
             session_id, responses = sessions.answer(topics_out)
             return mk(cls, error_code=ErrorCode.none, session_id=session_id, responses=tuple(responses))
-        futures = [p.waiter() for p in waits]
-        await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        for f in futures:
-            if not f.done():
-                f.cancel()
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # by the first that moves
+        for p in waits:
+            p.notify(woken)
+        await asyncio.wait((woken,), timeout=remaining)
+        for p in waits:
+            p.forget(woken)
+        woken.cancel()

@@ -53,7 +53,8 @@ log = structlog.get_logger(__name__)
 
 REFRESH = 4  # re-write an unchanged partition after this many batches without it
 KEEP = 2 * REFRESH  # batches kept per session: every led partition appears at least twice
-ENCODE_SLICE = 256  # partitions encoded between two turns of the event loop
+ENCODE_SLICE = 256  # partitions encoded between two turns of the event loop...
+ENCODE_SLICE_PIECES = 4096  # ...or fewer when their segments and WAL ranges add up to this many
 
 
 def entry_key(topic_id: str, partition: int, epoch: int) -> tuple[str, int, int]:
@@ -105,11 +106,17 @@ class BatchWriter:
         """
         # Thousands of partitions' state is megabytes of JSON: encode it a slice at a
         # time so the event loop (produce, fetch) keeps its turns meanwhile.
+        # A partition not consolidated for a while carries one WAL range per flush it was in
+        # (hundreds), so the slice is bounded by pieces too.
         fragments: list[bytes] = []
-        for i, p in enumerate(parts):
+        count = pieces = 0
+        for p in parts:
             entry = {"t": p.topic_id, "p": p.index, "e": p.epoch, "s": p.checkpoint_body()}
             fragments.append(json.dumps(entry, separators=(",", ":")).encode())
-            if i % ENCODE_SLICE == ENCODE_SLICE - 1:
+            count += 1
+            pieces += len(p.pieces)
+            if count >= ENCODE_SLICE or pieces >= ENCODE_SLICE_PIECES:
+                count = pieces = 0
                 await asyncio.sleep(0)
         entries = b",".join(fragments)
         while True:

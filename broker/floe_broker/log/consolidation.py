@@ -41,6 +41,7 @@ from .partition import Chunk, Segment
 log = structlog.get_logger(__name__)
 
 COPY_SLICE = 4 * 1024 * 1024
+INDEX_SLICE = 4096  # chunks indexed between two turns of the event loop
 
 
 @dataclass(eq=False)
@@ -149,12 +150,18 @@ class Consolidator:
         parts: list[bytes | bytearray] = []
         index: list[list[Any]] = []
         pos = 0
+        indexed = 0
         for run in group:
             part = run.held.partition
             start = pos
             blocks: list[list[int]] = []
             block: list[int] | None = None
             for c in run.chunks:
+                # A round over thousands of partitions indexes a chunk per flush each was in:
+                # let produce and fetch have their turns meanwhile.
+                indexed += 1
+                if indexed % INDEX_SLICE == 0:
+                    await asyncio.sleep(0)
                 data = c.data if c.data is not None else await self.cache.read(c.key or "", c.pos, c.size)
                 parts.append(data)
                 if block is None or block[4] >= self.index_block:

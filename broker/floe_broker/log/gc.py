@@ -38,14 +38,19 @@ checkpoint names are deleted after the grace period; live writers prune
 their own.
 
 Re-reading every per-partition checkpoint each pass would cost one GET per
-partition per pass, so a checkpoint is re-read only when it may have
-changed: it is new, the cluster metadata names another leader epoch or
-session for its partition than the cached copy (every open follows such a
-change, and so does every close but a lone broker's drain), its session is
-no longer live and it was not clean (that drain), or every
-``FULL_PASS_EVERY`` passes anyway. A close the metadata has not yet caught up
-with is seen one pass later, which the grace period (longer than a pass)
-covers.
+partition per pass. The pass lists them anyway, and the listing carries each
+object's ETag, so a checkpoint is read again only when its ETag differs from
+the cached copy's: a pass costs its LIST pages plus one GET per checkpoint
+written since the last pass (opens, closes, moves), however many partitions
+there are, and a change is seen on the first pass after it.
+Where a store's listing gives no ETag for a key, the pass falls back to
+guessing from the cluster metadata: it re-reads a checkpoint when it is new,
+the metadata names another leader epoch or session for its partition than
+the cached copy (every open follows such a change, and so does every close
+but a lone broker's drain), its session is no longer live and it was not
+clean (that drain), or every ``FULL_PASS_EVERY`` passes anyway; a close the
+metadata has not yet caught up with is then seen one pass later, which the
+grace period (longer than a pass) covers.
 
 Checkpoints are read one by one, not as a snapshot, but every state a
 checkpoint passes through protects the same objects (by ``wal_from`` or by
@@ -108,7 +113,7 @@ class WalCollector:
     batches_deleted_total: int = 0
     checkpoint_reads: int = 0
     reader: BatchReader = field(init=False)
-    _checkpoints_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _checkpoints_seen: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # key -> (etag, body)
     _passes: int = 0
 
     def __post_init__(self) -> None:
@@ -222,16 +227,23 @@ class WalCollector:
         return bool(body.get("clean")) or session in live
 
     async def _checkpoints(self, live: set[str] | None, leaders: Leaders | None) -> list[dict[str, Any]]:
-        keys = await retrying(lambda: self.store.list(layout.CHECKPOINT_PREFIX))
+        listed = await retrying(lambda: self.store.list_etags(layout.CHECKPOINT_PREFIX))
         sem = asyncio.Semaphore(32)
         self._passes += 1
         full = self._passes % FULL_PASS_EVERY == 1
         seen = self._checkpoints_seen
 
-        async def read(key: str) -> dict[str, Any] | None:
+        def current(key: str, etag: str) -> dict[str, Any] | None:
+            """The cached body when it is still what is stored, else None (read it)."""
             cached = seen.get(key)
-            if cached is not None and not full and self._unchanged(key, cached, live, leaders):
-                return cached
+            if cached is None:
+                return None
+            if etag:
+                return cached[1] if cached[0] == etag else None
+            body = cached[1]  # the listing does not say: guess from the metadata
+            return body if not full and self._unchanged(key, body, live, leaders) else None
+
+        async def read(key: str, etag: str) -> dict[str, Any] | None:
             async with sem:
                 self.checkpoint_reads += 1
                 try:
@@ -239,15 +251,25 @@ class WalCollector:
                 except NotFound:
                     seen.pop(key, None)
                     return None
-                body: dict[str, Any] = json.loads(got.data)
+                body = json.loads(got.data)
                 # The key says which partition this is (older checkpoints do not).
                 topic_id, index = key.removeprefix(layout.CHECKPOINT_PREFIX).split("/")
                 body["topic_id"], body["_partition"] = topic_id, int(index)
-                seen[key] = body
+                # The ETag of what was read, which may be newer than the listed one.
+                seen[key] = (got.etag if etag else "", body)
                 return body
 
-        out = [b for b in await asyncio.gather(*(read(k) for k in keys)) if b is not None]
-        for gone in set(seen) - set(keys):
+        out: list[dict[str, Any]] = []
+        stale: list[tuple[str, str]] = []
+        for key, etag in listed:
+            body = current(key, etag)
+            if body is None:
+                stale.append((key, etag))
+            else:
+                out.append(body)
+        out += [b for b in await asyncio.gather(*(read(k, e) for k, e in stale)) if b is not None]
+        keys = {k for k, _ in listed}
+        for gone in set(seen) - keys:
             del seen[gone]
         return out
 

@@ -188,6 +188,15 @@ class Partition:
         self._waiters.add(fut)
         return fut
 
+    def notify(self, fut: asyncio.Future[None]) -> None:
+        """Complete ``fut`` the next time the high watermark moves: one future can wait on
+        many partitions (a long-poll fetch of thousands), where a future each costs as much
+        again in callbacks. Pair with :meth:`forget`."""
+        self._waiters.add(fut)
+
+    def forget(self, fut: asyncio.Future[None]) -> None:
+        self._waiters.discard(fut)
+
     def close(self) -> None:
         self.accepting = False
         self._wake()

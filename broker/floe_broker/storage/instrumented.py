@@ -36,7 +36,7 @@ from .. import metrics
 from ..errors import NotFound, PreconditionFailed
 from . import layout
 from .health import StoreHealth
-from .objectstore import GetResult, ObjectInfo, ObjectStore
+from .objectstore import GetResult, Listing, ObjectInfo, ObjectStore
 
 __all__ = ["InstrumentedStore", "key_kind", "KINDS"]
 
@@ -200,6 +200,9 @@ class InstrumentedStore:
 
     async def list(self, prefix: str) -> list[str]:
         return await self._call("list", prefix, lambda: self.inner.list(prefix))
+
+    async def list_etags(self, prefix: str) -> Listing:
+        return await self._call("list", prefix, lambda: self.inner.list_etags(prefix))
 
     async def delete(self, key: str) -> None:
         await self._call("delete", key, lambda: self.inner.delete(key))

@@ -354,6 +354,15 @@ class FileStore(ThreadedStore):
         out.sort()
         return out
 
+    def _list_etags(self, prefix: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for key in self._list(prefix):
+            try:
+                out.append((key, self._head(key).etag))
+            except NotFound:
+                continue  # deleted since the walk
+        return out
+
     # --- writes -------------------------------------------------------------
 
     def _put(

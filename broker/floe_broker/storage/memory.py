@@ -9,7 +9,7 @@ import hashlib
 import itertools
 
 from ..errors import NotFound, PreconditionFailed
-from .objectstore import GetResult, ObjectInfo
+from .objectstore import GetResult, Listing, ObjectInfo
 
 
 class MemoryStore:
@@ -63,6 +63,9 @@ class MemoryStore:
 
     async def list(self, prefix: str) -> list[str]:
         return sorted(k for k in self._objects if k.startswith(prefix))
+
+    async def list_etags(self, prefix: str) -> Listing:
+        return sorted((k, etag) for k, (_, etag) in self._objects.items() if k.startswith(prefix))
 
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)

@@ -15,6 +15,9 @@ the semantics S3, MinIO and Ceph RGW offer (docs/architecture.md#bucket-layout):
   — full, ranged and tail reads. Raise :class:`NotFound` when absent.
 * ``head(key)`` — size and ETag, or :class:`NotFound`.
 * ``list(prefix)`` — all keys under a prefix, sorted.
+* ``list_etags(prefix)`` — the same, with each key's ETag as the listing
+  gives it (S3's ListObjectsV2 carries them): lets a reader skip objects it
+  has read since, for no more requests than ``list``.
 * ``delete(key)`` — idempotent.
 
 Any other failure raises :class:`StoreUnavailable` (5xx, timeouts,
@@ -38,6 +41,9 @@ from typing import Protocol, TypeVar, runtime_checkable
 from ..errors import StoreUnavailable
 
 T = TypeVar("T")
+
+# (key, etag) pairs a listing returns, sorted by key
+Listing = list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,11 @@ class ObjectStore(Protocol):
         """Write ``data``; return the new ETag. See the module docstring for conditions."""
 
     async def list(self, prefix: str) -> list[str]: ...
+
+    async def list_etags(self, prefix: str) -> Listing:
+        """``(key, etag)`` of every key under ``prefix``, sorted by key, for as many requests
+        as :meth:`list` (S3's listing carries ETags). The etag is what :meth:`get` would
+        return, or "" where a store's listing does not say: then the caller must read."""
 
     async def delete(self, key: str) -> None: ...
 

@@ -351,13 +351,16 @@ class S3Store(ThreadedStore):
         return unquote_etag(etag)
 
     def _list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self._list_etags(prefix)]
+
+    def _list_etags(self, prefix: str) -> list[tuple[str, str]]:
         full = self.prefix + prefix
         cut = len(self.prefix)
-        keys: list[str] = []
+        keys: list[tuple[str, str]] = []
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents") or ():
-                keys.append(obj["Key"][cut:])
+                keys.append((obj["Key"][cut:], unquote_etag(obj.get("ETag", ""))))
         keys.sort()  # S3 already sorts; some compatible servers do not
         return keys
 

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .objectstore import GetResult, ObjectInfo
+from .objectstore import GetResult, Listing, ObjectInfo
 
 T = TypeVar("T")
 
@@ -40,6 +40,9 @@ class ThreadedStore:
         raise NotImplementedError
 
     def _list(self, prefix: str) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _list_etags(self, prefix: str) -> list[tuple[str, str]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _delete(self, key: str) -> None:  # pragma: no cover - abstract
@@ -71,6 +74,9 @@ class ThreadedStore:
 
     async def list(self, prefix: str) -> list[str]:
         return await self._run(f"list {prefix!r}", functools.partial(self._list, prefix))
+
+    async def list_etags(self, prefix: str) -> Listing:
+        return await self._run(f"list {prefix!r}", functools.partial(self._list_etags, prefix))
 
     async def delete(self, key: str) -> None:
         await self._run(key, functools.partial(self._delete, key))
