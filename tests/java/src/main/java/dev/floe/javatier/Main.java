@@ -34,6 +34,7 @@ public final class Main {
                 case "consumer-static" -> ConsumerScenarios.staticMembership(bootstrap, rest, verdict);
                 case "consumer-positions" -> ConsumerScenarios.positions(bootstrap, rest, verdict);
                 case "admin" -> AdminScenarios.all(bootstrap, rest, verdict);
+                case "compacted-read" -> CompactedScenarios.read(bootstrap, rest, verdict);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             }
         } catch (Throwable t) {
