@@ -126,7 +126,7 @@ class CountsReader:
             for m in self.consumer.consume(500, 0.1):
                 if m.error() is not None:
                     raise AssertionError(f"reading the output: {m.error()}")
-                word, count = m.key().decode(), struct.unpack(">q", m.value())[0]
+                word, count = (m.key() or b"").decode(), struct.unpack(">q", m.value() or b"")[0]
                 self.last[word] = count
                 self.most[word] = max(count, self.most.get(word, 0))
         return self.last

@@ -111,7 +111,7 @@ def read_topic(bootstrap: str, topic: str) -> list[str]:
         def drained() -> bool:
             for m in c.consume(500, 0.2):
                 assert m.error() is None, m.error()
-                got.append(m.value().decode())
+                got.append((m.value() or b"").decode())
             return len(got) >= high
 
         wait_until(drained, 60, interval=0, message=f"{high} records of {topic}")
@@ -165,7 +165,7 @@ def test_file_source_and_sink_resume_from_committed_offsets(platform_tier: Path,
 
         wait_until(lambda: running("src") and running("sink"), 60, interval=0.2, message="both RUNNING")
         wait_until(lambda: len(lines(sink)) >= FIRST + SECOND, 120, interval=0.2, message="the second half")
-        wait_until(lambda: committed(worker, "sink")[0]["offset"]["kafka_offset"] == FIRST + SECOND
+        wait_until(lambda: committed(worker, "sink")[0]["offset"]["kafka_offset"] >= FIRST + SECOND
                    if committed(worker, "sink") else False, 60, interval=0.2, message="sink offsets at the end")
     finally:
         worker.kill9()

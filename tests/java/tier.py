@@ -66,7 +66,8 @@ def build(version: str, *, project: Path = HERE, timeout: float = 900) -> Path:
         stamp_file = target / ".stamp"
         if stamp_file.exists() and stamp_file.read_text() == stamp:
             return target
-        cmd = ["mvn", "-q", "-B", "-f", str(project / "pom.xml"), f"-Dkafka.version={version}", f"-Dtier.dir={target}", "package"]
+        cmd = ["mvn", "-q", "-B", "-f", str(project / "pom.xml"), f"-Dkafka.version={version}",
+               f"-Dtier.dir={target}", "package"]
         done = None
         for offline in (["-o"], []):
             try:
@@ -87,6 +88,7 @@ def java_command(tier: Path, main: str, *args: str, log_level: str = "error") ->
     """``java`` running ``main`` on the built classes and their jars, slf4j logging to stderr at ``log_level``."""
     classpath = os.pathsep.join([str(tier / "classes"), str(tier / "lib" / "*")])
     return ["java", "-Xmx384m", "-XX:+UseSerialGC", f"-Dorg.slf4j.simpleLogger.defaultLogLevel={log_level}",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-cp", classpath, main, *args]
 
 
