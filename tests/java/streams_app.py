@@ -67,15 +67,18 @@ class InputProducer(threading.Thread):
 
 
 class WordCountApp:
-    """One Streams JVM (``dev.floe.platform.WordCount``) on ``state_dir``; killed hard or stopped by a file."""
+    """One Streams JVM (``dev.floe.platform.WordCount``) on ``state_dir``; killed hard or stopped by a file.
+
+    ``settings`` (``key=value``) override the application's Streams configs.
+    """
 
     def __init__(self, platform: Path, bootstrap: str, input_topic: str, output_topic: str, app_id: str,
-                 work: Path, run: int) -> None:
+                 work: Path, run: int, *settings: str) -> None:
         self.progress, self.stop_file = work / f"progress-{run}", work / f"stop-{run}"
         self.log = work / f"streams-{run}.log"
         cmd = tier.java_command(platform, tier.PLATFORM_MAIN, "wordcount", bootstrap, input_topic, output_topic,
                                 app_id, str(work / "state"), str(self.progress), str(self.stop_file),
-                                log_level="warn")
+                                *settings, log_level="warn")
         with open(self.log, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
 
@@ -85,6 +88,14 @@ class WordCountApp:
             return int(self.progress.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return 0
+
+    def thread_error(self) -> str:
+        """The first exception a stream thread died of ("" while none has)."""
+        try:
+            lines = self.progress.read_text().split("\n", 1)
+        except OSError:
+            return ""
+        return lines[1].strip() if len(lines) > 1 else ""
 
     def running(self) -> bool:
         """Streams reached RUNNING: its tasks are assigned and it polls the input."""

@@ -91,3 +91,20 @@ def test_word_count_exactly_once(platform_tier: Path, brokers: BrokerFactory, fi
     reader.close()
     changelog = topic_config(procs[0].bootstrap, f"{app_id}-counts-changelog")
     assert changelog["cleanup.policy"] == "compact"
+
+
+def test_the_streams_group_protocol_is_refused_with_kafkas_error(platform_tier: Path, brokers: BrokerFactory,
+                                                                 file_store: StoreSpec, tmp_path: Path) -> None:
+    """``group.protocol=streams`` (KIP-1071) needs StreamsGroupHeartbeat, which Floe does not serve: the
+    application sees Kafka's own UnsupportedVersionException, and the classic protocol (the default)
+    is what runs above."""
+    b = brokers(file_store)
+    tag = uuid.uuid4().hex[:6]
+    create_topic(b.bootstrap, f"lines-{tag}", 1)
+    app = WordCountApp(platform_tier, b.bootstrap, f"lines-{tag}", f"counts-{tag}", f"kip1071-{tag}", tmp_path, 1,
+                       "group.protocol=streams")
+    try:
+        error = wait_until(app.thread_error, 90, interval=0.1, message="the stream thread's error")
+    finally:
+        app.ensure_stopped()
+    assert "UnsupportedVersionException" in error and "does not support the STREAMS group protocol" in error

@@ -21,7 +21,7 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.state.Stores;
 
 /**
- * {@code WordCount <bootstrap> <input> <output> <application.id> <state.dir> <progress> <stop>}: the
+ * {@code WordCount <bootstrap> <input> <output> <application.id> <state.dir> <progress> <stop> [key=value...]}: the
  * classic word count under {@code exactly_once_v2}, run until the stop file appears.
  *
  * <p>{@code groupBy} makes a repartition topic and {@code count} a changelog, so a restart exercises
@@ -29,8 +29,9 @@ import org.apache.kafka.streams.state.Stores;
  * consumer group's metadata, read_committed fetches and the changelog restore. The store is in
  * memory on purpose: every restart rebuilds it from the changelog alone.
  *
- * <p>The progress file says how many input lines this process has seen and the Streams state, so
- * the test kills the JVM mid-stream rather than after a sleep. The count may include lines of
+ * <p>The progress file says how many input lines this process has seen and the Streams state (and,
+ * on its second line, the first error a stream thread died of), so the test kills the JVM
+ * mid-stream rather than after a sleep. The count may include lines of
  * transactions that were then aborted; it only times the kill.
  */
 final class WordCount {
@@ -54,6 +55,10 @@ final class WordCount {
         // a killed instance's member must leave the group in seconds, not Kafka's 45 s default
         p.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 6000);
         p.put(StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1000);
+        for (int i = 7; i < args.length; i++) { // trailing key=value settings override the above
+            String[] kv = args[i].split("=", 2);
+            p.put(kv[0], kv[1]);
+        }
 
         AtomicLong seen = new AtomicLong();
         StreamsBuilder builder = new StreamsBuilder();
@@ -84,7 +89,11 @@ final class WordCount {
         streams.start();
         while (!Files.exists(stop)) {
             Path tmp = progress.resolveSibling(progress.getFileName() + ".tmp");
-            Files.writeString(tmp, seen.get() + " " + streams.state().name());
+            String firstError;
+            synchronized (errors) {
+                firstError = errors.isEmpty() ? "" : errors.get(0);
+            }
+            Files.writeString(tmp, seen.get() + " " + streams.state().name() + "\n" + firstError);
             Files.move(tmp, progress, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
                     java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             Thread.sleep(100);
