@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -91,6 +92,9 @@ def worker_properties(path: Path, bootstrap: str, tag: str, rest: str) -> None:
         "offset.flush.interval.ms": "500",
         # hand a lost worker's connectors back at once, not after Connect's 5-minute grace
         "scheduled.rebalance.max.delay.ms": "0",
+        # the killed worker's member leaves the worker group in seconds (Connect's default is 10 s)
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "1000",
         "listeners": f"http://{rest}",
         "plugin.discovery": "service_load",
     }
@@ -125,6 +129,7 @@ def committed(worker: Worker, name: str) -> list[dict[str, Any]]:
     return list(body["offsets"]) if status == 200 else []
 
 
+@pytest.mark.timeout(420)  # two worker starts and a rebalance on a loaded shared machine
 def test_file_source_and_sink_resume_from_committed_offsets(platform_tier: Path, brokers: BrokerFactory,
                                                            file_store: StoreSpec, tmp_path: Path) -> None:
     broker = brokers(file_store)
