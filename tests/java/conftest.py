@@ -56,3 +56,12 @@ def module_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerF
 
 def module_store(tmp_path_factory: pytest.TempPathFactory) -> StoreSpec:
     return StoreSpec(kind="file", url=f"file://{tmp_path_factory.mktemp('bucket')}")
+
+
+@pytest.fixture(scope="session")
+def platform_tier() -> Path:
+    """The Kafka Streams application and the Connect worker's classpath, on the newest line."""
+    try:
+        return tier.build(tier.CLIENT_VERSIONS[0], project=tier.PLATFORM)
+    except tier.JavaUnavailable as exc:
+        pytest.skip(str(exc))

@@ -27,6 +27,10 @@ from tests.infra.apache_kafka import cache_root
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 MAIN = "dev.floe.javatier.Main"
+# Kafka Streams and Kafka Connect run from their own project, on the newest line only
+PLATFORM = HERE / "platform"
+PLATFORM_MAIN = "dev.floe.platform.Main"
+CONNECT_MAIN = "org.apache.kafka.connect.cli.ConnectDistributed"
 # the newest 4.x line Maven Central serves, and the 3.x line most applications still run
 CLIENT_VERSIONS = ("4.4.0", "3.9.1")
 
@@ -35,28 +39,35 @@ class JavaUnavailable(RuntimeError):
     """No java or mvn here, or the build failed to resolve: the tier's tests skip with this reason."""
 
 
-def _stamp() -> str:
-    digest = hashlib.sha256(POM.read_bytes())
-    for src in sorted((HERE / "src").rglob("*.java")):
+def _stamp(project: Path) -> str:
+    digest = hashlib.sha256((project / "pom.xml").read_bytes())
+    for src in sorted((project / "src").rglob("*")):
+        if not src.is_file():
+            continue
         digest.update(src.name.encode())
         digest.update(src.read_bytes())
     return digest.hexdigest()
 
 
-def build(version: str, *, timeout: float = 900) -> Path:
-    """The directory holding ``classes/`` and ``lib/`` of the drivers built against kafka-clients ``version``."""
+def build(version: str, *, project: Path = HERE, timeout: float = 900) -> Path:
+    """The directory holding ``classes/`` and ``lib/`` of ``project``'s drivers built against Kafka ``version``.
+
+    ``project`` is this directory (the client drivers, ``java-tier``) or ``PLATFORM`` (Streams and
+    Connect, ``java-platform``).
+    """
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
             raise JavaUnavailable(f"`{tool}` is not installed")
-    target = cache_root() / "java-tier" / version
+    target = cache_root() / ("java-tier" if project == HERE else f"java-{project.name}") / version
     target.mkdir(parents=True, exist_ok=True)
-    stamp = _stamp()
+    stamp = _stamp(project)
     with open(target.parent / f".{version}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest processes build one version once
         stamp_file = target / ".stamp"
         if stamp_file.exists() and stamp_file.read_text() == stamp:
             return target
-        cmd = ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}", f"-Dtier.dir={target}", "package"]
+        cmd = ["mvn", "-q", "-B", "-f", str(project / "pom.xml"), f"-Dkafka.version={version}",
+               f"-Dtier.dir={target}", "package"]
         done = None
         for offline in (["-o"], []):
             try:
@@ -68,15 +79,21 @@ def build(version: str, *, timeout: float = 900) -> Path:
                 break
         if done is None or done.returncode != 0:
             tail = (done.stdout + done.stderr)[-2000:] if done else "timed out"
-            raise JavaUnavailable(f"building the Java tier against kafka-clients {version} failed:\n{tail}")
+            raise JavaUnavailable(f"building {project.name} against Kafka {version} failed:\n{tail}")
         stamp_file.write_text(stamp)
     return target
 
 
-def command(tier: Path, scenario: str, bootstrap: str, *args: str) -> list[str]:
+def java_command(tier: Path, main: str, *args: str, log_level: str = "error") -> list[str]:
+    """``java`` running ``main`` on the built classes and their jars, slf4j logging to stderr at ``log_level``."""
     classpath = os.pathsep.join([str(tier / "classes"), str(tier / "lib" / "*")])
-    return ["java", "-Xmx384m", "-XX:+UseSerialGC", "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-            "-cp", classpath, MAIN, scenario, bootstrap, *args]
+    return ["java", "-Xmx384m", "-XX:+UseSerialGC", f"-Dorg.slf4j.simpleLogger.defaultLogLevel={log_level}",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-cp", classpath, main, *args]
+
+
+def command(tier: Path, scenario: str, bootstrap: str, *args: str) -> list[str]:
+    return java_command(tier, MAIN, scenario, bootstrap, *args)
 
 
 def verdict_of(stdout: str, stderr: str = "") -> dict[str, Any]:

@@ -107,10 +107,13 @@ async def test_read_committed_sees_committed_only_and_uncommitted_sees_both(brok
     del producer
 
 
-def committed_offset(broker: Broker, group: str, topic: str, partition: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap(broker), "group.id": group, "enable.auto.commit": False})
+def committed_offset(broker: Broker, group: str, topic: str, partition: int, *, isolation: str = "read_committed",
+                     timeout: float = 20) -> int:
+    """``committed()`` of a consumer in ``group``; read_committed asks for stable offsets (KIP-447)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap(broker), "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": isolation})
     try:
-        got = consumer.committed([TopicPartition(topic, partition)], timeout=20)
+        got = consumer.committed([TopicPartition(topic, partition)], timeout=timeout)
         return int(got[0].offset)
     finally:
         consumer.close()
@@ -147,8 +150,11 @@ async def test_consume_transform_produce_commits_offsets_only_with_the_transacti
         producer.send_offsets_to_transaction([TopicPartition("in", 0, last + 1)],
                                              consumer.consumer_group_metadata(), 30)
         producer.flush(30)
-        # before the end, the offsets are pending: OffsetFetch does not show them
-        assert committed_offset(broker, group, "in", 0) == (start if start else -1001)
+        # before the end, the offsets are pending: OffsetFetch does not show them, and a read_committed
+        # consumer (require_stable) is told UNSTABLE_OFFSET_COMMIT and waits for the transaction's end
+        assert committed_offset(broker, group, "in", 0, isolation="read_uncommitted") == (start if start else -1001)
+        with pytest.raises(KafkaException, match="Timed out"):
+            committed_offset(broker, group, "in", 0, timeout=2)
         if commit:
             producer.commit_transaction(30)
         else:

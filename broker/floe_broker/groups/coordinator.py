@@ -400,6 +400,10 @@ class Shard:
                             for t, p, e in offsets], apply)
         return ErrorCode.none
 
+    def pending_txn_partitions(self, group_id: str) -> set[tuple[str, int]]:
+        """The group's partitions an open transaction has committed offsets for (not yet visible)."""
+        return {(t, p) for pending in self.txn_pending.values() for (g, t, p) in pending if g == group_id}
+
     async def end_txn(self, group_id: str, producer_id: int, commit: bool) -> None:
         """The transaction ended: its offsets for this group become committed offsets, or are dropped."""
         pending = {k: e for k, e in self.txn_pending.get(producer_id, {}).items() if k[0] == group_id}

@@ -233,17 +233,23 @@ async def offset_fetch(ctx: BrokerContext, version: int, req: Any) -> Any:
             code, topics = await _fetch_group(ctx, cls, g.group_id, g.topics, "OffsetFetchResponseTopics",
                                               "OffsetFetchResponsePartitions",
                                               member=(getattr(g, "member_id", None) or "",
-                                                      getattr(g, "member_epoch", -1)))
+                                                      getattr(g, "member_epoch", -1)),
+                                              require_stable=req.require_stable)
             groups.append(mk(group_cls, group_id=g.group_id, topics=topics, error_code=code))
         return mk(cls, groups=tuple(groups))
     code, topics = await _fetch_group(ctx, cls, req.group_id, req.topics, "OffsetFetchResponseTopic",
-                                      "OffsetFetchResponsePartition", per_partition_error=version < 2)
+                                      "OffsetFetchResponsePartition", per_partition_error=version < 2,
+                                      require_stable=getattr(req, "require_stable", False))
     return mk(cls, topics=topics, error_code=code)
 
 
 async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any, topic_name: str, part_name: str,
                        *, per_partition_error: bool = False,
-                       member: tuple[str, int] = ("", -1)) -> tuple[ErrorCode, tuple[Any, ...]]:
+                       member: tuple[str, int] = ("", -1),
+                       require_stable: bool = False) -> tuple[ErrorCode, tuple[Any, ...]]:
+    """The group's committed offsets; with ``require_stable`` (v7+, KIP-447) a partition that an open
+    transaction has offsets for answers UNSTABLE_OFFSET_COMMIT, so the consumer retries instead of
+    starting from an offset that transaction may still replace (exactly-once v2's new owner)."""
     topic_cls, part_cls = nested(cls, topic_name), nested(cls, part_name)
     shard, code = await _coordinating(ctx, group_id, Operation.DESCRIBE)
     group = shard.groups.get(group_id) if shard is not None else None
@@ -252,6 +258,7 @@ async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any,
         if code != ErrorCode.none:
             return code, ()
     offsets = shard.fetch_offsets(group_id) if shard is not None else {}
+    unstable = shard.pending_txn_partitions(group_id) if shard is not None and require_stable else set()
     if wanted is None:  # every committed partition of the topics the principal may describe
         by_topic: dict[str, list[int]] = {}
         for t, p in sorted(offsets):
@@ -267,11 +274,12 @@ async def _fetch_group(ctx: BrokerContext, cls: Any, group_id: str, wanted: Any,
         rows = []
         may_describe = authz.allowed(ctx, Operation.DESCRIBE, TOPIC, name)
         for p in parts:
-            e = offsets.get((name, p)) if may_describe else None
+            e = offsets.get((name, p)) if may_describe and (name, p) not in unstable else None
+            part_code = ErrorCode.unstable_offset_commit if may_describe and (name, p) in unstable else code
             rows.append(mk(part_cls, partition_index=p, committed_offset=e.offset if e else -1,
                            committed_leader_epoch=e.leader_epoch if e else -1,
                            metadata=(e.metadata or "") if e else "",
-                           error_code=code if may_describe else ErrorCode.topic_authorization_failed))
+                           error_code=part_code if may_describe else ErrorCode.topic_authorization_failed))
         topics.append(mk(topic_cls, name=name, partitions=tuple(rows)))
     return code, tuple(topics)
 

@@ -35,6 +35,7 @@ public final class Main {
                 case "consumer-positions" -> ConsumerScenarios.positions(bootstrap, rest, verdict);
                 case "consumer-follow" -> ConsumerScenarios.follow(bootstrap, rest, verdict);
                 case "admin" -> AdminScenarios.all(bootstrap, rest, verdict);
+                case "compacted-read" -> CompactedScenarios.read(bootstrap, rest, verdict);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             }
         } catch (Throwable t) {
