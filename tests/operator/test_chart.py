@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
         "logLevel": "debug",
     },
+    "metrics-adapter": {"metricsAdapter": {"enabled": True, "prometheusUrl": "http://prometheus.monitoring:9090"}},
 }
 
 
