@@ -3,6 +3,10 @@
 # through the Go module proxy, once, into a cache directory:
 #
 #   e2e/k8s/build.sh            -> $FLOE_K8S_BIN_ROOT/v<version>/{kube-apiserver,kube-controller-manager,etcd}
+#                                  $FLOE_K8S_BIN_ROOT/helm-v<helm version>/helm
+#
+# helm (helm.sh/helm/v3, HELM_VERSION default 3.22.0) is a plain module with
+# no replace directives, so `go install module@version` builds it alone.
 #
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, client-go, ...)
 # with directories of its own repository, which a module outside it cannot
@@ -23,6 +27,18 @@ BIN="$ROOT/v$K8S_VERSION"
 STAGING_VERSION="v0.${K8S_VERSION#*.}"
 MINOR="${K8S_VERSION#*.}"; MINOR="${MINOR%%.*}"
 
+log() { echo "[build.sh $(date -u +%H:%M:%S)] $*" >&2; }
+
+HELM_VERSION="${HELM_VERSION:-3.22.0}"
+HELM_BIN="$ROOT/helm-v$HELM_VERSION"
+if [[ ! -x "$HELM_BIN/helm" ]]; then
+    log "building helm v$HELM_VERSION"
+    mkdir -p "$HELM_BIN"
+    CGO_ENABLED=0 GOBIN="$HELM_BIN" GOFLAGS= go install -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
+fi
+
 if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/etcd" ]]; then
     echo "$BIN"
     exit 0
@@ -33,8 +49,6 @@ SRC="$BIN/wrapper"
 rm -rf "$SRC"
 mkdir -p "$SRC"
 cd "$SRC"
-
-log() { echo "[build.sh $(date -u +%H:%M:%S)] $*" >&2; }
 
 log "fetching k8s.io/kubernetes v$K8S_VERSION's go.mod"
 mod_json="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION")"
