@@ -3,8 +3,9 @@
 Nothing routes cluster IPs on this host (``controlplane.py``), so a process
 outside the pods that wants a Service (the operator calling the brokers'
 admin API through the bootstrap Service) asks this proxy instead. Each
-request goes to one of the Service's ready endpoints (its Endpoints object,
-as the endpoints controller keeps it), in turn, on ``<port>``; the operator
+request goes to one of the Service's ready pods (its selector's, as the
+endpoints controller would pick them: EndpointSlices refuse loopback
+addresses, so here they stay empty), in turn, on ``<port>``; the operator
 gets it as ``FLOE_OPERATOR_BROKER_ADMIN_URL=http://127.0.0.1:P/{namespace}/{service}/{port}``.
 
 Run with ``python e2e/k8s/serviceproxy.py --kubeconfig K --port P``.
@@ -34,8 +35,18 @@ class ServiceProxy:
         self.session: aiohttp.ClientSession | None = None
 
     async def endpoints(self, namespace: str, service: str) -> list[str]:
-        obj = await self.kube.request("GET", f"/api/v1/namespaces/{namespace}/endpoints/{service}")
-        return [a["ip"] for subset in obj.get("subsets") or [] for a in subset.get("addresses") or []]
+        svc = await self.kube.request("GET", f"/api/v1/namespaces/{namespace}/services/{service}")
+        selector = ",".join(f"{k}={v}" for k, v in sorted(((svc.get("spec") or {}).get("selector") or {}).items()))
+        if not selector:
+            return []
+        pods = await self.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                       query={"labelSelector": selector})  # fmt: skip
+        return [
+            p["status"]["podIP"]
+            for p in pods.get("items") or []
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+        ]
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
         namespace, service, port = (request.match_info[k] for k in ("namespace", "service", "port"))
