@@ -60,8 +60,12 @@ from tests.infra.moto_server import MotoServer  # noqa: E402
 NAMESPACE = "streaming"
 OPERATOR_NAMESPACE = "floe-system"
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None or shutil.which("go") is None,
-                                reason="needs kubectl and Go")
+# build.sh's kubectl first (the server's own version; Debian packages none), then the host's.
+BUILT = pathlib.Path(os.environ.get("FLOE_K8S_BIN_ROOT", pathlib.Path.home() / ".cache/floe/k8s-bin"))
+PATH = f"{BUILT / ('v' + controlplane.K8S_VERSION)}{os.pathsep}{os.environ.get('PATH', '')}"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl", path=PATH) is None or shutil.which("go") is None,
+                                reason="needs Go (and kubectl, which e2e/k8s/build.sh builds)")
 
 
 def eventually(check: Callable[[], Any], *, within: float = 120.0, what: str = "") -> Any:
@@ -82,7 +86,7 @@ class Cluster:
     """kubectl against the control plane, as the test's user."""
 
     def __init__(self, kubeconfig: pathlib.Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": PATH}
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=self.env,
