@@ -2,7 +2,11 @@
 # Builds kube-apiserver, kube-controller-manager and etcd from their sources
 # through the Go module proxy, once, into a cache directory:
 #
-#   e2e/k8s/build.sh            -> $FLOE_K8S_BIN_ROOT/v<version>/{kube-apiserver,kube-controller-manager,etcd}
+#   e2e/k8s/build.sh            -> $FLOE_K8S_BIN_ROOT/v<version>/{kube-apiserver,kube-controller-manager,etcd,kubectl}
+#                                  $FLOE_K8S_BIN_ROOT/helm-v<helm version>/helm
+#
+# helm (helm.sh/helm/v3, HELM_VERSION default 3.22.0) is a plain module with
+# no replace directives, so `go install module@version` builds it alone.
 #
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, client-go, ...)
 # with directories of its own repository, which a module outside it cannot
@@ -23,7 +27,33 @@ BIN="$ROOT/v$K8S_VERSION"
 STAGING_VERSION="v0.${K8S_VERSION#*.}"
 MINOR="${K8S_VERSION#*.}"; MINOR="${MINOR%%.*}"
 
+log() { echo "[build.sh $(date -u +%H:%M:%S)] $*" >&2; }
+
+HELM_VERSION="${HELM_VERSION:-3.22.0}"
+HELM_BIN="$ROOT/helm-v$HELM_VERSION"
+if [[ ! -x "$HELM_BIN/helm" ]]; then
+    log "building helm v$HELM_VERSION"
+    mkdir -p "$HELM_BIN"
+    CGO_ENABLED=0 GOBIN="$HELM_BIN" GOFLAGS= go install -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
+fi
+
+pkg=k8s.io/component-base/version
+ldflags="-s -w -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$MINOR -X $pkg.gitTreeState=clean"
+ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
+
+# kubectl from the same module graph (about 110 packages beyond the two servers'), so a machine
+# without a kubectl package (Debian has none) runs the tier too; the tests put $BIN on PATH.
+build_kubectl() {
+    log "building kubectl"
+    # -mod=mod: a wrapper made before kubectl was a tool adds its go.sum lines (versions from the same graph).
+    (cd "$BIN/wrapper" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
+        k8s.io/kubernetes/cmd/kubectl >&2)
+}
+
 if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/etcd" ]]; then
+    [[ -x "$BIN/kubectl" || ! -f "$BIN/wrapper/go.mod" ]] || build_kubectl
     echo "$BIN"
     exit 0
 fi
@@ -33,8 +63,6 @@ SRC="$BIN/wrapper"
 rm -rf "$SRC"
 mkdir -p "$SRC"
 cd "$SRC"
-
-log() { echo "[build.sh $(date -u +%H:%M:%S)] $*" >&2; }
 
 log "fetching k8s.io/kubernetes v$K8S_VERSION's go.mod"
 mod_json="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION")"
@@ -58,21 +86,19 @@ kube_mod="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' <
     echo "	k8s.io/kubernetes/cmd/kube-apiserver"
     echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
     echo "	go.etcd.io/etcd/server/v3"
+    echo "	k8s.io/kubernetes/cmd/kubectl"
     echo ")"
 } > go.mod
 
 log "resolving the module graph"
 go mod tidy >&2
 
-pkg=k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$MINOR -X $pkg.gitTreeState=clean"
-ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
-
 log "building kube-apiserver and kube-controller-manager"
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager >&2
 log "building etcd"
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 >&2
+build_kubectl
 go list -m go.etcd.io/etcd/server/v3 > "$BIN/etcd.version"
 log "done"
 echo "$BIN"

@@ -263,7 +263,8 @@ class ControlPlane:
             "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
             "--proxy-client-cert-file", str(self.front_crt),
             "--proxy-client-key-file", str(self.front_key),
-            "--enable-aggregator-routing",
+            # No --enable-aggregator-routing: it routes to EndpointSlices, which refuse the
+            # pods' loopback addresses; an APIService's ExternalName Service is dialled as named.
         ])  # fmt: skip
 
     def _controller_manager(self) -> None:

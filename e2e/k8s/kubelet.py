@@ -30,6 +30,10 @@ the container:
 * volume mount paths: ``/etc/floe/secrets`` and the like are rewritten to
   ``<pod dir>/<mount path>`` wherever they appear in env values, args and
   hook commands;
+* the ServiceAccount token: the kubelet mounts a bound token (TokenRequest)
+  where in-cluster clients look for it, a path this host cannot give; so it
+  writes a kubeconfig with that token into the pod's directory and sets
+  ``KUBECONFIG`` (clients fall back to it, with no ``KUBERNETES_SERVICE_HOST``);
 * the user, resource limits and security context are not applied.
 
 Run with ``python e2e/k8s/kubelet.py --kubeconfig K --workdir D``, or use
@@ -43,6 +47,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import json
 import logging
 import os
 import pathlib
@@ -120,8 +125,12 @@ class Pod:
 class Kubelet:
     """The node agent; ``run()`` until cancelled. One instance per control plane."""
 
-    def __init__(self, kube: kube_.KubeClient, workdir: pathlib.Path, *, node: str = NODE) -> None:
+    def __init__(
+        self, kube: kube_.KubeClient, workdir: pathlib.Path, *, node: str = NODE, server: str = "", ca_file: str = ""
+    ) -> None:
         self.kube = kube
+        self.server = server  # the API server pods are given (with ca_file) in their kubeconfig
+        self.ca_data = pathlib.Path(ca_file).read_bytes() if ca_file else b""
         self.workdir = workdir
         self.node = node
         self.pods: dict[str, Pod] = {}  # uid -> pod
@@ -132,7 +141,8 @@ class Kubelet:
     def from_kubeconfig(cls, kubeconfig: pathlib.Path, workdir: pathlib.Path) -> Kubelet:
         configuration = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        return cls(kube_.KubeClient(configuration), workdir)
+        return cls(kube_.KubeClient(configuration), workdir, server=configuration.host,
+                   ca_file=configuration.ssl_ca_cert or "")  # fmt: skip
 
     async def __aenter__(self) -> Kubelet:
         await self.register()
@@ -268,6 +278,7 @@ class Kubelet:
         directory = self.workdir / "pods" / meta["uid"]
         directory.mkdir(parents=True, exist_ok=True)
         pod = Pod(meta["namespace"], meta["name"], meta["uid"], ip, directory, body)
+        kubeconfig = await self._service_account(pod)  # before the pod is ours: a failure retries next sync
         self.pods[pod.uid] = pod
         await self._volumes(pod)
         spec = body.get("spec") or {}
@@ -277,10 +288,40 @@ class Kubelet:
             args = [expand(a, env) for a in (c.get("args") or [])]
             container = Container(c["name"], c, {k: self._localise(pod, v) for k, v in env.items()},
                                   [self._localise(pod, a) for a in self._resolve(command) + args])
+            if kubeconfig is not None and "KUBECONFIG" not in env:  # a host path: not one to localise
+                container.env["KUBECONFIG"] = str(kubeconfig)
             pod.containers.append(container)
             await self._launch(pod, container)
         logger.info("started %s/%s on %s", pod.namespace, pod.name, pod.ip)
         return pod
+
+    async def _service_account(self, pod: Pod) -> pathlib.Path | None:
+        """A kubeconfig with a token bound to this pod, for its ServiceAccount (None: not mounted)."""
+        spec = pod.body.get("spec") or {}
+        if not self.server or spec.get("automountServiceAccountToken") is False:
+            return None
+        account = spec.get("serviceAccountName") or "default"
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
+            "expirationSeconds": 7200,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}}}  # fmt: skip
+        answer = await self.kube.request(
+            "POST", f"/api/v1/namespaces/{pod.namespace}/serviceaccounts/{account}/token", body=request
+        )
+        ca = base64.b64encode(self.ca_data).decode()
+        cluster: dict[str, Any] = {"server": self.server}
+        if self.ca_data:
+            cluster["certificate-authority-data"] = ca
+        path = pod.directory / "serviceaccount.kubeconfig"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "cluster", "cluster": cluster}],
+            "users": [{"name": account, "user": {"token": answer["status"]["token"]}}],
+            "contexts": [{"name": "pod", "context": {"cluster": "cluster", "user": account,
+                                                     "namespace": pod.namespace}}],
+            "current-context": "pod",
+        }))  # fmt: skip
+        path.chmod(0o600)
+        return path
 
     def _resolve(self, command: list[str]) -> list[str]:
         """The image's executables: ``floe`` is the venv's; anything else comes from PATH."""

@@ -4,11 +4,10 @@ What runs (``make e2e-k8s``):
 
 * etcd, kube-apiserver and kube-controller-manager built from source
   (``controlplane.py``), the kubelet stand-in (``kubelet.py``) as a process;
-* the chart's CRDs and its rendered RBAC and ServiceAccount (helm-python-sdk,
-  as ``helm template`` would), applied with ``kubectl apply --server-side``;
-* the operator as a local process (``floe operator run``) authenticated with
-  a token of the chart's ServiceAccount (``kubectl create token``), so the
-  chart's RBAC is what it runs with;
+* ``helm install`` of ``charts/floe-operator`` with a real helm (built by
+  ``build.sh`` like the rest): its CRDs, RBAC, ServiceAccount and the
+  operator's Deployment, whose pod the kubelet stand-in runs with its
+  ServiceAccount's token, so the chart's RBAC is what it runs with;
 * moto as the S3 store, on the host (``localhost``, which the kubelet stand-in
   leaves pointing at the host).
 
@@ -20,6 +19,16 @@ Normal Events, ``kubectl get fsc`` finds it while ``sc`` stays StorageClass,
 a StreamCluster created before its Secret becomes Ready once the Secret
 exists (ten times, none stuck), and ``kubectl scale`` on an autoscaled
 cluster gives a Warning.
+
+Last, the traffic spike: Debian's Prometheus (scraping the broker pods, found
+through the API server), the chart's metrics adapter as a pod behind its
+APIServices, an autoscaled StreamCluster from 2 brokers; a confluent-kafka
+producer raises the produce rate, the real HPA controller scales the
+Deployment out, the operator's rebalance loop moves partition leaders onto
+the new brokers, and when the load stops the HPA scales back in and the
+leaders leave the removed brokers, with no produce error and every
+acknowledged record in the log. The operator reaches the brokers' admin API
+through ``serviceproxy.py`` (nothing routes Service IPs here).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,10 +59,13 @@ from tests.infra.moto_server import MotoServer  # noqa: E402
 
 NAMESPACE = "streaming"
 OPERATOR_NAMESPACE = "floe-system"
-VENV_BIN = pathlib.Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None or shutil.which("go") is None,
-                                reason="needs kubectl and Go")
+# build.sh's kubectl first (the server's own version; Debian packages none), then the host's.
+BUILT = pathlib.Path(os.environ.get("FLOE_K8S_BIN_ROOT", pathlib.Path.home() / ".cache/floe/k8s-bin"))
+PATH = f"{BUILT / ('v' + controlplane.K8S_VERSION)}{os.pathsep}{os.environ.get('PATH', '')}"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl", path=PATH) is None or shutil.which("go") is None,
+                                reason="needs Go (and kubectl, which e2e/k8s/build.sh builds)")
 
 
 def eventually(check: Callable[[], Any], *, within: float = 120.0, what: str = "") -> Any:
@@ -73,7 +86,7 @@ class Cluster:
     """kubectl against the control plane, as the test's user."""
 
     def __init__(self, kubeconfig: pathlib.Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": PATH}
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=self.env,
@@ -142,42 +155,74 @@ def s3() -> Iterator[MotoServer]:
         yield server
 
 
-def render_chart() -> list[dict[str, Any]]:
-    import helm_python as helm
-
-    chart = helm.Chart.load(str(ROOT / "charts" / "floe-operator"))
-    out = chart.render({}, name="floe", namespace=OPERATOR_NAMESPACE, is_install=True)
-    docs: list[dict[str, Any]] = []
-    for path, text in sorted(out.items()):
-        if path.endswith(".yaml"):
-            docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
-
-
 @pytest.fixture(scope="module")
-def operator(kube: Cluster, plane: controlplane.ControlPlane, workdir: pathlib.Path) -> Iterator[None]:
-    """The chart installed, its operator running locally as the chart's ServiceAccount."""
-    crds = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "charts/floe-operator/crds").glob("*.yaml"))]
-    kube.apply(crds)
-    kube.kubectl("wait", "--for=condition=Established", "crd/streamclusters.floe.dev", "crd/streamusers.floe.dev")
-    kube.kubectl("create", "namespace", OPERATOR_NAMESPACE)
-    docs = render_chart()
-    kube.apply([d for d in docs if d["kind"] != "Deployment"], namespace=OPERATOR_NAMESPACE)
-    (account,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
-    token = kube.kubectl("create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration", "2h").stdout.strip()
-    operator_config = workdir / "operator.kubeconfig"
-    plane.write_kubeconfig(operator_config, user={"token": token})
-    log = open(workdir / "operator.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "KUBECONFIG": str(operator_config), "FLOE_OPERATOR_LOG_FORMAT": "console",
-           "FLOE_OPERATOR_RETRY_DELAY_SECONDS": "2"}  # fmt: skip
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    proc = subprocess.Popen([str(VENV_BIN / "floe"), "operator", "run", "--liveness", ""], stdout=log,
-                            stderr=subprocess.STDOUT, env=env)  # fmt: skip
+def service_proxy(plane: controlplane.ControlPlane, workdir: pathlib.Path) -> Iterator[int]:
+    """``serviceproxy.py``: how processes on the host reach a Service; yields its port."""
+    port = controlplane.free_port()
+    log = open(workdir / "serviceproxy.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(pathlib.Path(__file__).parent / "serviceproxy.py"), "--kubeconfig",
+         str(plane.kubeconfig), "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
+    )  # fmt: skip
     try:
-        yield
+        yield port
     finally:
         _stop(proc)
         log.close()
+
+
+CHART = ROOT / "charts" / "floe-operator"
+
+
+def helm_binary() -> pathlib.Path:
+    """``helm``, built by ``build.sh`` next to the control plane's binaries."""
+    return controlplane.binaries().parent / f"helm-v{os.environ.get('HELM_VERSION', '3.22.0')}" / "helm"
+
+
+@pytest.fixture(scope="module")
+def helm(kube: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
+    binary = str(helm_binary())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([binary, *args], capture_output=True, text=True, env=kube.env, check=True, timeout=120)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Cluster, helm: Callable[..., subprocess.CompletedProcess[str]], service_proxy: int, workdir: pathlib.Path
+) -> Iterator[None]:
+    """``helm install`` of the chart: its CRDs, RBAC, and the operator as a pod of the kubelet stand-in.
+
+    The operator pod gets its ServiceAccount's token from the kubelet (as a
+    kubeconfig), so the chart's RBAC is what it runs with. It reaches the
+    brokers' admin API through ``serviceproxy.py`` (``localhost``: in a pod,
+    127.0.0.1 is the pod's own address).
+    """
+    extra_env = [
+        {"name": "FLOE_OPERATOR_BROKER_ADMIN_URL",
+         "value": f"http://localhost:{service_proxy}/{{namespace}}/{{service}}/{{port}}"},
+        {"name": "FLOE_OPERATOR_RETRY_DELAY_SECONDS", "value": "2"},
+    ]  # fmt: skip
+    helm("install", "floe", str(CHART), "-n", OPERATOR_NAMESPACE, "--create-namespace", "--set", "logFormat=console",
+         "--set-json", f"extraEnv={json.dumps(extra_env)}")  # fmt: skip
+    kube.kubectl("wait", "--for=condition=Established", "crd/streamclusters.floe.dev", "crd/streamusers.floe.dev")
+    selector = "app.kubernetes.io/name=floe-operator"
+
+    def operator_ready() -> bool:
+        pods = json.loads(kube.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-l", selector, "-o", "json").stdout)
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for p in pods["items"] for c in p["status"].get("conditions") or [])  # fmt: skip
+
+    eventually(operator_ready, within=120, what="the operator pod Ready")
+    try:
+        yield
+    finally:
+        # The operator's log outlives the pod: copy it next to the others.
+        for log in (workdir / "node" / "pods").glob("*/operator.log"):
+            shutil.copy(log, workdir / "operator.log")
 
 
 def example(s3: MotoServer) -> list[dict[str, Any]]:
@@ -271,3 +316,292 @@ def test_kubectl_scale_on_an_autoscaled_cluster_warns(kube: Cluster, operator: N
                            and "ScaleIgnored" in out and out, what="a ScaleIgnored Event")  # fmt: skip
     assert any(line.split()[:2] == ["Warning", "ScaleIgnored"] for line in described.splitlines()), described
     assert kube.get("deployment", "demo-broker")["spec"]["replicas"] == 3
+
+
+# --- the traffic spike: the real HPA controller, Prometheus, the metrics adapter ---------------
+
+SPIKE = "spike"
+SPIKE_TOPIC = "spike"
+METRIC = "floe_broker_bytes_in_per_second"
+TIMELINE = ROOT / "e2e" / "out" / "k8s-hpa-spike.json"  # the figures in docs/benchmarks.md
+
+
+def scrape_targets(kube: Cluster) -> list[dict[str, Any]]:
+    """Prometheus' Kubernetes pod discovery with the usual prometheus.io relabelling, as file_sd targets."""
+    pods = json.loads(kube.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    targets = []
+    for pod in pods:
+        notes = pod["metadata"].get("annotations") or {}
+        ip = (pod.get("status") or {}).get("podIP")
+        if notes.get("prometheus.io/scrape") != "true" or not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        targets.append({"targets": [f"{ip}:{notes.get('prometheus.io/port', '80')}"], "labels": {
+            "namespace": pod["metadata"]["namespace"], "pod": pod["metadata"]["name"],
+            "__metrics_path__": notes.get("prometheus.io/path", "/metrics")}})  # fmt: skip
+    return targets
+
+
+@pytest.fixture(scope="module")
+def prometheus(kube: Cluster, workdir: pathlib.Path) -> Iterator[str]:
+    """Debian's Prometheus scraping the broker pods, labelled ``namespace`` and ``pod`` as in a cluster.
+
+    Debian builds Prometheus without Kubernetes service discovery, so a
+    thread stands in for it: it lists the pods every second and writes
+    their prometheus.io-annotated addresses as a file_sd target file.
+    """
+    import threading
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("needs Debian's prometheus (apt-get install prometheus)")
+    port = controlplane.free_port()
+    targets = workdir / "targets.json"
+    targets.write_text("[]")
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "scrape_configs": [{"job_name": "pods", "file_sd_configs": [{"files": [str(targets)],
+                                                                     "refresh_interval": "2s"}]}],
+    }))  # fmt: skip
+    stop = threading.Event()
+
+    def discover() -> None:
+        while not stop.wait(1.0):
+            try:
+                found = json.dumps(scrape_targets(kube))
+            except (subprocess.SubprocessError, ValueError, KeyError):
+                continue
+            if found != targets.read_text():
+                tmp = targets.with_suffix(".tmp")
+                tmp.write_text(found)
+                tmp.replace(targets)
+
+    discovery = threading.Thread(target=discover, daemon=True)
+    discovery.start()
+    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"prometheus exited: {(workdir / 'prometheus.log').read_text()[-500:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        eventually(ready, within=60, what="Prometheus ready")
+        # localhost, not 127.0.0.1: inside a pod the kubelet stand-in makes 127.0.0.1 the pod's own address.
+        yield f"http://localhost:{port}"
+    finally:
+        stop.set()
+        discovery.join(10)
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def metrics_adapter(
+    kube: Cluster, operator: None, helm: Callable[..., subprocess.CompletedProcess[str]], prometheus: str
+) -> Iterator[None]:
+    """``helm upgrade`` turning the chart's metrics adapter on: a pod, registered for both metrics APIs."""
+    helm("upgrade", "floe", str(CHART), "-n", OPERATOR_NAMESPACE, "--reuse-values",
+         "--set", "metricsAdapter.enabled=true", "--set", f"metricsAdapter.prometheusUrl={prometheus}",
+         "--set", "metricsAdapter.rateWindow=20s")  # fmt: skip
+
+    # kube-proxy's part: the chart's ClusterIP Service routes nowhere here (and EndpointSlices
+    # refuse loopback addresses), so both APIServices are pointed at an ExternalName Service
+    # naming the adapter pod's address, which the aggregator dials as it is.
+    selector = "app.kubernetes.io/name=floe-metrics-adapter"
+    pod_ip = eventually(lambda: (ips := [p["status"]["podIP"] for p in json.loads(kube.kubectl(
+        "get", "pods", "-n", OPERATOR_NAMESPACE, "-l", selector, "-o", "json").stdout)["items"]
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])])
+        and ips[0], within=120, what="the metrics adapter pod Ready")  # fmt: skip
+    kube.apply([{"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "metrics-adapter-pod", "namespace": OPERATOR_NAMESPACE},
+                 "spec": {"type": "ExternalName", "externalName": pod_ip,
+                          "ports": [{"name": "https", "port": 6443}]}}])  # fmt: skip
+    for name in ("v1beta2.custom.metrics.k8s.io", "v1beta1.metrics.k8s.io"):
+        kube.kubectl("patch", "apiservice", name, "--type", "merge", "-p", json.dumps(
+            {"spec": {"service": {"name": "metrics-adapter-pod", "namespace": OPERATOR_NAMESPACE, "port": 6443}}}))
+
+    def available(name: str) -> bool:
+        conditions = (kube.get("apiservice", name, namespace="").get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+    eventually(lambda: available("v1beta2.custom.metrics.k8s.io") and available("v1beta1.metrics.k8s.io"),
+               within=180, what="the metrics adapter's APIServices Available")  # fmt: skip
+    yield
+
+
+def spike_cluster(s3: MotoServer, prometheus: str) -> list[dict[str, Any]]:
+    """The example's Secret and an autoscaled, rebalanced StreamCluster from 2 brokers."""
+    secret, cluster = (next(d for d in example(s3) if d["kind"] == kind) for kind in ("Secret", "StreamCluster"))
+    cluster["metadata"]["name"] = SPIKE
+    cluster["spec"]["brokers"]["replicas"] = 2
+    cluster["spec"]["autoscaling"] = {
+        "enabled": True, "minReplicas": 2, "maxReplicas": 4, "bytesInPerBroker": "200Ki",
+        # Scale in soon after the load stops, two brokers at a time, so the test sees it.
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15, "selectPolicy": "Max",
+                                   "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]}},
+    }  # fmt: skip
+    cluster["spec"]["rebalance"] = {
+        "enabled": True, "prometheusUrl": prometheus, "intervalSeconds": 5, "window": "20s",
+        "metricsSelector": f'namespace="{NAMESPACE}",pod=~"{SPIKE}-broker-.*"',
+    }  # fmt: skip
+    return [secret, cluster]
+
+
+class Load:
+    """An idempotent acks=all producer at a fixed byte rate, in a thread; counts what it was told."""
+
+    def __init__(self, bootstrap: str, *, bytes_per_second: int, value_size: int = 1024) -> None:
+        import threading
+
+        from confluent_kafka import Producer
+
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                  "linger.ms": 20, "message.timeout.ms": 120000})  # fmt: skip
+        self.rate = bytes_per_second / value_size
+        self.value = b"x" * value_size
+        self.acked = 0
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.acked += 1
+        else:
+            self.errors.append(str(err))
+
+    def _run(self) -> None:
+        start, sent = time.monotonic(), 0
+        while not self.stopping.is_set():
+            due = int((time.monotonic() - start) * self.rate)
+            while sent < due:
+                try:
+                    self.producer.produce(SPIKE_TOPIC, self.value, key=str(sent).encode(), on_delivery=self._delivered)
+                    sent += 1
+                except BufferError:
+                    break
+            self.producer.poll(0.02)
+        self.producer.flush(120)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(150)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def leaders(bootstrap_ips: list[str]) -> tuple[set[int], dict[int, int]]:
+    """The brokers in the metadata and each partition's leader, as a Kafka client sees them."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": ",".join(f"{ip}:9092" for ip in bootstrap_ips)})
+    try:
+        meta = admin.list_topics(SPIKE_TOPIC, timeout=10)
+    except KafkaException as exc:  # a broker leaving mid-call: ask again
+        raise ValueError(str(exc)) from exc
+    return set(meta.brokers), {p: part.leader for p, part in meta.topics[SPIKE_TOPIC].partitions.items()}
+
+
+@pytest.mark.timeout(900)  # the fixtures start Prometheus and the adapter; the spike itself takes minutes
+def test_hpa_scales_out_under_a_spike_and_back_in(
+    kube: Cluster, operator: None, metrics_adapter: None, s3: MotoServer, prometheus: str
+) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    kube.kubectl("delete", "streamcluster", "demo", "-n", NAMESPACE, "--wait=false", check=False)  # two cores
+    kube.apply(spike_cluster(s3, prometheus), namespace=NAMESPACE)
+    eventually(lambda: len(broker_ips(kube, SPIKE)) == 2, within=240, what="2 spike brokers Ready")
+    ips = broker_ips(kube, SPIKE)
+    bootstrap = ",".join(f"{ip}:9092" for ip in ips)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until its future resolves
+    admin.create_topics([NewTopic(SPIKE_TOPIC, 12)])[SPIKE_TOPIC].result(60)
+    first_brokers, _ = eventually(lambda: (got := leaders(ips)) and len(got[1]) == 12 and got,
+                                  what="the topic's 12 partitions led")  # fmt: skip
+
+    # What a user sees before the spike: the custom metric through the aggregation layer, and an HPA at rest.
+    selector = f"app.kubernetes.io/instance={SPIKE}"
+    raw = eventually(lambda: (out := json.loads(kube.kubectl(
+        "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{METRIC}"
+        f"?labelSelector={selector}").stdout)) and len(out["items"]) == 2 and out, within=90,
+        what="the custom metric for both brokers")  # fmt: skip
+    assert {i["describedObject"]["name"] for i in raw["items"]} == {
+        p["metadata"]["name"] for p in json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector,
+                                                               "-o", "json").stdout)["items"]}  # fmt: skip
+    top = ("top", "pods", "-n", NAMESPACE, "-l", selector)
+    eventually(lambda: kube.kubectl(*top).stdout.count(f"{SPIKE}-broker") == 2,
+               within=90, what="kubectl top pods (metrics.k8s.io) for both brokers")  # fmt: skip
+
+    def hpa() -> dict[str, Any]:
+        return kube.get("hpa", f"{SPIKE}-broker")
+
+    def deployment_replicas() -> int:
+        return int(kube.get("deployment", f"{SPIKE}-broker")["spec"]["replicas"])
+
+    timeline: dict[str, float] = {}
+    start = time.monotonic()
+    with Load(bootstrap, bytes_per_second=1024 * 1024) as load:
+        try:
+            eventually(lambda: deployment_replicas() > 2, within=180, what="the HPA scaling the brokers out")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; HPA status: {json.dumps(hpa().get('status'))}") from None
+        timeline["scale_out_seconds"] = time.monotonic() - start
+        eventually(lambda: len(broker_ips(kube, SPIKE)) > 2, within=180, what="a new broker Ready")
+        timeline["new_broker_ready_seconds"] = time.monotonic() - start
+
+        def moved() -> bool:
+            brokers, led = leaders(broker_ips(kube, SPIKE))
+            return bool(set(led.values()) - first_brokers)
+
+        eventually(moved, within=180, what="a partition leader moved to a new broker")
+        timeline["first_move_seconds"] = time.monotonic() - start
+        peak = eventually(lambda: (n := deployment_replicas()) == 4 and n, within=120, what="4 brokers") or 0
+        eventually(lambda: len(broker_ips(kube, SPIKE)) == 4, within=180, what="4 brokers Ready")
+        spread = eventually(lambda: (led := leaders(broker_ips(kube, SPIKE))[1]) and len(set(led.values())) >= 3
+                            and led, within=120, what="leaders on 3 or more brokers")  # fmt: skip
+        timeline["peak_brokers"] = peak
+        stop = time.monotonic()
+        timeline["load_seconds"] = stop - start
+    assert load.errors == [], load.errors[:5]
+
+    def scaled_in() -> bool:
+        ready = broker_ips(kube, SPIKE)
+        if deployment_replicas() != 2 or len(ready) != 2:
+            return False
+        brokers, led = leaders(ready)
+        return len(brokers) == 2 and set(led.values()) <= brokers and len(led) == 12
+
+    try:
+        eventually(scaled_in, within=240, what="scaled back in to 2 brokers leading every partition")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; HPA status: {json.dumps(hpa().get('status'))}") from None
+    timeline["scale_in_seconds_after_load"] = time.monotonic() - stop
+
+    # Every acknowledged record is in the log (idempotent producer: exactly once each).
+    consumer = Consumer({"bootstrap.servers": ",".join(f"{ip}:9092" for ip in broker_ips(kube, SPIKE)),
+                         "group.id": "spike-check"})  # fmt: skip
+    try:
+        total = sum(consumer.get_watermark_offsets(TopicPartition(SPIKE_TOPIC, p), timeout=10)[1] for p in range(12))
+    finally:
+        consumer.close()
+    assert total == load.acked, (total, load.acked)
+    assert len(set(spread.values())) >= 3
+
+    TIMELINE.parent.mkdir(parents=True, exist_ok=True)
+    figures = {**{k: round(v, 1) for k, v in timeline.items()}, "acked_records": load.acked,
+               "load_average_1m": os.getloadavg()[0]}  # fmt: skip
+    TIMELINE.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nHPA spike timeline: {json.dumps(figures)}")

@@ -11,6 +11,9 @@ The broker's ``floe`` console script dispatches ``floe operator ...`` here
   multi-document YAML, without contacting a cluster. Other documents in the
   file (a Secret next to the StreamCluster, say) are skipped. Owner
   references are left out: they need the live object's uid.
+* ``floe operator metrics-adapter --prometheus-url URL`` serves the HPA's
+  custom and resource metrics APIs from Prometheus
+  (:mod:`floe_operator.metrics_adapter`).
 """
 
 from __future__ import annotations
@@ -51,12 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print the manifests for a StreamCluster file")
     render.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
     render.add_argument("-n", "--namespace", default="default", help="namespace if the file names none")
+    sub.add_parser("metrics-adapter", add_help=False,
+                   help="serve the HPA's metrics APIs from Prometheus (--help for its options)")  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for ``floe operator``; returns the process exit code."""
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["metrics-adapter"]:  # its own options, parsed by its own parser
+        from floe_operator.metrics_adapter import server
+
+        return server.main(argv[1:])
+    args = _parser().parse_args(argv)
     if args.command == "render":
         return render(args.filename, namespace=args.namespace, out=sys.stdout, err=sys.stderr)
     if args.command is None:  # bare `floe operator`

@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
         "logLevel": "debug",
     },
+    "metrics-adapter": {"metricsAdapter": {"enabled": True, "prometheusUrl": "http://prometheus.monitoring:9090"}},
 }
 
 
@@ -74,7 +75,8 @@ def test_operator_deployment_runs_floe_operator() -> None:
     (dep,) = by_kind(render(VALUE_SETS["custom"]), "Deployment")
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["command"] == ["floe", "operator", "run"]
+    assert c["command"] == ["floe", "operator", "run", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["image"] == "registry.example.com/floe:1.2.3"
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["FLOE_OPERATOR_BROKER_IMAGE"] == "registry.example.com/floe-broker:1.2.3"
@@ -142,3 +144,36 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
     assert "create" in grants[("", "events")]
     assert not any("*" in verbs for verbs in grants.values())
     assert ("rbac.authorization.k8s.io", "roles") not in grants
+
+
+def test_extra_env_reaches_the_operator_container() -> None:
+    extra = [{"name": "FLOE_OPERATOR_RETRY_DELAY_SECONDS", "value": "2"}]
+    (dep,) = by_kind(render({"extraEnv": extra}), "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["env"][-1] == extra[0]
+
+
+def test_metrics_adapter_is_off_by_default_and_registers_both_apis_when_on() -> None:
+    assert not by_kind(render(), "APIService")
+    docs = render(VALUE_SETS["metrics-adapter"])
+    services = {a["metadata"]["name"]: a["spec"] for a in by_kind(docs, "APIService")}
+    assert sorted(services) == ["v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"]
+    adapter = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("metrics-adapter"))
+    (svc,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == adapter["metadata"]["name"]]
+    assert {s["service"]["name"] for s in services.values()} == {svc["metadata"]["name"]}
+    pod = adapter["spec"]["template"]
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    operator = next(d for d in by_kind(docs, "Deployment") if d is not adapter)
+    # The operator's selector must not match the adapter's pods (nor the reverse).
+    assert not operator["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (c,) = pod["spec"]["containers"]
+    assert c["command"][:3] == ["floe", "operator", "metrics-adapter"]
+    assert "--prometheus-url=http://prometheus.monitoring:9090" in c["command"]
+    assert pod["spec"]["serviceAccountName"] == adapter["metadata"]["name"]
+    (reader,) = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] == "kube-system"]
+    assert reader["roleRef"]["name"] == "extension-apiserver-authentication-reader"
+
+
+def test_metrics_adapter_without_a_prometheus_url_fails_to_render() -> None:
+    with pytest.raises(Exception, match="metricsAdapter.prometheusUrl"):
+        render({"metricsAdapter": {"enabled": True}})
