@@ -16,16 +16,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import cramjam
-
 from ..errors import InvalidRecords
-from ..protocol.records import ATTR_LOG_APPEND_TIME, HEADER_SIZE
+from ..protocol.compression import CODEC_MASK, records_section
+from ..protocol.compression import varint as _varint
+from ..protocol.records import ATTR_LOG_APPEND_TIME
 
-NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 _HEAD = struct.Struct(">qiiBIhiqqqhii")  # every field of the batch header, in order
-_I32 = struct.Struct(">i")
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER = 16  # magic, version, compatible version
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +48,7 @@ def first_at_or_after(batch: bytes | bytearray | memoryview, target: int, min_of
         return None
     if attrs & ATTR_LOG_APPEND_TIME:
         return Found(max(base, min_offset), max_ts, epoch)
-    section = _records_section(batch, attrs & 0x07)
+    section = records_section(batch, attrs & CODEC_MASK)
     pos = 0
     try:
         for _ in range(count):
@@ -68,37 +64,3 @@ def first_at_or_after(batch: bytes | bytearray | memoryview, target: int, min_of
     return None
 
 
-def _records_section(batch: bytes | bytearray | memoryview, codec: int) -> bytes:
-    raw = bytes(memoryview(batch)[HEADER_SIZE:])
-    if codec == NONE:
-        return raw
-    if codec == GZIP:
-        return bytes(cramjam.gzip.decompress(raw))
-    if codec == SNAPPY:
-        if not raw.startswith(_XERIAL_MAGIC):
-            return bytes(cramjam.snappy.decompress_raw(raw))
-        out, pos = bytearray(), _XERIAL_HEADER
-        while pos < len(raw):
-            (n,) = _I32.unpack_from(raw, pos)
-            out += cramjam.snappy.decompress_raw(raw[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-        return bytes(out)
-    if codec == LZ4:
-        return bytes(cramjam.lz4.decompress(raw))
-    if codec == ZSTD:
-        return bytes(cramjam.zstd.decompress(raw))
-    raise InvalidRecords(f"unknown compression codec {codec}")
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint (Kafka's record fields) at ``pos``: (value, position after it)."""
-    raw, shift = 0, 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        raw |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
-        if shift > 63:
-            raise InvalidRecords("varint longer than 10 bytes")

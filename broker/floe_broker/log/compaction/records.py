@@ -30,19 +30,17 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cramjam
 import crc32c
 
 from ...errors import InvalidRecords
+from ...protocol.compression import CODEC_MASK, records_section
+from ...protocol.compression import compress_section as _compress
+from ...protocol.compression import varint as _varint
 from ...protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_SIZE
 
-CODEC_MASK = 0x07
 # Kafka's "delete horizon" flag (KIP-534): the base timestamp holds when the batch's tombstones or
 # transaction marker may go, and every record's timestamp delta is relative to it.
 ATTR_DELETE_HORIZON = 0x40
-NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER = 16  # magic, version, compatible version
 _HEAD = struct.Struct(">qiiBIhiqqqhii")  # every field of the batch header, in order
 _I32 = struct.Struct(">i")
 
@@ -112,69 +110,6 @@ def iter_batches(data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
             return
         yield view[pos:end]
         pos = end
-
-
-def records_section(batch: bytes | bytearray | memoryview, codec: int) -> bytes:
-    """The batch's records, decompressed."""
-    raw = bytes(memoryview(batch)[HEADER_SIZE:])
-    if codec == NONE:
-        return raw
-    if codec == GZIP:
-        return bytes(cramjam.gzip.decompress(raw))
-    if codec == SNAPPY:
-        if raw.startswith(_XERIAL_MAGIC):
-            return _xerial_decompress(raw)
-        return bytes(cramjam.snappy.decompress_raw(raw))
-    if codec == LZ4:
-        return bytes(cramjam.lz4.decompress(raw))
-    if codec == ZSTD:
-        return bytes(cramjam.zstd.decompress(raw))
-    raise InvalidRecords(f"unknown compression codec {codec}")
-
-
-def _xerial_decompress(raw: bytes) -> bytes:
-    out = bytearray()
-    pos = _XERIAL_HEADER
-    while pos < len(raw):
-        (n,) = _I32.unpack_from(raw, pos)
-        out += cramjam.snappy.decompress_raw(raw[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    return bytes(out)
-
-
-def _compress(section: bytes, codec: int, original: bytes | bytearray | memoryview) -> bytes:
-    if codec == NONE:
-        return section
-    if codec == GZIP:
-        return bytes(cramjam.gzip.compress(section))
-    if codec == SNAPPY:
-        if bytes(memoryview(original)[HEADER_SIZE : HEADER_SIZE + len(_XERIAL_MAGIC)]) == _XERIAL_MAGIC:
-            block = bytes(cramjam.snappy.compress_raw(section))
-            head = bytes(memoryview(original)[HEADER_SIZE : HEADER_SIZE + _XERIAL_HEADER])
-            return head + _I32.pack(len(block)) + block
-        return bytes(cramjam.snappy.compress_raw(section))
-    if codec == LZ4:
-        return bytes(cramjam.lz4.compress(section))
-    if codec == ZSTD:
-        return bytes(cramjam.zstd.compress(section))
-    raise InvalidRecords(f"unknown compression codec {codec}")
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint (Kafka's record fields) at ``pos``: (value, position after it)."""
-    b = buf[pos]
-    if b < 0x80:  # one byte: by far the most common case
-        return (b >> 1) ^ -(b & 1), pos + 1
-    raw, shift = b & 0x7F, 7
-    while True:
-        pos += 1
-        b = buf[pos]
-        raw |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos + 1
-        shift += 7
-        if shift > 63:
-            raise InvalidRecords("varint longer than 10 bytes")
 
 
 def parse_records(section: bytes, count: int) -> list[Record]:
