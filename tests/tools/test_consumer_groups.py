@@ -12,7 +12,13 @@ from tests.infra.kafka_tools import ok
 
 @pytest.fixture
 def group(bootstrap: str) -> tuple[str, str]:
-    """A 2-partition topic of 10 records per partition and a group that consumed 6 of them and left."""
+    """A 2-partition topic of 10 records per partition and a group that left with 3 committed on each.
+
+    The console consumer reads everything, so both partitions have a position it commits: stopping
+    after a few records can leave one partition without a valid position yet (still being looked up
+    or validated with OffsetForLeaderEpoch), and the consumer commits nothing for it. Then the group
+    is set back to offset 3 on each, the tool's own way.
+    """
     topic, group = f"kg-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
     ok("kafka-topics", "--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", "2")
     lines = "".join(f"{p}:{i}\n" for i in range(10) for p in range(2))
@@ -20,7 +26,9 @@ def group(bootstrap: str) -> tuple[str, str]:
        "parse.key=true", "--reader-property", "key.separator=:", "--producer-property", "partitioner.class="
        "org.apache.kafka.clients.producer.RoundRobinPartitioner", stdin=lines)
     ok("kafka-console-consumer", "--bootstrap-server", bootstrap, "--topic", topic, "--group", group,
-       "--from-beginning", "--max-messages", "6", "--timeout-ms", "60000")
+       "--from-beginning", "--max-messages", "20", "--timeout-ms", "60000")
+    ok("kafka-consumer-groups", "--bootstrap-server", bootstrap, "--group", group, "--topic", topic,
+       "--reset-offsets", "--to-offset", "3", "--execute")
     return topic, group
 
 
