@@ -287,7 +287,7 @@ class Kubelet:
             command = [expand(a, env) for a in (c.get("command") or IMAGE_ENTRYPOINT)]
             args = [expand(a, env) for a in (c.get("args") or [])]
             container = Container(c["name"], c, {k: self._localise(pod, v) for k, v in env.items()},
-                                  [self._localise(pod, a) for a in self._resolve(command) + args])
+                                  self._resolve([self._localise(pod, a) for a in command + args]))
             if kubeconfig is not None and "KUBECONFIG" not in env:  # a host path: not one to localise
                 container.env["KUBECONFIG"] = str(kubeconfig)
             pod.containers.append(container)
@@ -324,7 +324,11 @@ class Kubelet:
         return path
 
     def _resolve(self, command: list[str]) -> list[str]:
-        """The image's executables: ``floe`` is the venv's; anything else comes from PATH."""
+        """The image's executables: ``floe`` is the venv's; anything else comes from PATH.
+
+        Applied after :meth:`_localise`, so a pod's volume mounted at a prefix of the venv's
+        own path (an emptyDir at ``/tmp`` with the checkout under ``/tmp``) cannot rewrite it.
+        """
         if command and command[0] == "floe":
             return [str(VENV_BIN / "floe"), *command[1:]]
         return command
@@ -522,7 +526,7 @@ class Kubelet:
         hook = ((container.spec.get("lifecycle") or {}).get("preStop") or {}).get("exec")
         if not hook or container.process is None or container.process.returncode is not None:
             return
-        argv = [self._localise(pod, expand(a, container.env)) for a in self._resolve(list(hook["command"]))]
+        argv = self._resolve([self._localise(pod, expand(a, container.env)) for a in hook["command"]])
         proc = await asyncio.create_subprocess_exec(
             *argv, env={"PATH": os.environ.get("PATH", ""), **container.env}, cwd=pod.directory,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
