@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,24 +80,24 @@ class SourceCluster:
     async def _connected(self) -> AIOKafkaClient:
         if self._client is None:
             client = AIOKafkaClient(**connection_settings(self.definition.source), request_timeout_ms=15000)
-            try:
-                await client.bootstrap()
-            except Exception as exc:
-                await client.close()
-                raise SourceError(f"cannot reach {self.definition.source.bootstrap_servers}: {exc!r}") from exc
+            await self._open(client.bootstrap, client.close)
             self._client = client
         return self._client
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             admin = AIOKafkaAdminClient(**connection_settings(self.definition.source), request_timeout_ms=15000)
-            try:
-                await admin.start()
-            except Exception as exc:
-                await admin.close()
-                raise SourceError(f"cannot reach {self.definition.source.bootstrap_servers}: {exc!r}") from exc
+            await self._open(admin.start, admin.close)
             self._admin = admin
         return self._admin
+
+    async def _open(self, start: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[object]]) -> None:
+        """Start a new connection; on failure close it and say which source could not be reached."""
+        try:
+            await start()
+        except Exception as exc:
+            await close()
+            raise SourceError(f"cannot reach {self.definition.source.bootstrap_servers}: {exc!r}") from exc
 
     async def close(self) -> None:
         client, admin, self._client, self._admin = self._client, self._admin, None, None
