@@ -22,16 +22,20 @@ from floe_api.links import (
     LinkDefinition,
     LinkSource,
     LinkTopics,
+    MirroredProducerIds,
     PartitionPromoted,
     PromoteLink,
 )
 from floe_broker.cluster.controller import fence_session
 from floe_broker.cluster.delta import apply as apply_delta
 from floe_broker.cluster.delta import diff
-from floe_broker.cluster.metadata import ClusterState, apply_op
+from floe_broker.cluster.metadata import ClusterState, allocate_producer_ids, apply_op
+from floe_broker.cluster.producer_ids import ProducerIds
 from floe_broker.errors import InvalidRecords
 from floe_broker.link import produce_refusal
 from floe_broker.link.batches import whole_batches
+from floe_broker.link.mirror import PartitionMirror, ProducerIdReservation
+from floe_broker.link.source import Fetched
 from floe_broker.protocol import records
 from floe_broker.storage.memory import MemoryStore
 from tests.infra.batches import record_batch
@@ -187,3 +191,64 @@ def test_a_link_with_a_bad_regular_expression_is_refused_when_made() -> None:
 
     with pytest.raises(ValidationError, match="not a regular expression"):
         LinkDefinition(name="x", source=LinkSource(bootstrap_servers="k:9092"), topic_regex="orders[")
+
+
+class _Source:
+    """A source cluster answering one Fetch with fixed batches (what aiokafka's raw Fetch returns)."""
+
+    def __init__(self, data: bytes, high_watermark: int) -> None:
+        self.data, self.high_watermark = data, high_watermark
+
+    async def fetch(self, topic: str, partition: int, offset: int, *, max_bytes: int, max_wait_ms: int) -> Fetched:
+        return Fetched(0, self.high_watermark, 0, self.data if offset == 0 else b"")
+
+
+class _Controller:
+    """The controller's producer-id allocation over one ClusterState."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+
+    async def producer_ids(self, count: int) -> int:
+        return allocate_producer_ids(self.state, count)
+
+
+async def test_floe_never_hands_out_a_producer_id_a_mirrored_batch_used() -> None:
+    """A source producer's id mirrored into a partition would collide with a Floe producer given the same id:
+    its first batch (sequence 0) would be taken for the mirrored producer's duplicate."""
+    state = _linked_state()
+    ids = ProducerIds(_Controller(state), floor=lambda: state.mirrored_producer_id_max)  # type: ignore[arg-type]
+    assert await ids.next() == 1000  # this broker now holds the block 1000..1999
+    store = MemoryStore()
+    _, topic = topic_state()
+    a = Node(store, 1, "sessA")
+    part = await a.pm.open(topic.name, topic.topic_id, 0, epoch=1)
+    source_pid = 1001  # the source's own allocator handed this out: inside Floe's block
+    answer = at(0, record_batch(count=3, producer_id=source_pid, producer_epoch=0, base_sequence=0))
+
+    async def reserve(pid: int) -> None:
+        apply_op(state, MirroredProducerIds(highest=pid))
+
+    async def promoted(_t: str, _i: int) -> None:
+        raise AssertionError("not promoting")
+
+    mirror = PartitionMirror("dc1", _Source(answer, 3), a.log, part, promoting=lambda: False,  # type: ignore[arg-type]
+                             promoted=promoted, node_id=1, producer_ids=ProducerIdReservation(
+                                 highest=lambda: state.mirrored_producer_id_max, reserve=reserve))
+    await mirror.step()
+    assert part.next_offset == 3
+    fresh = await ids.next()
+    assert fresh > source_pid  # skipped inside the block this broker held
+    assert await ProducerIds(_Controller(state)).next() > source_pid  # and a new block starts above it
+    assert ClusterState.from_bytes(state.to_bytes()).mirrored_producer_id_max == source_pid  # a restart keeps it
+    landed = await a.produce_batch(part, record_batch(producer_id=fresh, producer_epoch=0, base_sequence=0))
+    assert landed.base == 3  # the Floe producer's first batch is stored, not dropped as a duplicate
+
+
+def test_a_forced_promotion_is_kept_in_the_metadata() -> None:
+    state = _linked_state()
+    apply_op(state, PromoteLink(name="dc1", topics=["orders"]))
+    assert not state.links["dc1"].topics["orders"].forced
+    apply_op(state, PromoteLink(name="dc1", topics=["orders"], force=True))
+    apply_op(state, PromoteLink(name="dc1", topics=["orders"]))  # asking again does not take the force back
+    assert state.links["dc1"].topics["orders"].forced

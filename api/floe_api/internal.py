@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .links import CreateLink, DeleteLink, LinkTopics, PartitionPromoted, PromoteLink
+from .links import CreateLink, DeleteLink, LinkTopics, MirroredProducerIds, PartitionPromoted, PromoteLink
 from .public import MoveResult
 
 REGISTER_PATH = "/internal/v1/register"
@@ -204,7 +204,7 @@ class AlterBrokerConfigs(BaseModel):
 MetadataOp = Annotated[
     CreateTopic | DeleteTopic | AddPartitions | AlterConfigs | Reclaim | AlterScramCredentials | CreateAcls
     | DeleteAcls | AlterQuotas | AlterBrokerConfigs
-    | CreateLink | DeleteLink | LinkTopics | PromoteLink | PartitionPromoted,
+    | CreateLink | DeleteLink | LinkTopics | PromoteLink | PartitionPromoted | MirroredProducerIds,
     Field(discriminator="op"),
 ]
 

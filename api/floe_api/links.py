@@ -62,6 +62,8 @@ class LinkedTopic(BaseModel):
     """One topic a link created on Floe: mirrored until promoted, partition by partition."""
 
     promoting: bool = False
+    # Promoted at Floe's end at once, not after a last catch-up: records the mirror had not copied are not copied.
+    forced: bool = False
     promoted: list[int] = Field(default_factory=list)  # partitions writable on Floe since their promotion
 
     def state(self, partitions: int) -> str:
@@ -101,11 +103,15 @@ class LinkTopics(BaseModel):
 
 
 class PromoteLink(BaseModel):
-    """Ask the leaders to promote these topics (all the link's when ``topics`` is None)."""
+    """Ask the leaders to promote these topics (all the link's when ``topics`` is None).
+
+    ``force``: promote at once at Floe's end, without the last catch-up.
+    """
 
     op: Literal["promote_link"] = "promote_link"
     name: str
     topics: list[str] | None = None
+    force: bool = False
 
 
 class PartitionPromoted(BaseModel):
@@ -117,11 +123,27 @@ class PartitionPromoted(BaseModel):
     partition: int
 
 
+class MirroredProducerIds(BaseModel):
+    """A mirror is about to append batches of source producer ids up to ``highest``.
+
+    Floe never hands out such an id (InitProducerId) from then on: a Floe
+    producer with a mirrored producer's id would meet that producer's
+    sequence state in the partition, and its first batches would be taken
+    for duplicates or refused as out of order.
+    """
+
+    op: Literal["mirrored_producer_ids"] = "mirrored_producer_ids"
+    highest: int
+
+
 # ---- the public API -------------------------------------------------------------------------
 
 
 class PromoteRequest(BaseModel):
+    """Refused (409) while a chosen partition lags the source, unless ``force``: then promoted where Floe ends."""
+
     topics: list[str] | None = None  # None: every topic of the link
+    force: bool = False
 
 
 class PartitionLag(BaseModel):
@@ -141,6 +163,8 @@ class PartitionLag(BaseModel):
 
 class LinkLagReply(BaseModel):
     partitions: list[PartitionLag]
+    # link -> why this broker's last attempt to follow the source failed (unreachable, a missing file, ...)
+    errors: dict[str, str] = Field(default_factory=dict)
 
 
 class LinkTopicStatus(BaseModel):
@@ -155,6 +179,8 @@ class LinkStatus(BaseModel):
     topics: list[LinkTopicStatus]
     groups: list[str]
     lag_records: int
+    # why a broker could not follow the source last time it tried (None: every broker could)
+    error: str | None = None
 
 
 class LinksView(BaseModel):

@@ -48,7 +48,7 @@ class Serving:
         self.controller = controller
         self.topics = Topics(controller, membership.state, offsets_topic_partitions=config.offsets_topic_partitions,
                              txn_topic_partitions=config.transaction_state_partitions)
-        self.producer_ids = ProducerIds(controller)
+        self.producer_ids = ProducerIds(controller, floor=lambda: membership.state().mirrored_producer_id_max)
         self.fetch_sessions = FetchSessionCache(config.max_incremental_fetch_session_cache_slots)
         # Set by the broker once it joined and started its WAL (handlers run only after that).
         self.node_id = -1

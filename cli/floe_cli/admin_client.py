@@ -34,7 +34,11 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 
 class AdminError(Exception):
-    """A failed admin call, worded for the console."""
+    """A failed admin call, worded for the console; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AdminClient:
@@ -61,8 +65,9 @@ class AdminClient:
     def create_link(self, definition: LinkDefinition) -> LinksView:
         return self._call(LinksView, "POST", LINKS_PATH, definition)
 
-    def promote_link(self, name: str, topics: list[str] | None) -> LinksView:
-        return self._call(LinksView, "POST", f"{LINKS_PATH}/{name}/promote", PromoteRequest(topics=topics))
+    def promote_link(self, name: str, topics: list[str] | None, *, force: bool = False) -> LinksView:
+        return self._call(LinksView, "POST", f"{LINKS_PATH}/{name}/promote",
+                          PromoteRequest(topics=topics, force=force))
 
     def delete_link(self, name: str) -> None:
         self._send("DELETE", f"{LINKS_PATH}/{name}", None, timeout=None)
@@ -92,7 +97,7 @@ class AdminClient:
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
                 raise AdminError(f"{method} {url}: HTTP 401: {self._unauthorized_advice()}") from None
-            raise AdminError(f"{method} {url}: HTTP {exc.code}: {_error_text(exc.read())}") from None
+            raise AdminError(f"{method} {url}: HTTP {exc.code}: {_error_text(exc.read())}", exc.code) from None
         except urllib.error.URLError as exc:
             raise AdminError(f"cannot reach the admin API at {url}: {exc.reason}") from None
         except (OSError, TimeoutError) as exc:

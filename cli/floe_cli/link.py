@@ -2,10 +2,11 @@
 
 ``create`` defines a link (the source's address and security settings, the
 topics and groups to mirror), ``status`` shows each partition's lag,
-``promote`` makes topics writable once they caught up (``--wait`` until they
-are), ``delete`` forgets a link. Every failure is one line on stderr and a
-non-zero exit code. A SASL password is never given here: ``--sasl-password-file``
-names a file every broker can read (a mounted Secret).
+``promote`` makes topics writable once they caught up (refused while they
+lag, unless ``--force``; ``--wait`` retries until they are), ``delete``
+forgets a link. Every failure is one line on stderr and a non-zero exit
+code. A SASL password is never given here: ``--sasl-password-file`` names a
+file every broker can read (a mounted Secret).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from floe_api.links import PROMOTED, LinkDefinition, LinkSource, LinkStatus
 from floe_cli.admin import DEFAULT_HTTP
 from floe_cli.admin_client import AdminClient, AdminError
+
+LAGGING = 409  # the admin API's answer to a promotion while the link lags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,7 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     promote = lsub.add_parser("promote", parents=[where], help="make linked topics writable once caught up")
     promote.add_argument("name")
     promote.add_argument("--topic", action="append", help="promote only this topic (repeatable; default all)")
-    promote.add_argument("--wait", type=float, default=0.0, help="seconds to wait until promoted (0: do not wait)")
+    promote.add_argument("--wait", type=float, default=0.0,
+                         help="seconds to wait for lag 0 and then the promotion (0: do not wait)")
+    promote.add_argument("--force", action="store_true",
+                         help="promote now, at Floe's end, even while lagging: what is not mirrored yet stays behind")
     promote.set_defaults(func=run, action=_promote)
 
     delete = lsub.add_parser("delete", parents=[where], help="forget a link (its topics stay, writable)")
@@ -81,6 +87,8 @@ def _create(ns: argparse.Namespace) -> int:
 
 def _print(status: LinkStatus) -> None:
     print(f"link {status.name} from {status.bootstrap_servers}: lag {status.lag_records} records")
+    if status.error:
+        print(f"  cannot follow the source: {status.error}")
     for topic in status.topics:
         print(f"  {topic.topic} ({topic.state})")
         for p in topic.partitions:
@@ -99,8 +107,15 @@ def _status(ns: argparse.Namespace) -> int:
 
 def _promote(ns: argparse.Namespace) -> int:
     client = AdminClient(ns.http)
-    client.promote_link(ns.name, ns.topic)
     deadline = time.monotonic() + ns.wait
+    while True:
+        try:
+            client.promote_link(ns.name, ns.topic, force=ns.force)
+            break
+        except AdminError as exc:
+            if exc.status != LAGGING or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)  # still lagging the source: ask again until --wait runs out
     while True:
         status = client.link(ns.name)
         pending = [t.topic for t in status.topics if (not ns.topic or t.topic in ns.topic) and t.state != PROMOTED]

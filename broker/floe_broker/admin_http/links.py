@@ -35,19 +35,31 @@ class LinkBroker(Protocol):
     def state(self) -> ClusterState: ...
 
 
-async def _all_lags(broker: LinkBroker) -> list[schema.PartitionLag]:
+async def _all_lags(broker: LinkBroker) -> schema.LinkLagReply:
+    """Every broker's mirrors, and the first error each link's following met on any broker."""
     state = broker.state()
     others = [b.http for n, b in state.brokers.items() if n != broker.node_id]
 
-    async def one(http: str) -> list[schema.PartitionLag]:
+    async def one(http: str) -> schema.LinkLagReply:
         try:
-            return schema.LinkLagReply.model_validate(await broker.rpc.call(http, schema.LINK_LAG_PATH, {})).partitions
+            return schema.LinkLagReply.model_validate(await broker.rpc.call(http, schema.LINK_LAG_PATH, {}))
         except RpcError as exc:
             log.info("no link lag from a broker", broker=http, error=str(exc))
-            return []
+            return schema.LinkLagReply(partitions=[])
 
-    found = await asyncio.gather(*(one(h) for h in others))
-    return [*broker.links.local_lag().partitions, *(p for part in found for p in part)]
+    replies = [broker.links.local_lag(), *await asyncio.gather(*(one(h) for h in others))]
+    errors: dict[str, str] = {}
+    for r in replies:
+        for name, message in r.errors.items():
+            errors.setdefault(name, message)
+    return schema.LinkLagReply(partitions=[p for r in replies for p in r.partitions], errors=errors)
+
+
+def lagging_partitions(status: schema.LinkStatus, topics: list[str] | None) -> list[str]:
+    """The chosen partitions not known to be caught up: lag above 0, or not measured yet (-1)."""
+    return [f"{t.topic}-{p.partition} ({'not measured yet' if p.lag_records < 0 else f'{p.lag_records} records'})"
+            for t in status.topics if topics is None or t.topic in topics
+            for p in t.partitions if p.state != schema.PROMOTED and p.lag_records != 0]
 
 
 def reply(body: BaseModel, status: int = 200) -> web.Response:
@@ -59,6 +71,7 @@ def error(message: str, status: int) -> web.Response:
 
 
 async def parse(request: web.Request, model: type[schema.LinkDefinition] | type[schema.PromoteRequest]) -> Any:
+    """The body as ``model``; anything else is a 400 that says what is wrong."""
     try:
         return model.model_validate(await request.json())
     except ValueError as exc:  # not JSON, or not this model (pydantic's ValidationError is a ValueError)
@@ -69,7 +82,8 @@ async def parse(request: web.Request, model: type[schema.LinkDefinition] | type[
 def add_routes(app: web.Application, broker: LinkBroker) -> None:
     async def statuses(names: list[str]) -> list[schema.LinkStatus]:
         state, lags = broker.state(), await _all_lags(broker)
-        return [LinkService.status(n, state.links[n], state, lags) for n in names if n in state.links]
+        return [LinkService.status(n, state.links[n], state, lags.partitions, lags.errors.get(n))
+                for n in names if n in state.links]
 
     async def list_links(_: web.Request) -> web.Response:
         return reply(schema.LinksView(links=await statuses(sorted(broker.state().links))))
@@ -82,6 +96,23 @@ def add_routes(app: web.Application, broker: LinkBroker) -> None:
             return error("a link needs topics or a topic_regex", 400)
         await broker.links.create(body)
         return reply(schema.LinksView(links=await statuses([body.name])), 201)
+
+    async def put(request: web.Request) -> web.Response:
+        """Create or change a link (what a declarative caller, the operator, sends every time).
+
+        A change keeps the link's topics and their promotion; an unchanged
+        definition changes nothing, so repeating it costs no metadata commit.
+        """
+        name = request.match_info["name"]
+        body = await parse(request, schema.LinkDefinition)
+        if body.name != name:
+            return error(f"the body names link {body.name}, the path {name}", 400)
+        if not body.topics and not body.topic_regex:
+            return error("a link needs topics or a topic_regex", 400)
+        existing = broker.state().links.get(name)
+        if existing is None or existing.definition != body:
+            await broker.links.create(body)
+        return reply(schema.LinksView(links=await statuses([name])), 201 if existing is None else 200)
 
     async def get(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -104,7 +135,13 @@ def add_routes(app: web.Application, broker: LinkBroker) -> None:
         unknown = sorted(set(body.topics or ()) - link.topics.keys())
         if unknown:
             return error(f"not topics of link {name}: {', '.join(unknown)}", 400)
-        await broker.links.promote(name, body.topics)
+        if not body.force:
+            lagging = lagging_partitions((await statuses([name]))[0], body.topics)
+            if lagging:
+                return error(f"link {name} still lags the source at {', '.join(lagging)}: stop the producers on "
+                             "the source and wait for lag 0 (floe link status), or force the promotion (records "
+                             "not mirrored yet are then left behind)", 409)
+        await broker.links.promote(name, body.topics, force=body.force)
         return reply(schema.LinksView(links=await statuses([name])), 202)
 
     async def link_lag(_: web.Request) -> web.Response:
@@ -113,6 +150,7 @@ def add_routes(app: web.Application, broker: LinkBroker) -> None:
     app.router.add_get(schema.LINKS_PATH, list_links)
     app.router.add_post(schema.LINKS_PATH, create)
     app.router.add_get(schema.LINKS_PATH + "/{name}", get)
+    app.router.add_put(schema.LINKS_PATH + "/{name}", put)
     app.router.add_delete(schema.LINKS_PATH + "/{name}", delete)
     app.router.add_post(schema.LINKS_PATH + "/{name}/promote", promote)
     app.router.add_post(schema.LINK_LAG_PATH, link_lag)

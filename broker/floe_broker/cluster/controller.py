@@ -35,7 +35,7 @@ from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailab
 from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
 from .delta import Delta, diff
-from .metadata import BrokerInfo, ClusterState
+from .metadata import BrokerInfo, ClusterState, allocate_producer_ids
 from .metadata_log import Conflict, MetadataLog
 
 log = structlog.get_logger(__name__)
@@ -433,8 +433,7 @@ class Controller:
 
         def change(s: ClusterState) -> None:
             box.clear()
-            box.append(s.next_producer_id)
-            s.next_producer_id += count
+            box.append(allocate_producer_ids(s, count))
 
         await self.commit(change)
         return box[0]

@@ -56,6 +56,7 @@ from floe_api.links import (
     LinkedTopic,
     LinkRecord,
     LinkTopics,
+    MirroredProducerIds,
     PartitionPromoted,
     PromoteLink,
 )
@@ -221,6 +222,8 @@ class ClusterState:
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     # cluster links: name -> definition and the topics it mirrors (docs/architecture.md#cluster-links)
     links: dict[str, LinkRecord] = field(default_factory=dict)
+    # the highest producer id a link's mirror appended from a source: never handed out by Floe
+    mirrored_producer_id_max: int = -1
     # names of the topics this version owns (created or copied since it was copied): not persisted
     _owned: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -408,6 +411,16 @@ def apply_op(state: ClusterState, change: MetadataOp) -> None:
                     state.scram.setdefault(u.user, {})[u.mechanism] = u.keys.model_dump()
         case CreateLink() | DeleteLink() | LinkTopics() | PromoteLink() | PartitionPromoted():
             apply_link_op(state, change)
+        case MirroredProducerIds(highest=highest):
+            state.mirrored_producer_id_max = max(state.mirrored_producer_id_max, highest)
+            state.next_producer_id = max(state.next_producer_id, highest + 1)
+
+
+def allocate_producer_ids(state: ClusterState, count: int) -> int:
+    """Reserve ``count`` producer ids in ``state``; the first one, above every id a link mirrored."""
+    start = max(state.next_producer_id, state.mirrored_producer_id_max + 1)
+    state.next_producer_id = start + count
+    return start
 
 
 def apply_link_op(state: ClusterState, change: CreateLink | DeleteLink | LinkTopics | PromoteLink
@@ -426,12 +439,13 @@ def apply_link_op(state: ClusterState, change: CreateLink | DeleteLink | LinkTop
                 for t in topics:
                     if t in state.topics and not any(t in other.topics for other in state.links.values()):
                         link.topics[t] = LinkedTopic()
-        case PromoteLink(name=name, topics=topics):
+        case PromoteLink(name=name, topics=topics, force=force):
             link = state.links.get(name)
             if link is not None:
                 for t in (link.topics if topics is None else topics):
                     if t in link.topics:
                         link.topics[t].promoting = True
+                        link.topics[t].forced = link.topics[t].forced or force
         case PartitionPromoted(name=name, topic=topic, partition=partition):
             link = state.links.get(name)
             linked = link.topics.get(topic) if link is not None else None

@@ -13,7 +13,8 @@ compaction, so offsets past them mean the same on both clusters.
 Promotion: once the partition is marked promoting, the mirror goes on until a
 fetch finds nothing more below the source's end offset, then tells the
 controller the partition is promoted and stops; from that commit on produce
-is accepted, continuing at the source's end offset.
+is accepted, continuing at the source's end offset. A forced promotion stops
+at once, where Floe's log ends: what the source holds beyond it is not copied.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -38,6 +40,7 @@ from .source import SourceCluster, SourceError
 log = structlog.get_logger(__name__)
 
 OFFSET_OUT_OF_RANGE = 1
+UNKNOWN_TOPIC_OR_PARTITION = 3
 FETCH_MAX_BYTES = 4 << 20
 FETCH_WAIT_MS = 500
 RETRY_S = 1.0
@@ -45,12 +48,22 @@ RETRY_S = 1.0
 GAP_CONFIRMATIONS = 2
 
 
+@dataclass(frozen=True)
+class ProducerIdReservation:
+    """The metadata's highest reserved mirrored producer id, and how to raise it."""
+
+    highest: Callable[[], int]
+    reserve: Callable[[int], Awaitable[None]]
+
+
 class PartitionMirror:
     def __init__(self, link: str, source: SourceCluster, log_service: LogService, part: Partition, *,
                  promoting: Callable[[], bool], promoted: Callable[[str, int], Awaitable[None]],
-                 node_id: int) -> None:
+                 node_id: int, forced: Callable[[], bool] = lambda: False,
+                 producer_ids: ProducerIdReservation | None = None) -> None:
         self.link, self.source, self.log, self.part = link, source, log_service, part
-        self._promoting, self._promoted = promoting, promoted
+        self._promoting, self._promoted, self._forced = promoting, promoted, forced
+        self._producer_ids = producer_ids
         self.node_id = node_id
         self.source_end = -1
         self.bytes_mirrored = 0
@@ -97,8 +110,11 @@ class PartitionMirror:
                     gauge.remove(*self._labels)
 
     async def step(self) -> None:
-        """One fetch from the source and what follows from it."""
+        """One fetch from the source and what follows from it (none once a forced promotion asks to stop)."""
         part, offset = self.part, self.part.next_offset
+        if self._promoting() and self._forced():
+            await self._finish("forced")
+            return
         fetched = await self.source.fetch(part.topic, part.index, offset, max_bytes=FETCH_MAX_BYTES,
                                           max_wait_ms=FETCH_WAIT_MS)
         if fetched.error_code == OFFSET_OUT_OF_RANGE:
@@ -110,12 +126,16 @@ class PartitionMirror:
             log.info("mirror starts at the source's log start", link=self.link, topic=part.topic,
                      partition=part.index, log_start=start)
             return
+        if fetched.error_code == UNKNOWN_TOPIC_OR_PARTITION:
+            raise SourceError(f"{part.topic}-{part.index} does not exist at the source (deleted there?); Floe keeps "
+                              "what it mirrored: promote with force to write here, or delete the link")
         if fetched.error_code:
             raise SourceError(f"fetch {part.topic}-{part.index} at {offset}: error {fetched.error_code}")
         self.source_end = fetched.high_watermark
         data, batches = whole_batches(fetched.records, offset)
         if batches:
             self._empty_below, self._empty_count = None, 0
+            await self._reserve_producer_ids(batches)
             done = await self.log.append_mirrored(part, data, batches)
             self.bytes_mirrored += done.size
             metrics.LINK_BYTES.labels(self.link, part.topic).inc(done.size)
@@ -123,10 +143,21 @@ class PartitionMirror:
             await self._maybe_gap(offset)
         self._report()
         if not batches and part.next_offset >= self.source_end and self._promoting():
-            await self._promoted(part.topic, part.index)
-            self.done = True
-            log.info("partition promoted", link=self.link, topic=part.topic, partition=part.index,
-                     end_offset=part.next_offset)
+            await self._finish("caught up")
+
+    async def _finish(self, how: str) -> None:
+        """Report the partition promoted and stop: produce continues at the log's end."""
+        part = self.part
+        await self._promoted(part.topic, part.index)
+        self.done = True
+        log.info("partition promoted", link=self.link, topic=part.topic, partition=part.index,
+                 end_offset=part.next_offset, how=how, source_end=self.source_end)
+
+    async def _reserve_producer_ids(self, batches: list[records.BatchInfo]) -> None:
+        """Before appending them, make sure Floe will never hand out the batches' producer ids."""
+        highest = max(b.producer_id for b in batches)
+        if self._producer_ids is not None and highest > self._producer_ids.highest():
+            await self._producer_ids.reserve(highest)
 
     async def _maybe_gap(self, offset: int) -> None:
         """Nothing came back below the source's end: after a second such answer, that range is a gap."""

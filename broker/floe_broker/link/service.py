@@ -28,10 +28,12 @@ from floe_api.links import (
     CreateLink,
     DeleteLink,
     LinkDefinition,
+    LinkedTopic,
     LinkLagReply,
     LinkRecord,
     LinkStatus,
     LinkTopicStatus,
+    MirroredProducerIds,
     PartitionLag,
     PartitionPromoted,
     PromoteLink,
@@ -41,7 +43,7 @@ from ..cluster.metadata import ClusterState
 from ..groups.coordinator import GroupCoordinator
 from ..log.partition import Partition
 from ..log.service import LogService
-from .mirror import PartitionMirror
+from .mirror import PartitionMirror, ProducerIdReservation
 from .offsets import sync_groups
 from .source import SourceCluster, SourceError
 from .topics import follow_topics
@@ -66,6 +68,10 @@ class LinkService:
         self._followed_at: dict[str, float] = {}
         self._final_sync: dict[str, set[str]] = {}  # link -> promoted topics whose last group sync is done
         self._warned: set[str] = set()
+        self.follow_errors: dict[str, str] = {}  # link -> why its last follow round failed
+        self._producer_ids = ProducerIdReservation(
+            highest=lambda: self.state().mirrored_producer_id_max,
+            reserve=lambda pid: self.apply(MirroredProducerIds(highest=pid)))
 
     # ---- the admin API's calls -------------------------------------------------------------
 
@@ -75,12 +81,13 @@ class LinkService:
     async def delete(self, name: str) -> None:
         await self.apply(DeleteLink(name=name))
 
-    async def promote(self, name: str, topics: list[str] | None) -> None:
-        await self.apply(PromoteLink(name=name, topics=topics))
+    async def promote(self, name: str, topics: list[str] | None, *, force: bool = False) -> None:
+        await self.apply(PromoteLink(name=name, topics=topics, force=force))
 
     def local_lag(self) -> LinkLagReply:
         """The mirrors this broker runs (the admin API gathers every broker's)."""
-        return LinkLagReply(partitions=[m.lag() for m, _ in self.mirrors.values()])
+        return LinkLagReply(partitions=[m.lag() for m, _ in self.mirrors.values()],
+                            errors={n: e for n, e in self.follow_errors.items() if n in self.state().links})
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -130,7 +137,9 @@ class LinkService:
             self._followed_at[name] = now
             try:
                 await self._follow(name, link)
+                self.follow_errors.pop(name, None)
             except SourceError as exc:
+                self.follow_errors[name] = str(exc)
                 log.warning("link cannot follow its source", link=name, error=str(exc))
 
     async def _sources_for(self, state: ClusterState) -> None:
@@ -149,16 +158,24 @@ class LinkService:
         if part is None:
             return
 
-        def promoting() -> bool:
+        def linked() -> LinkedTopic | None:
             link = self.state().links.get(name)
-            linked = link.topics.get(topic) if link is not None else None
-            return linked is not None and linked.promoting
+            return link.topics.get(topic) if link is not None else None
+
+        def promoting() -> bool:
+            found = linked()
+            return found is not None and found.promoting
+
+        def forced() -> bool:
+            found = linked()
+            return found is not None and found.forced
 
         async def promoted(t: str, i: int) -> None:
             await self.apply(PartitionPromoted(name=name, topic=t, partition=i))
 
         mirror = PartitionMirror(name, self.sources[name], self.log_service(), part, promoting=promoting,
-                                 promoted=promoted, node_id=self.node_id())
+                                 promoted=promoted, node_id=self.node_id(), forced=forced,
+                                 producer_ids=self._producer_ids)
         self.mirrors[key] = (mirror, asyncio.create_task(mirror.run(), name=f"mirror-{topic}-{index}"))
 
     async def _follow(self, name: str, link: LinkRecord) -> None:
@@ -179,7 +196,8 @@ class LinkService:
     # ---- status ----------------------------------------------------------------------------------
 
     @staticmethod
-    def status(name: str, link: LinkRecord, state: ClusterState, lags: list[PartitionLag]) -> LinkStatus:
+    def status(name: str, link: LinkRecord, state: ClusterState, lags: list[PartitionLag],
+               error: str | None = None) -> LinkStatus:
         """A link's status from the metadata and every broker's mirrors."""
         by_key = {(p.topic, p.partition): p for p in lags}
         topics = []
@@ -194,4 +212,5 @@ class LinkService:
         lag = sum(max(p.lag_records, 0) for t in topics for p in t.partitions)
         d = link.definition
         return LinkStatus(name=name, bootstrap_servers=d.source.bootstrap_servers, topics=topics,
-                          groups=d.groups + ([f"regex:{d.group_regex}"] if d.group_regex else []), lag_records=lag)
+                          groups=d.groups + ([f"regex:{d.group_regex}"] if d.group_regex else []), lag_records=lag,
+                          error=error)

@@ -53,13 +53,26 @@ def connection_settings(source: LinkSource) -> dict[str, Any]:
     kw: dict[str, Any] = {"bootstrap_servers": source.bootstrap_servers,
                           "security_protocol": source.security_protocol, "client_id": "floe-link"}
     if source.security_protocol in ("SSL", "SASL_SSL"):
-        context: ssl.SSLContext = create_ssl_context(cafile=source.ssl_cafile)
+        try:
+            context: ssl.SSLContext = create_ssl_context(cafile=source.ssl_cafile)
+        except OSError as exc:  # ssl.SSLError is one too
+            raise SourceError(f"cannot load the source's CA file {source.ssl_cafile} on this broker ({exc}): "
+                              "mount the Secret there, or fix ssl_cafile") from None
         kw["ssl_context"] = context
     if source.security_protocol.startswith("SASL"):
-        password = Path(source.sasl_password_file).read_text().strip() if source.sasl_password_file else None
+        password = _password(source.sasl_password_file) if source.sasl_password_file else None
         kw.update(sasl_mechanism=source.sasl_mechanism or "PLAIN", sasl_plain_username=source.sasl_username,
                   sasl_plain_password=password)
     return kw
+
+
+def _password(path: str) -> str:
+    """The password in ``path``; a missing or unreadable file is a SourceError that names it (never its content)."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SourceError(f"cannot read the source's SASL password file {path} on this broker ({exc.strerror}): "
+                          "mount the Secret there, or fix sasl_password_file") from None
 
 
 def chosen(names: list[str], regex: str | None, candidates: list[str]) -> list[str]:
