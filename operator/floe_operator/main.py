@@ -10,7 +10,10 @@ registers the handlers in kopf's default registry.
   rebalance daemon (``reconcile.rebalance``) for as long as that holds;
 * create / update / resume of a StreamUser -> ``reconcile.user`` (credential,
   ACLs, application Secret); its deletion -> the same module's finalizer,
-  which removes the credential and ACLs from Kafka.
+  which removes the credential and ACLs from Kafka;
+* create / update / resume of a StreamLink, and a timer -> ``reconcile.links``
+  (source credentials, the link on the brokers, promotion, lag in status);
+  its deletion -> the same module's finalizer, which deletes the link.
 
 Children are garbage-collected by Kubernetes through owner references, so
 StreamClusters have no delete handler. kopf puts a finalizer only on
@@ -30,10 +33,10 @@ import kopf
 
 from floe_operator import config as config_
 from floe_operator import kube as kube_
+from floe_operator import link_spec, user_spec
 from floe_operator import spec as spec_
-from floe_operator import user_spec
 from floe_operator.manifests import naming
-from floe_operator.reconcile import cluster, rebalance, user
+from floe_operator.reconcile import cluster, links, rebalance, user
 
 RESOURCE = (spec_.GROUP, spec_.VERSION, spec_.PLURAL)
 USER_RESOURCE = (spec_.GROUP, spec_.VERSION, user_spec.PLURAL)
@@ -119,3 +122,23 @@ async def delete_user(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_
     """Remove the StreamUser's credential and ACLs before the object goes (kopf's finalizer)."""
     await user.delete(body=body, kube=memo.kube, config=memo.config, logger=logger,
                       admin_factory=memo.get("user_admin_factory"))
+
+
+LINK_RESOURCE = (spec_.GROUP, spec_.VERSION, link_spec.PLURAL)
+
+
+@kopf.on.resume(*LINK_RESOURCE)
+@kopf.on.create(*LINK_RESOURCE)
+@kopf.on.update(*LINK_RESOURCE)
+@kopf.timer(*LINK_RESOURCE, interval=links.STATUS_INTERVAL_SECONDS, initial_delay=links.STATUS_INTERVAL_SECONDS)
+async def reconcile_link(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Put the StreamLink's link to the brokers, promote what it asks, and show its lag (also on a timer)."""
+    await links.reconcile(body=body, patch=patch, kube=memo.kube, config=memo.config, logger=logger,
+                          admin_factory=memo.get("link_admin_factory"))  # None outside tests
+
+
+@kopf.on.delete(*LINK_RESOURCE, retries=20)
+async def delete_link(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Delete the link on the brokers and its keys in the link Secret before the object goes (kopf's finalizer)."""
+    await links.delete(body=body, kube=memo.kube, config=memo.config, logger=logger,
+                       admin_factory=memo.get("link_admin_factory"))

@@ -50,6 +50,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 NAMESPACE = "streaming"
 SC = "floe.dev/v1alpha1/streamclusters"
 SU = "floe.dev/v1alpha1/streamusers"
+SL = "floe.dev/v1alpha1/streamlinks"
 
 
 class Api:
@@ -319,6 +320,13 @@ async def api() -> AsyncIterator[Api]:
             kmock.resources[SU] = kmock_.ResourceInfo(
                 kind="StreamUser",
                 singular="streamuser",
+                namespaced=True,
+                subresources={"status"},
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            )
+            kmock.resources[SL] = kmock_.ResourceInfo(
+                kind="StreamLink",
+                singular="streamlink",
                 namespaced=True,
                 subresources={"status"},
                 verbs={"create", "delete", "get", "list", "patch", "update", "watch"},

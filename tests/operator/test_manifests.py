@@ -46,12 +46,16 @@ def test_minimal_cluster_objects() -> None:
     ]  # fmt: skip
     # (two Services share the key; see the next test)
     assert objs["Deployment"]["spec"]["replicas"] == 3
-    # No data volumes: the only one is the cluster Secret (cluster secret, admin token), read-only.
+    # No data volumes: only Secrets, read-only: the cluster Secret (cluster secret, admin token), and the
+    # cluster links' source credentials (optional: it exists once a StreamLink does).
     pod = objs["Deployment"]["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "cluster-secrets",
-                               "secret": {"secretName": "demo-cluster-secrets", "defaultMode": 0o440}}]
+    assert pod["volumes"] == [
+        {"name": "cluster-secrets", "secret": {"secretName": "demo-cluster-secrets", "defaultMode": 0o440}},
+        {"name": "link-secrets", "secret": {"secretName": "demo-link-secrets", "defaultMode": 0o440,
+                                            "optional": True}}]
     assert pod["containers"][0]["volumeMounts"] == [
-        {"name": "cluster-secrets", "mountPath": "/etc/floe/secrets", "readOnly": True}]
+        {"name": "cluster-secrets", "mountPath": "/etc/floe/secrets", "readOnly": True},
+        {"name": "link-secrets", "mountPath": "/etc/floe/link-secrets", "readOnly": True}]
     assert pod["securityContext"]["fsGroup"] == 10001  # the broker's group can read the Secret's files
     # The Secret itself is the reconciler's (created once, random): never rendered, never in the ConfigMap.
     assert "Secret" not in objs
@@ -268,9 +272,10 @@ def test_listeners_become_kafka_style_broker_settings() -> None:
         ("internal", 9092), ("external", 9093), ("mtls", 9094), ("admin", 9644)]
     assert {m["mountPath"]: m["name"] for m in c["volumeMounts"]} == {
         "/etc/floe/secrets": "cluster-secrets", "/etc/floe/tls/external": "tls-external",
-        "/etc/floe/tls/mtls": "tls-mtls"}
+        "/etc/floe/tls/mtls": "tls-mtls", "/etc/floe/link-secrets": "link-secrets"}
     volumes = {v["name"]: v["secret"]["secretName"] for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
-    assert volumes == {"cluster-secrets": "demo-cluster-secrets", "tls-external": "demo-tls", "tls-mtls": "demo-mtls"}
+    assert volumes == {"cluster-secrets": "demo-cluster-secrets", "tls-external": "demo-tls", "tls-mtls": "demo-mtls",
+                       "link-secrets": "demo-link-secrets"}
 
 
 def test_every_listener_has_a_service_port() -> None:

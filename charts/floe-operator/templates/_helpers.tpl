@@ -62,6 +62,17 @@ Deployments; Secrets are only read by name (to check the credentials exist).
 - apiGroups: [floe.dev]
   resources: [streamusers/finalizers]
   verbs: [update]
+# StreamLinks: the same (finalizer, status); their source credentials go to a
+# Secret the brokers mount (secrets below), the link itself to the brokers' admin API.
+- apiGroups: [floe.dev]
+  resources: [streamlinks]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [floe.dev]
+  resources: [streamlinks/status]
+  verbs: [get, patch, update]
+- apiGroups: [floe.dev]
+  resources: [streamlinks/finalizers]
+  verbs: [update]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
@@ -69,7 +80,8 @@ Deployments; Secrets are only read by name (to check the credentials exist).
   resources: [events]
   verbs: [create, patch]
 # Secrets: read the storage and TLS Secrets; create each cluster's Secret (once)
-# and each StreamUser's, and add a key that went missing.
+# and each StreamUser's, and add a key that went missing; read a StreamLink's
+# password and CA and apply its keys of the cluster's link Secret.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]

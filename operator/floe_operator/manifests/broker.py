@@ -17,7 +17,8 @@ The broker contract they encode:
   the same, inside ``terminationGracePeriodSeconds``;
 * no data volumes: all state is in the bucket. The only volumes are Secrets:
   the cluster Secret (cluster secret, admin token, the operator's bootstrap
-  user) and each listener's TLS Secret, read-only (``manifests/security.py``);
+  user) and each listener's TLS Secret, read-only (``manifests/security.py``),
+  and the cluster links' source credentials (``manifests/links.py``);
 * ``spec.listeners`` become Kafka-style listener settings
   (``FLOE_LISTENERS``, ``FLOE_ADVERTISED_LISTENERS``,
   ``FLOE_LISTENER_SECURITY_PROTOCOL_MAP``, ``FLOE_SASL_ENABLED_MECHANISMS``,
@@ -33,7 +34,7 @@ from typing import Any
 
 from floe_operator import config as config_
 from floe_operator import spec as spec_
-from floe_operator.manifests import naming, security
+from floe_operator.manifests import links, naming, security
 
 Manifest = dict[str, Any]
 
@@ -229,7 +230,7 @@ def deployment(
         ],
         "env": _container_env(cluster),
         "envFrom": [{"configMapRef": {"name": naming.config_map(cluster)}}],
-        "volumeMounts": security.volume_mounts(cluster),
+        "volumeMounts": security.volume_mounts(cluster) + links.volume_mounts(cluster),
         "resources": _resources(cluster),
         "startupProbe": {
             "httpGet": {"path": "/healthz", "port": "admin"},
@@ -260,7 +261,7 @@ def deployment(
         if tmpl.security_context is not None
         else dict(DEFAULT_POD_SECURITY_CONTEXT),
         "containers": [container],
-        "volumes": security.volumes(cluster),
+        "volumes": security.volumes(cluster) + links.volumes(cluster),
     }
     if s.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": r.name} for r in s.image_pull_secrets]
