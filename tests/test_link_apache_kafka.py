@@ -273,3 +273,215 @@ def test_linked_topics_mirror_at_the_same_offsets_and_promote(kafka: KafkaCluste
     resumed.close()
     assert first[0].offset() == 12
     assert first[0].value() == dump(src, "plain", 3)[12][3]
+
+
+def restart_kafka(kafka: KafkaCluster) -> None:
+    """Stop the source's only node cleanly and start it again on the same data and ports."""
+    import signal
+
+    from tests.infra.apache_kafka import java_command
+
+    (node,) = kafka.nodes
+    assert node.proc is not None and kafka.jars is not None
+    node.proc.send_signal(signal.SIGTERM)
+    node.proc.wait(120)
+    with open(node.log_path, "ab") as log:
+        node.proc = subprocess.Popen(java_command(kafka.jars, "kafka.Kafka", str(node.properties), heap=kafka.heap,
+                                                  log_level="INFO", log4j_dir=kafka.directory),
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(kafka._all_brokers_up, 180, interval=0.5, message="the source Kafka back after its restart")
+
+
+class Writer:
+    """A producer writing continuously to topics (round robin over partitions), until stopped."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, int]) -> None:
+        import threading
+
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+                                  "message.timeout.ms": 300000})
+        self.topics, self.sent = topics, 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for topic, n in self.topics.items():
+                for p in range(n):
+                    self.producer.produce(topic, value=b"%s-%d-%d" % (topic.encode(), p, self.sent), partition=p,
+                                          on_delivery=self._delivered)
+            self.sent += 1
+            self.producer.poll(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert self.producer.flush(300) == 0
+        assert not self.failed, self.failed[:3]
+
+
+class Reader:
+    """A consumer group member committing as it goes (auto-commit of what it consumed), until stopped."""
+
+    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
+        import threading
+
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                                  "enable.auto.commit": True, "auto.commit.interval.ms": 200})
+        self.consumer.subscribe(topics)
+        self.seen: list[tuple[Any, ...]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for m in self.consumer.consume(100, 0.2):
+                if m.error() is None:
+                    self.seen.append((m.topic(), m.partition(), m.offset(), m.value()))
+
+    def stop(self) -> None:
+        """Stop reading; closing commits the position after the last record consumed."""
+        self._stop.set()
+        self._thread.join(30)
+        self.consumer.close()
+
+
+def test_cut_over_under_continuous_production_reads_every_record_exactly_once(  # type: ignore[no-untyped-def]
+        kafka: KafkaCluster, brokers, file_store) -> None:
+    """Three topics written continuously on Kafka while Floe links them, a group committing as it goes, the
+    source restarted in between; then the cut-over: the group restarted on Floe reads on from its commit, each
+    record exactly once across the switch, and a producer moved to Floe continues at the next offset."""
+    src = kafka.bootstrap
+    topics = {"live-a": 2, "live-b": 1, "live-c": 3}
+    admin = AdminClient({"bootstrap.servers": src})
+    for f in admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values():
+        f.result(60)
+    writer = Writer(src, topics)
+    reader = Reader(src, "live", sorted(topics))
+    a, b = brokers(file_store), brokers(file_store)
+    done = floe_cli("link", "create", "live", "--http", a.http, "--bootstrap", src, "--topic-regex", "live-.*",
+                    "--group", "live")
+    assert done.returncode == 0, done.stderr
+
+    def linked() -> bool:
+        status = b.get("/v1/links/live")[1]
+        return {t["topic"] for t in status.get("topics", [])} == set(topics)
+
+    wait_until(linked, 60, interval=0.5, message="the three topics linked")
+    wait_until(lambda: writer.sent > 200, 60, interval=0.2, message="the writer under way")
+    restart_kafka(kafka)  # the source goes away and comes back while the link runs
+    wait_until(lambda: writer.sent > 600 and len(reader.seen) > 300, 120, interval=0.2,
+               message="writing and reading again after the source's restart")
+
+    # the cut-over: consumers first, then the producers stop on Kafka, and the topics are promoted
+    reader.stop()
+    writer.stop()
+    source_end = {t: high_watermarks(src, t, n) for t, n in topics.items()}
+
+    def status_of(b_: BrokerProcess) -> dict[str, Any]:
+        code, body = b_.get("/v1/links/live")
+        assert code == 200, body
+        return body
+
+    def mirrored() -> bool:
+        ends = {(t["topic"], p["partition"]): p["floe_end"] for t in status_of(a)["topics"] for p in t["partitions"]}
+        return all(ends.get((t, i)) == hw for t, hws in source_end.items() for i, hw in enumerate(hws))
+
+    wait_until(mirrored, 120, interval=0.5, message="the link caught up with the stopped source")
+    committed_on_kafka = Consumer({"bootstrap.servers": src, "group.id": "live"}).committed(
+        [TopicPartition(t, p) for t, n in topics.items() for p in range(n)], timeout=10)
+    kafka_commit = {(tp.topic, tp.partition): tp.offset for tp in committed_on_kafka}
+
+    def floe_commit() -> dict[tuple[str, int], int]:
+        consumer = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "live"})
+        try:
+            found = consumer.committed([TopicPartition(t, p) for t, n in topics.items() for p in range(n)], timeout=10)
+            return {(tp.topic, tp.partition): tp.offset for tp in found}
+        finally:
+            consumer.close()
+
+    wait_until(lambda: floe_commit() == kafka_commit, 60, interval=0.5, message="the group's final offsets copied")
+    promoted = floe_cli("link", "promote", "live", "--http", a.http, "--wait", "120")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+
+    # every offset holds the same record on both clusters
+    for t, n in topics.items():
+        assert dump(a.bootstrap, t, n) == dump(src, t, n), t
+    # the group on Floe reads on from its commit: with what it read on Kafka, every record exactly once
+    resumed = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "live", "auto.offset.reset": "earliest",
+                        "enable.auto.commit": False})
+    resumed.subscribe(sorted(topics))
+    after: list[tuple[Any, ...]] = []
+
+    def read_to_the_end() -> bool:
+        after.extend((m.topic(), m.partition(), m.offset(), m.value()) for m in resumed.consume(500, 0.5)
+                     if m.error() is None)
+        return len(reader.seen) + len(after) >= sum(sum(h) for h in source_end.values())
+
+    try:
+        wait_until(read_to_the_end, 120, interval=0, message="the group read Floe to the end")
+    finally:
+        resumed.close()
+    on_kafka = {(t, p, o): v for t, p, o, v in reader.seen}
+    on_floe = {(t, p, o): v for t, p, o, v in after}
+    assert len(on_kafka) == len(reader.seen) and len(on_floe) == len(after), "a record read twice on one cluster"
+    assert not on_kafka.keys() & on_floe.keys(), "a record read on both clusters"
+    every = {(t, p, o) for t, hws in source_end.items() for p, hw in enumerate(hws) for o in range(hw)}
+    assert on_kafka.keys() | on_floe.keys() == every
+    truth = {(t, r[0], r[1]): r[3] for t, n in topics.items() for r in dump(src, t, n)}
+    assert {**on_kafka, **on_floe} == truth  # values compared by offset with the source
+    # a producer moved to Floe continues at the next offset of every partition
+    landed: dict[Any, Any] = {}
+    moved = Producer({"bootstrap.servers": a.bootstrap, "enable.idempotence": True})
+    for t, n in topics.items():
+        for p in range(n):
+            moved.produce(t, value=b"first on floe", partition=p,
+                          on_delivery=lambda err, m: landed.__setitem__((m.topic(), m.partition()),
+                                                                        -1 if err else m.offset()))
+    assert moved.flush(60) == 0
+    assert landed == {(t, p): hw for t, hws in source_end.items() for p, hw in enumerate(hws)}
+
+
+def test_promotion_is_refused_while_the_link_lags_unless_forced(kafka: KafkaCluster, brokers,  # type: ignore[no-untyped-def]
+                                                                 file_store) -> None:
+    """The source throttles the link (a Kafka fetch quota on its client id), so it lags for certain: promotion
+    is refused with the lag named; forced, the topic is writable at once, at Floe's end, and what the link had
+    not copied stays on Kafka."""
+    from tests.infra.apache_kafka import run_tool
+
+    src = kafka.bootstrap
+    admin = AdminClient({"bootstrap.servers": src})  # kept: the futures fail once their client is collected
+    admin.create_topics([NewTopic("slow", 1, 1)])["slow"].result(60)
+    produce(src, "slow", [(None, os.urandom(1024)) for _ in range(12_000)], **{"batch.size": 1 << 20})
+    quota = ("--bootstrap-server", src, "--alter", "--entity-type", "clients", "--entity-name", "floe-link")
+    throttled = run_tool("org.apache.kafka.tools.ConfigCommand", *quota, "--add-config", "consumer_byte_rate=20000")
+    assert throttled.returncode == 0, throttled.stderr
+    try:
+        a = brokers(file_store)
+        done = floe_cli("link", "create", "slow", "--http", a.http, "--bootstrap", src, "--topic", "slow")
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: any(t["topic"] == "slow" for t in a.get("/v1/links/slow")[1].get("topics", [])), 60,
+                   interval=0.5, message="the topic linked")
+        refused = floe_cli("link", "promote", "slow", "--http", a.http)
+        assert refused.returncode == 1 and "still lags the source at slow-0" in refused.stderr, refused.stderr
+        assert "force" in refused.stderr
+        assert a.get("/v1/links/slow")[1]["topics"][0]["state"] == "mirroring"  # nothing changed
+        forced = floe_cli("link", "promote", "slow", "--http", a.http, "--force", "--wait", "90")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        floe_end = high_watermarks(a.bootstrap, "slow", 1)[0]
+        assert floe_end < high_watermarks(src, "slow", 1)[0]  # the rest stays behind on Kafka
+        landed: list[int] = []
+        writer = Producer({"bootstrap.servers": a.bootstrap})
+        writer.produce("slow", value=b"first on floe",
+                       on_delivery=lambda err, m: landed.append(-1 if err else m.offset()))
+        writer.flush(30)
+        assert landed == [floe_end]
+    finally:
+        run_tool("org.apache.kafka.tools.ConfigCommand", *quota, "--delete-config", "consumer_byte_rate")
