@@ -94,7 +94,7 @@ def _print(status: LinkStatus) -> None:
         for p in topic.partitions:
             error = f" error: {p.error}" if p.error else ""
             print(f"    {p.partition}: floe {p.floe_end} source {p.source_end} lag {p.lag_records} "
-                  f"({p.lag_seconds}s) node {p.node} {p.state}{error}")
+                  f"({p.lag_seconds}s) {p.bytes_mirrored} bytes node {p.node} {p.state}{error}")
 
 
 def _status(ns: argparse.Namespace) -> int:

@@ -267,3 +267,13 @@ async def test_an_invalid_link_is_degraded_and_nothing_reaches_the_brokers(
     degraded = await eventually(lambda: conditions(link(api)).get("Degraded"))
     assert degraded["reason"] == "InvalidSpec" and "topics needs names or a regex" in degraded["message"]
     assert brokers.links == {}
+
+
+async def test_promoting_a_topic_the_link_does_not_have_says_so(
+        api: Api, link_operator: None, brokers: FakeBrokers) -> None:
+    await running_cluster(api)
+    await api.create_secret("kafka-link", [], {"password": "s3cret", "ca.crt": "PEM"})
+    await create_link(api, {**SASL_LINK, "promotion": {"topics": ["orders", "invoices"]}})
+    waiting = await eventually(lambda: conditions(link(api)).get("Promoted"))
+    assert waiting["status"] == "False" and waiting["reason"] == "NotLinked" and "invoices" in waiting["message"]
+    assert brokers.promoted == set()

@@ -35,7 +35,7 @@ from ..log.partition import Partition
 from ..log.service import LogService
 from ..protocol import records
 from .batches import whole_batches
-from .source import SourceCluster, SourceError
+from .source import SourceCluster, SourceError, source_topic_gone
 
 log = structlog.get_logger(__name__)
 
@@ -127,8 +127,7 @@ class PartitionMirror:
                      partition=part.index, log_start=start)
             return
         if fetched.error_code == UNKNOWN_TOPIC_OR_PARTITION:
-            raise SourceError(f"{part.topic}-{part.index} does not exist at the source (deleted there?); Floe keeps "
-                              "what it mirrored: promote with force to write here, or delete the link")
+            raise SourceError(source_topic_gone(part.topic, part.index))
         if fetched.error_code:
             raise SourceError(f"fetch {part.topic}-{part.index} at {offset}: error {fetched.error_code}")
         self.source_end = fetched.high_watermark

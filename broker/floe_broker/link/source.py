@@ -66,6 +66,12 @@ def connection_settings(source: LinkSource) -> dict[str, Any]:
     return kw
 
 
+def source_topic_gone(topic: str, partition: int) -> str:
+    """What a mirror whose source partition no longer exists says (Floe keeps the topic: docs/architecture.md)."""
+    return (f"{topic}-{partition} does not exist at the source (deleted there?); Floe keeps what it mirrored: "
+            "promote with force to write here, or delete the link")
+
+
 def _password(path: str) -> str:
     """The password in ``path``; a missing or unreadable file is a SourceError that names it (never its content)."""
     try:
@@ -159,6 +165,8 @@ class SourceCluster:
         leader = client.cluster.leader_for_partition(tp)
         if leader is None or leader < 0:
             client.force_metadata_update()
+            if topic not in client.cluster.topics():
+                raise SourceError(source_topic_gone(topic, partition))
             raise SourceError(f"no leader known for {topic}-{partition} at the source")
         request = FetchRequest(max_wait_time=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
                                isolation_level=READ_UNCOMMITTED, topics=[(topic, [(partition, offset, max_bytes)])])

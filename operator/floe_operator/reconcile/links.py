@@ -177,6 +177,11 @@ async def _promote(link: link_spec.StreamLink, admin: link_admin.LinkAdmin,
     if pending is None:
         return None
     promotion = link.spec.promotion
+    linked = {t.topic for t in status.topics}
+    missing = sorted(set(promotion.topics) - linked) if not promotion.all else ([] if linked else ["any topic"])
+    if missing:
+        return False, "NotLinked", f"not linked (yet) from the source: {', '.join(missing)}; check spec.topics " \
+                                   "and that the topic exists at the source"
     if pending:
         try:
             await admin.promote(link.name, None if promotion.all else pending, force=promotion.force)
