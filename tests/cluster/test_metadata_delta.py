@@ -113,10 +113,11 @@ def test_a_snapshot_in_the_old_format_reads_as_written() -> None:
     state = ClusterState.from_bytes(json.dumps(doc, indent=1, sort_keys=True).encode())
     written = json.loads(state.to_bytes())
     # what was there reads back as it was; fields added since (listeners, SCRAM, ACLs, quotas, dynamic
-    # broker configs, cluster links) get defaults
+    # broker configs, cluster links and the producer ids they mirrored) get defaults
     assert {k: written[k] for k in doc} == {**doc, "brokers": {"3": {**doc["brokers"]["3"], "listeners": {}}}}
     assert {k: written[k] for k in written.keys() - doc.keys()} == {"scram": {}, "acls": [], "quotas": {},
-                                                                   "broker_configs": {}, "links": {}}
+                                                                   "broker_configs": {}, "links": {},
+                                                                   "mirrored_producer_id_max": -1}
 
 
 def test_led_partitions_follow_every_version_and_look_only_at_changed_topics() -> None:
