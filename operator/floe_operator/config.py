@@ -34,6 +34,9 @@ class OperatorConfig:
     # {service} (the bootstrap Service), {namespace}, {cluster_domain}, {port}
     # (spec.listener.adminPort). Tests and out-of-cluster runs point it elsewhere.
     broker_admin_url: str = DEFAULT_BROKER_ADMIN_URL
+    # How often each StreamTopic's Kafka topic is compared with its spec and put
+    # back (someone ran kafka-configs --alter); one describe per topic per period.
+    topic_resync_seconds: float = 60.0
 
     def admin_url(self, *, service: str, namespace: str, port: int) -> str:
         """The admin base URL of one cluster, from :attr:`broker_admin_url`."""
@@ -57,4 +60,5 @@ class OperatorConfig:
             log_level=env.get("FLOE_OPERATOR_LOG_LEVEL", "info"),
             retry_delay_seconds=float(env.get("FLOE_OPERATOR_RETRY_DELAY_SECONDS", "30")),
             broker_admin_url=env.get("FLOE_OPERATOR_BROKER_ADMIN_URL", DEFAULT_BROKER_ADMIN_URL),
+            topic_resync_seconds=float(env.get("FLOE_OPERATOR_TOPIC_RESYNC_SECONDS", "60")),
         )

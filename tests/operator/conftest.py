@@ -50,6 +50,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 NAMESPACE = "streaming"
 SC = "floe.dev/v1alpha1/streamclusters"
 SU = "floe.dev/v1alpha1/streamusers"
+ST = "floe.dev/v1alpha1/streamtopics"
 
 
 class Api:
@@ -319,6 +320,13 @@ async def api() -> AsyncIterator[Api]:
             kmock.resources[SU] = kmock_.ResourceInfo(
                 kind="StreamUser",
                 singular="streamuser",
+                namespaced=True,
+                subresources={"status"},
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            )
+            kmock.resources[ST] = kmock_.ResourceInfo(
+                kind="StreamTopic",
+                singular="streamtopic",
                 namespaced=True,
                 subresources={"status"},
                 verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
