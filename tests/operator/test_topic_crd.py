@@ -15,6 +15,7 @@ from test_crd import _compare, apply_defaults
 from test_crd import validate as validate_strict
 
 from conftest import CHART_DIR, EXAMPLES_DIR, K8S_VERSIONS, ROOT
+from floe_operator import config as config_
 from floe_operator import spec as spec_
 from floe_operator import topic_spec
 from floe_operator.reconcile.topics import changes_for
@@ -149,3 +150,13 @@ def test_changes_set_reset_grow_and_refuse_a_decrease() -> None:
     assert changes_for(t, TopicState("orders", "id", 6, {})).decrease == (6, 4)
     same = changes_for(t, TopicState("orders", "id", 4, {"retention.ms": "1000", "cleanup.policy": "compact,delete"}))
     assert same.describe() == []
+
+
+def test_the_operator_settings_for_topics_come_from_the_environment() -> None:
+    config = config_.OperatorConfig.from_env({"FLOE_OPERATOR_TOPIC_RESYNC_SECONDS": "5",
+                                              "FLOE_OPERATOR_KAFKA_BOOTSTRAP": "localhost:1{port}"})
+    assert config.topic_resync_seconds == 5.0
+    assert config.kafka_bootstrap_for(service="demo-bootstrap", namespace="ns", port=9092) == "localhost:19092"
+    default = config_.OperatorConfig.from_env({})
+    assert default.kafka_bootstrap_for(service="demo-bootstrap", namespace="ns", port=9093) == \
+        "demo-bootstrap.ns.svc.cluster.local:9093"

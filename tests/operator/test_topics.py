@@ -65,14 +65,14 @@ class Kafka:
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
 
     def _describe(self, name: str) -> dict[str, Any] | None:
+        res = ConfigResource("topic", name)
         try:
             topic = self.admin.describe_topics(TopicCollection([name]))[name].result(30)
+            entries = self.admin.describe_configs([res])[res].result(30)
         except Exception as exc:  # noqa: BLE001 - librdkafka's KafkaException
-            if "UNKNOWN_TOPIC" in str(exc):
+            if "UNKNOWN_TOPIC" in str(exc):  # also when deleted between the two calls
                 return None
             raise
-        res = ConfigResource("topic", name)
-        entries = self.admin.describe_configs([res])[res].result(30)
         return {"id": str(topic.topic_id), "partitions": len(topic.partitions),
                 "configs": {k: e.value for k, e in entries.items()},
                 "overrides": {k: e.value for k, e in entries.items()

@@ -155,7 +155,8 @@ async def connection_of(topic: topic_spec.StreamTopic, kube: kube_.KubeClient,
         secret = await kube.get("v1", "Secret", cluster.namespace, listener.tls.secret_name)
         ca = _text(secret, "ca.crt") if secret is not None else None
     return kafka_admin.Connection(
-        bootstrap=naming.bootstrap_for(cluster, listener, config.cluster_domain),
+        bootstrap=config.kafka_bootstrap_for(service=naming.bootstrap_service(cluster), namespace=cluster.namespace,
+                                             port=listener.port),
         security_protocol=listener.security_protocol,
         mechanism=listener.sasl_mechanism,
         ca_pem=ca,
