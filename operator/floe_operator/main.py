@@ -133,25 +133,35 @@ def _topic_locks(memo: kopf.Memo) -> Any:
     return memo.topic_locks
 
 
+@kopf.index(*TOPIC_RESOURCE)
+def topic_claims(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Which StreamTopic names which topic of which cluster, kept in memory: finds a second one for a topic.
+
+    kopf passes it to every StreamTopic handler as the ``topic_claims`` keyword."""
+    return topics.claim_of(body)
+
+
 @kopf.on.resume(*TOPIC_RESOURCE)
 @kopf.on.create(*TOPIC_RESOURCE)
 @kopf.on.update(*TOPIC_RESOURCE)
-async def reconcile_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def reconcile_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Create the StreamTopic's Kafka topic, or bring its partitions and configs to the spec."""
     await topics.reconcile(body=body, kube=memo.kube, config=memo.config, logger=logger, locks=_topic_locks(memo),
+                           claims=kwargs["topic_claims"],
                            admin_factory=memo.get("topic_admin_factory"))  # None outside tests
 
 
 @kopf.daemon(*TOPIC_RESOURCE, cancellation_timeout=10.0)
 async def topic_drift_daemon(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
-                             **_: Any) -> None:
+                             **kwargs: Any) -> None:
     """Put back what was changed behind the operator's back, every topic_resync_seconds."""
     await topics.correct_drift(body=body, stopped=stopped, kube=memo.kube, config=memo.config, logger=logger,
-                               locks=_topic_locks(memo), admin_factory=memo.get("topic_admin_factory"))
+                               locks=_topic_locks(memo), claims=kwargs["topic_claims"],
+                               admin_factory=memo.get("topic_admin_factory"))
 
 
 @kopf.on.delete(*TOPIC_RESOURCE, retries=20)
-async def delete_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def delete_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Delete the Kafka topic before the object goes (kopf's finalizer), unless Retain."""
     await topics.delete(body=body, kube=memo.kube, config=memo.config, logger=logger, locks=_topic_locks(memo),
-                        admin_factory=memo.get("topic_admin_factory"))
+                        claims=kwargs["topic_claims"], admin_factory=memo.get("topic_admin_factory"))

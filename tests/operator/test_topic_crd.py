@@ -18,7 +18,7 @@ from conftest import CHART_DIR, EXAMPLES_DIR, K8S_VERSIONS, ROOT
 from floe_operator import config as config_
 from floe_operator import spec as spec_
 from floe_operator import topic_spec
-from floe_operator.reconcile.topics import changes_for
+from floe_operator.reconcile.topics import changes_for, claim_of, owner_of
 from floe_operator.topic_admin import TopicState
 
 TOPIC_CRD_PATH = ROOT / "crds" / "streamtopic.yaml"
@@ -160,3 +160,27 @@ def test_the_operator_settings_for_topics_come_from_the_environment() -> None:
     default = config_.OperatorConfig.from_env({})
     assert default.kafka_bootstrap_for(service="demo-bootstrap", namespace="ns", port=9093) == \
         "demo-bootstrap.ns.svc.cluster.local:9093"
+
+
+def test_the_oldest_streamtopic_naming_a_topic_owns_it() -> None:
+    def body(name: str, at: str, topic_name: str = "shared", deleting: bool = False) -> dict[str, Any]:
+        obj = topic({"cluster": "demo", "partitions": 1, "topicName": topic_name}, name=name)
+        obj["metadata"]["creationTimestamp"] = at
+        if deleting:
+            obj["metadata"]["deletionTimestamp"] = at
+        return obj
+
+    bodies = [body("b", "2026-01-01T00:00:00Z"), body("a", "2026-01-01T00:00:00Z"), body("old", "2025-01-01T00:00:00Z",
+              deleting=True), body("other", "2024-01-01T00:00:00Z", topic_name="another")]
+    claims: dict[Any, list[tuple[str, str]]] = {}
+    for b in bodies:
+        for key, value in claim_of(b).items():
+            claims.setdefault(key, []).append(value)
+    assert claims[("streaming", "demo", "shared")] == [("2026-01-01T00:00:00Z", "b"), ("2026-01-01T00:00:00Z", "a")]
+
+    def owner(b: dict[str, Any]) -> str | None:
+        return owner_of(topic_spec.StreamTopic.from_body(b), b, claims)
+
+    assert owner(bodies[1]) is None       # a: as old as b, first by name
+    assert owner(bodies[0]) == "a"
+    assert owner(bodies[3]) is None       # another topic

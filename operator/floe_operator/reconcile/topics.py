@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,13 +164,20 @@ async def connection_of(topic: topic_spec.StreamTopic, kube: kube_.KubeClient,
     )
 
 
-def _claims(body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(cluster, Kafka topic) a StreamTopic names, or None if its spec cannot be read."""
+Claims = Mapping[Any, Iterable[tuple[str, str]]]
+
+
+def claim_of(body: Mapping[str, Any]) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """What kopf's index of StreamTopics holds for one: (namespace, cluster, Kafka topic) ->
+    (creationTimestamp, name). Nothing for an unreadable spec or one being deleted."""
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return {}
     try:
         t = topic_spec.StreamTopic.from_body(body)
     except spec_.SpecError:
-        return None
-    return t.spec.cluster, t.topic_name
+        return {}
+    return {(t.namespace, t.spec.cluster, t.topic_name): _age(body)}
 
 
 def _age(body: Mapping[str, Any]) -> tuple[str, str]:
@@ -178,15 +185,15 @@ def _age(body: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
 
 
-async def owner_of(topic: topic_spec.StreamTopic, body: Mapping[str, Any], kube: kube_.KubeClient) -> str | None:
+def owner_of(topic: topic_spec.StreamTopic, body: Mapping[str, Any], claims: Claims) -> str | None:
     """The StreamTopic that owns ``topic``'s Kafka topic when it is another one: the oldest of those
-    naming the same topic of the same cluster (ties by name). None when ``topic`` owns it."""
-    claim = (topic.spec.cluster, topic.topic_name)
-    others = await kube.list_objects(spec_.API_VERSION, topic_spec.KIND, topic.namespace, labels={})
-    rivals = [o for o in others if (o.get("metadata") or {}).get("name") != topic.name and _claims(o) == claim
-              and not (o.get("metadata") or {}).get("deletionTimestamp")]
-    older = [o for o in rivals if _age(o) < _age(body)]
-    return str(min(older, key=_age)["metadata"]["name"]) if older else None
+    naming the same topic of the same cluster (ties by name). None when ``topic`` owns it.
+
+    ``claims`` is kopf's in-memory index (``main.topic_claims``), so a pass costs no list request."""
+    rivals = [c for c in claims.get((topic.namespace, topic.spec.cluster, topic.topic_name), ()) or ()
+              if c[1] != topic.name]
+    older = [c for c in rivals if c < _age(body)]
+    return min(older)[1] if older else None
 
 
 # ---- applying and reporting -------------------------------------------------------------------
@@ -297,16 +304,18 @@ def _lock(locks: MutableMapping[str, asyncio.Lock], body: Mapping[str, Any]) -> 
 
 
 async def converge(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.OperatorConfig,
-                   logger: kopf.Logger, locks: MutableMapping[str, asyncio.Lock], drift: bool = False,
+                   logger: kopf.Logger, locks: MutableMapping[str, asyncio.Lock], claims: Claims,
+                   drift: bool = False,
                    admin_factory: topic_admin.TopicAdminFactory | None = None) -> Outcome:
     """One pass: check, apply, write status, post an Event. Never raises for a Degraded outcome."""
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
     topic: topic_spec.StreamTopic | None = None
+    shown = _degraded_as(body)
     async with _lock(locks, body):
         try:
             topic = topic_spec.StreamTopic.from_body(body)
-            outcome = await _pass(topic, body, kube, config, admin_factory)
+            outcome = await _pass(topic, body, kube, config, claims, admin_factory)
         except spec_.SpecError as exc:
             outcome = Outcome(False, "InvalidSpec", str(exc))
         except Degraded as exc:
@@ -318,14 +327,25 @@ async def converge(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.O
             return None if _unchanged(live, patch) else patch
 
         await status_update.update(kube, meta["namespace"], meta["name"], compute, kind=topic_spec.KIND)
-    _report(body, topic, outcome, drift=drift, logger=logger)
+    # The daemon repeats a Warning only when it says something new; handlers always post theirs.
+    repeated = drift and shown == (outcome.reason, outcome.message)
+    _report(body, topic, outcome, drift=drift, repeated=repeated, logger=logger)
     return outcome
 
 
+def _degraded_as(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of the Degraded condition the StreamTopic shows now, if it is True."""
+    for c in (body.get("status") or {}).get("conditions") or []:
+        if c.get("type") == status_.DEGRADED and c.get("status") == "True":
+            return str(c.get("reason")), str(c.get("message"))
+    return None
+
+
 async def _pass(topic: topic_spec.StreamTopic, body: Mapping[str, Any], kube: kube_.KubeClient,
-                config: config_.OperatorConfig, admin_factory: topic_admin.TopicAdminFactory | None) -> Outcome:
+                config: config_.OperatorConfig, claims: Claims,
+                admin_factory: topic_admin.TopicAdminFactory | None) -> Outcome:
     connection = await connection_of(topic, kube, config)
-    owner = await owner_of(topic, body, kube)
+    owner = owner_of(topic, body, claims)
     if owner is not None:
         raise Degraded("TopicNameConflict",
                        f"StreamTopic {owner} already manages topic {topic.topic_name} of StreamCluster "
@@ -341,10 +361,11 @@ async def _pass(topic: topic_spec.StreamTopic, body: Mapping[str, Any], kube: ku
 
 
 def _report(body: kopf.Body, topic: topic_spec.StreamTopic | None, outcome: Outcome, *, drift: bool,
-            logger: kopf.Logger) -> None:
+            repeated: bool, logger: kopf.Logger) -> None:
     """Events: Warning for Degraded, Normal for what changed (``DriftCorrected`` from the daemon)."""
     if not outcome.ready:
-        kopf.warn(body, reason=outcome.reason, message=outcome.message)
+        if not repeated:
+            kopf.warn(body, reason=outcome.reason, message=outcome.message)
         logger.warning("Degraded (%s): %s", outcome.reason, outcome.message, extra=NOT_AN_EVENT)
         return
     if outcome.done or not drift:
@@ -356,10 +377,10 @@ def _report(body: kopf.Body, topic: topic_spec.StreamTopic | None, outcome: Outc
 
 
 async def reconcile(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.OperatorConfig,
-                    logger: kopf.Logger, locks: MutableMapping[str, asyncio.Lock],
+                    logger: kopf.Logger, locks: MutableMapping[str, asyncio.Lock], claims: Claims,
                     admin_factory: topic_admin.TopicAdminFactory | None = None) -> None:
     """Create/update/resume of a StreamTopic; retried while the cluster side may still come right."""
-    outcome = await converge(body=body, kube=kube, config=config, logger=logger, locks=locks,
+    outcome = await converge(body=body, kube=kube, config=config, logger=logger, locks=locks, claims=claims,
                              admin_factory=admin_factory)
     if outcome.retry:
         raise kopf.TemporaryError(outcome.message, delay=config.retry_delay_seconds)
@@ -367,7 +388,7 @@ async def reconcile(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.
 
 async def correct_drift(*, body: kopf.Body, stopped: Any, kube: kube_.KubeClient,
                         config: config_.OperatorConfig, logger: kopf.Logger,
-                        locks: MutableMapping[str, asyncio.Lock],
+                        locks: MutableMapping[str, asyncio.Lock], claims: Claims,
                         admin_factory: topic_admin.TopicAdminFactory | None = None) -> None:
     """The daemon: every ``topic_resync_seconds``, converge again (``body`` is kopf's live view)."""
     while not stopped:
@@ -375,14 +396,14 @@ async def correct_drift(*, body: kopf.Body, stopped: Any, kube: kube_.KubeClient
         if stopped or (body.get("metadata") or {}).get("deletionTimestamp"):
             return
         try:
-            await converge(body=body, kube=kube, config=config, logger=logger, locks=locks, drift=True,
-                           admin_factory=admin_factory)
+            await converge(body=body, kube=kube, config=config, logger=logger, locks=locks, claims=claims,
+                           drift=True, admin_factory=admin_factory)
         except (kube_.KubeError, status_update.StatusConflict) as exc:
             logger.warning("Drift check failed, trying again in %ss: %s", config.topic_resync_seconds, exc)
 
 
 async def delete(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.OperatorConfig, logger: kopf.Logger,
-                 locks: MutableMapping[str, asyncio.Lock],
+                 locks: MutableMapping[str, asyncio.Lock], claims: Claims,
                  admin_factory: topic_admin.TopicAdminFactory | None = None) -> None:
     """The finalizer: delete the Kafka topic unless the spec says Retain or it is not this one's."""
     try:
@@ -397,13 +418,13 @@ async def delete(*, body: kopf.Body, kube: kube_.KubeClient, config: config_.Ope
     async with _lock(locks, body):
         try:
             connection = await connection_of(topic, kube, config)
-            owner = await owner_of(topic, body, kube)
         except Degraded as exc:
             if exc.reason in NO_CLUSTER_REASONS:
                 logger.info("Nothing to delete in Kafka: %s", exc.message)
                 return
             raise kopf.TemporaryError(f"cannot delete topic {topic.topic_name} yet: {exc.message}",
                                       delay=config.retry_delay_seconds) from None
+        owner = owner_of(topic, body, claims)
         if owner is not None:
             logger.info("Topic %s belongs to StreamTopic %s; not deleting it", topic.topic_name, owner)
             return
