@@ -182,6 +182,13 @@ def test_topics_from_the_example_are_applied_corrected_refused_and_deleted(
         refused = kube.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump(bad), check=False)
         assert refused.returncode != 0 and message in refused.stderr, refused.stderr
 
+    # A rename or a move to another cluster would leave the topic behind: both are refused.
+    for change, message in (({"topicName": "Audit_Log_2"}, "spec.topicName cannot change"),
+                            ({"cluster": "other"}, "spec.cluster cannot change")):
+        refused = kube.kubectl("patch", "streamtopic", "audit-log", "-n", NAMESPACE, "--type", "merge", "-p",
+                               json.dumps({"spec": change}), check=False)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+
     kube.kubectl("delete", "streamtopic", "orders", "audit-log", "-n", NAMESPACE, "--timeout=120s")
     eventually(lambda: "orders" not in kcat_topics(bootstrap), what="orders deleted")
     assert kcat_topics(bootstrap)["Audit_Log"] == 3  # Retain

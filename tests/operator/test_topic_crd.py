@@ -118,6 +118,10 @@ def test_the_schema_rules_jsonschema_cannot_run_agree_with_the_model(topic_schem
     for bad in (".", ".."):
         with pytest.raises(spec_.SpecError, match="not allowed as a Kafka topic name"):
             topic_spec.StreamTopic.from_body(topic({"cluster": "demo", "partitions": 1, "topicName": bad}))
+    transitions = [rule for rule, _ in cel_rules(topic_schema["properties"]["spec"])]
+    assert transitions == ["self.cluster == oldSelf.cluster",
+                           "has(self.topicName) == has(oldSelf.topicName) && "
+                           "(!has(self.topicName) || self.topicName == oldSelf.topicName)"]
     (config_rule, _), = cel_rules(spec["configs"])
     pattern = re.search(r"k\.matches\('(.+)'\)", config_rule)
     assert pattern is not None and pattern.group(1) == topic_spec.CONFIG_NAME_PATTERN.replace(r"\.", "[.]")
