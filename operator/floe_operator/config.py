@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 DEFAULT_BROKER_IMAGE = "ghcr.io/floe-dev/floe:0.1.0"
 DEFAULT_BROKER_ADMIN_URL = "http://{service}.{namespace}.svc.{cluster_domain}:{port}"
+DEFAULT_KAFKA_BOOTSTRAP = "{service}.{namespace}.svc.{cluster_domain}:{port}"
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,23 @@ class OperatorConfig:
     # {service} (the bootstrap Service), {namespace}, {cluster_domain}, {port}
     # (spec.listener.adminPort). Tests and out-of-cluster runs point it elsewhere.
     broker_admin_url: str = DEFAULT_BROKER_ADMIN_URL
+    # How often each StreamTopic's Kafka topic is compared with its spec and put
+    # back (someone ran kafka-configs --alter); one describe per topic per period.
+    topic_resync_seconds: float = 60.0
+    # Where the operator's own Kafka admin client (StreamTopics, StreamUsers)
+    # bootstraps; placeholders as for broker_admin_url, {port} being the
+    # listener's. What applications are given is always the bootstrap Service.
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
 
     def admin_url(self, *, service: str, namespace: str, port: int) -> str:
         """The admin base URL of one cluster, from :attr:`broker_admin_url`."""
         return self.broker_admin_url.format(
+            service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
+        )
+
+    def kafka_bootstrap_for(self, *, service: str, namespace: str, port: int) -> str:
+        """The operator's Kafka bootstrap address for one listener, from :attr:`kafka_bootstrap`."""
+        return self.kafka_bootstrap.format(
             service=service, namespace=namespace, cluster_domain=self.cluster_domain, port=port
         )
 
@@ -57,4 +71,6 @@ class OperatorConfig:
             log_level=env.get("FLOE_OPERATOR_LOG_LEVEL", "info"),
             retry_delay_seconds=float(env.get("FLOE_OPERATOR_RETRY_DELAY_SECONDS", "30")),
             broker_admin_url=env.get("FLOE_OPERATOR_BROKER_ADMIN_URL", DEFAULT_BROKER_ADMIN_URL),
+            topic_resync_seconds=float(env.get("FLOE_OPERATOR_TOPIC_RESYNC_SECONDS", "60")),
+            kafka_bootstrap=env.get("FLOE_OPERATOR_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
         )

@@ -42,23 +42,27 @@ class Acl:
 
 @dataclass(frozen=True)
 class Connection:
-    """How the operator reaches one cluster's Kafka admin APIs."""
+    """How the operator reaches one cluster's Kafka admin APIs.
+
+    ``mechanism`` None: a listener without SASL (StreamTopics on a cluster
+    that has no SCRAM listener); the operator then connects anonymously.
+    """
 
     bootstrap: str
     security_protocol: str
-    mechanism: str
-    username: str
-    password: str = field(repr=False)
+    mechanism: str | None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
     ca_pem: str | None = field(default=None, repr=False)
 
     def client_config(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             "security.protocol": self.security_protocol,
-            "sasl.mechanism": self.mechanism,
-            "sasl.username": self.username,
-            "sasl.password": self.password,
         }
+        if self.mechanism is not None:
+            conf.update({"sasl.mechanism": self.mechanism, "sasl.username": self.username,
+                         "sasl.password": self.password})
         if self.ca_pem:
             conf["ssl.ca.pem"] = self.ca_pem
         return conf

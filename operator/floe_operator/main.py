@@ -14,6 +14,10 @@ registers the handlers in kopf's default registry.
 * create / update / resume of a StreamLink, and a timer -> ``reconcile.links``
   (source credentials, the link on the brokers, promotion, lag in status);
   its deletion -> the same module's finalizer, which deletes the link.
+* create / update / resume of a StreamTopic -> ``reconcile.topics`` (the Kafka
+  topic's partitions and configs), plus one daemon per StreamTopic that puts
+  back drift every ``topic_resync_seconds``; its deletion -> the same module's
+  finalizer, which deletes the topic unless ``spec.deletionPolicy: Retain``.
 
 Children are garbage-collected by Kubernetes through owner references, so
 StreamClusters have no delete handler. kopf puts a finalizer only on
@@ -33,13 +37,14 @@ import kopf
 
 from floe_operator import config as config_
 from floe_operator import kube as kube_
-from floe_operator import link_spec, user_spec
+from floe_operator import link_spec, topic_spec, user_spec
 from floe_operator import spec as spec_
 from floe_operator.manifests import naming
-from floe_operator.reconcile import cluster, links, rebalance, user
+from floe_operator.reconcile import cluster, links, rebalance, topics, user
 
 RESOURCE = (spec_.GROUP, spec_.VERSION, spec_.PLURAL)
 USER_RESOURCE = (spec_.GROUP, spec_.VERSION, user_spec.PLURAL)
+TOPIC_RESOURCE = (spec_.GROUP, spec_.VERSION, topic_spec.PLURAL)
 
 
 @kopf.on.startup()
@@ -142,3 +147,44 @@ async def delete_link(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_
     """Delete the link on the brokers and its keys in the link Secret before the object goes (kopf's finalizer)."""
     await links.delete(body=body, kube=memo.kube, config=memo.config, logger=logger,
                        admin_factory=memo.get("link_admin_factory"))
+
+
+def _topic_locks(memo: kopf.Memo) -> Any:
+    """One lock per StreamTopic, shared by its handlers and its drift daemon."""
+    if memo.get("topic_locks") is None:
+        memo.topic_locks = {}
+    return memo.topic_locks
+
+
+@kopf.index(*TOPIC_RESOURCE)
+def topic_claims(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Which StreamTopic names which topic of which cluster, kept in memory: finds a second one for a topic.
+
+    kopf passes it to every StreamTopic handler as the ``topic_claims`` keyword."""
+    return topics.claim_of(body)
+
+
+@kopf.on.resume(*TOPIC_RESOURCE)
+@kopf.on.create(*TOPIC_RESOURCE)
+@kopf.on.update(*TOPIC_RESOURCE)
+async def reconcile_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Create the StreamTopic's Kafka topic, or bring its partitions and configs to the spec."""
+    await topics.reconcile(body=body, kube=memo.kube, config=memo.config, logger=logger, locks=_topic_locks(memo),
+                           claims=kwargs["topic_claims"],
+                           admin_factory=memo.get("topic_admin_factory"))  # None outside tests
+
+
+@kopf.daemon(*TOPIC_RESOURCE, cancellation_timeout=10.0)
+async def topic_drift_daemon(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
+                             **kwargs: Any) -> None:
+    """Put back what was changed behind the operator's back, every topic_resync_seconds."""
+    await topics.correct_drift(body=body, stopped=stopped, kube=memo.kube, config=memo.config, logger=logger,
+                               locks=_topic_locks(memo), claims=kwargs["topic_claims"],
+                               admin_factory=memo.get("topic_admin_factory"))
+
+
+@kopf.on.delete(*TOPIC_RESOURCE, retries=20)
+async def delete_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Delete the Kafka topic before the object goes (kopf's finalizer), unless Retain."""
+    await topics.delete(body=body, kube=memo.kube, config=memo.config, logger=logger, locks=_topic_locks(memo),
+                        claims=kwargs["topic_claims"], admin_factory=memo.get("topic_admin_factory"))

@@ -51,6 +51,7 @@ NAMESPACE = "streaming"
 SC = "floe.dev/v1alpha1/streamclusters"
 SU = "floe.dev/v1alpha1/streamusers"
 SL = "floe.dev/v1alpha1/streamlinks"
+ST = "floe.dev/v1alpha1/streamtopics"
 
 
 class Api:
@@ -320,6 +321,13 @@ async def api() -> AsyncIterator[Api]:
             kmock.resources[SU] = kmock_.ResourceInfo(
                 kind="StreamUser",
                 singular="streamuser",
+                namespaced=True,
+                subresources={"status"},
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            )
+            kmock.resources[ST] = kmock_.ResourceInfo(
+                kind="StreamTopic",
+                singular="streamtopic",
                 namespaced=True,
                 subresources={"status"},
                 verbs={"create", "delete", "get", "list", "patch", "update", "watch"},

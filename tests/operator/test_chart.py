@@ -68,8 +68,8 @@ def test_rendered_manifests_validate(values: str, version: str) -> None:
 def test_chart_carries_the_crd() -> None:
     chart = helm.Chart.load(str(CHART_DIR))
     crds = [yaml.safe_load(c["data"]) for c in chart.crds]
-    assert sorted(c["metadata"]["name"] for c in crds) == ["streamclusters.floe.dev", "streamlinks.floe.dev",
-                                                           "streamusers.floe.dev"]
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "streamclusters.floe.dev", "streamlinks.floe.dev", "streamtopics.floe.dev", "streamusers.floe.dev"]
 
 
 def test_operator_deployment_runs_floe_operator() -> None:
@@ -146,6 +146,10 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
     assert grants[("floe.dev", "streamlinks")] == {"get", "list", "watch", "patch", "update"}
     assert "patch" in grants[("floe.dev", "streamlinks/status")]
     assert grants[("floe.dev", "streamlinks/finalizers")] == {"update"}
+    # StreamTopics alike; list also finds two StreamTopics naming one topic.
+    assert grants[("floe.dev", "streamtopics")] == {"get", "list", "watch", "patch", "update"}
+    assert grants[("floe.dev", "streamtopics/status")] == {"get", "patch", "update"}
+    assert grants[("floe.dev", "streamtopics/finalizers")] == {"update"}
     assert "create" in grants[("", "events")]
     assert not any("*" in verbs for verbs in grants.values())
     assert ("rbac.authorization.k8s.io", "roles") not in grants

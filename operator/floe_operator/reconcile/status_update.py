@@ -38,14 +38,16 @@ class StatusConflict(Exception):
     """Every attempt met a newer write; the caller's retry (or the next event) tries again."""
 
 
-async def update(kube: kube_.KubeClient, namespace: str, name: str, compute: Compute) -> dict[str, Any] | None:
-    """Read the StreamCluster, ``compute`` its status patch, write it if nobody wrote in between.
+async def update(kube: kube_.KubeClient, namespace: str, name: str, compute: Compute, *,
+                 kind: str = spec_.KIND) -> dict[str, Any] | None:
+    """Read the StreamCluster (or another floe.dev ``kind``), ``compute`` its status patch, write it if
+    nobody wrote in between.
 
     Returns the object as written (or as read, when ``compute`` had nothing
-    to change); None if the StreamCluster is gone or being deleted.
+    to change); None if the object is gone or being deleted.
     """
     for _ in range(ATTEMPTS):
-        live = await kube.get(spec_.API_VERSION, spec_.KIND, namespace, name)
+        live = await kube.get(spec_.API_VERSION, kind, namespace, name)
         if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
             return None
         patch = await compute(live)
@@ -54,7 +56,7 @@ async def update(kube: kube_.KubeClient, namespace: str, name: str, compute: Com
         version = (live.get("metadata") or {}).get("resourceVersion")
         body = {"metadata": {"resourceVersion": version}, "status": patch}
         try:
-            return await kube.patch(spec_.API_VERSION, spec_.KIND, namespace, name, body, subresource="status")
+            return await kube.patch(spec_.API_VERSION, kind, namespace, name, body, subresource="status")
         except kube_.KubeError as exc:
             if exc.status != 409:
                 raise

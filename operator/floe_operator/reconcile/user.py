@@ -88,7 +88,8 @@ async def target_of(user: user_spec.StreamUser, kube: kube_.KubeClient, config: 
     assert admin_listener is not None and admin_listener.sasl_mechanism is not None  # the user's listener is one
     ca = await _ca_of(cluster, admin_listener, kube)
     connection = kafka_admin.Connection(
-        bootstrap=naming.bootstrap_for(cluster, admin_listener, config.cluster_domain),
+        bootstrap=config.kafka_bootstrap_for(service=naming.bootstrap_service(cluster), namespace=cluster.namespace,
+                                             port=admin_listener.port),
         security_protocol=admin_listener.security_protocol,
         mechanism=admin_listener.sasl_mechanism,
         username=security.OPERATOR_USER,
