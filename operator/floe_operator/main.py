@@ -119,3 +119,13 @@ async def delete_user(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_
     """Remove the StreamUser's credential and ACLs before the object goes (kopf's finalizer)."""
     await user.delete(body=body, kube=memo.kube, config=memo.config, logger=logger,
                       admin_factory=memo.get("user_admin_factory"))
+
+
+@kopf.on.startup()
+async def serve_metrics(logger: kopf.Logger, **_: Any) -> None:
+    """Serve the rebalance loop's metrics (``floe_operator.metrics``) where the chart asks for them."""
+    from floe_operator import metrics
+
+    served = metrics.start_server()
+    if served is not None:
+        logger.info("Serving operator metrics on http://%s:%d/metrics", *served)
