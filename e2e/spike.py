@@ -148,6 +148,7 @@ class Ledger:
     reread: dict[tuple[int, int], int] = field(default_factory=dict)  # the verification read, if one ran
     unconsumed: int = 0  # acked records the consumer (group) had not read when it was stopped
     sent: int = 0
+    refused: int = 0  # produce() calls the client refused locally (topic or partition unknown to it)
 
     def __post_init__(self) -> None:
         self.acked = [{} for _ in range(self.partitions)]
@@ -166,7 +167,7 @@ class Ledger:
 
 
 def produce(args: argparse.Namespace, bootstrap: str, ledger: Ledger, rate: Any, stop: threading.Event) -> None:
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, KafkaException, Producer
 
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                   "linger.ms": 5, "message.timeout.ms": 120000, "topic.metadata.refresh.interval.ms": 2000})
@@ -199,6 +200,15 @@ def produce(args: argparse.Namespace, bootstrap: str, ledger: Ledger, rate: Any,
                 p.produce(TOPIC, value=HEADER.pack(seq, part) + pad, partition=part, on_delivery=cb)
             except BufferError:
                 p.poll(0.01)
+                break
+            except KafkaException as exc:
+                # The client refused before sending: its metadata momentarily lists the topic without
+                # its partitions. Nothing was accepted, so nothing can be lost; count it and let the
+                # next metadata refresh bring the partitions back instead of ending the load.
+                if exc.args[0].code() not in (KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
+                    raise
+                ledger.refused += 1
+                p.poll(0.1)
                 break
             seq += 1
             credit -= 1.0
@@ -601,6 +611,7 @@ def summarize(args: argparse.Namespace, preset: Preset, state: Path, cluster: st
         "lost": len(missing),
         "unconsumed_by_consumer": ledger.unconsumed,
         "delivery_errors": len(ledger.errors),
+        "produce_refused_locally": ledger.refused,
         "delivery_error_kinds": Counter(e.split(": ", 1)[1] for e in ledger.errors).most_common(3),
         "delivery_errors_by_partition": dict(sorted(Counter(int(e.split()[1].rstrip(":"))
                                                             for e in ledger.errors).items())),

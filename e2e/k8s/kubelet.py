@@ -517,6 +517,9 @@ class Kubelet:
                     with contextlib.suppress(ProcessLookupError):
                         c.process.kill()
                     await c.process.wait()
+            # How each container ended (a broker's drain exits 0): the pod object is gone next.
+            logger.info("stopped %s/%s: %s", pod.namespace, pod.name, ", ".join(
+                f"{c.name} exited {c.process.returncode}" for c in pod.containers if c.process is not None))
         finally:
             self.pods.pop(pod.uid, None)
             await self._finally_delete(pod.namespace, pod.name, pod.uid)

@@ -20,14 +20,18 @@ a StreamCluster created before its Secret becomes Ready once the Secret
 exists (ten times, none stuck), and ``kubectl scale`` on an autoscaled
 cluster gives a Warning.
 
-Last, the traffic spike: Debian's Prometheus (scraping the broker pods, found
-through the API server), the chart's metrics adapter as a pod behind its
-APIServices, an autoscaled StreamCluster from 2 brokers; a confluent-kafka
-producer raises the produce rate, the real HPA controller scales the
-Deployment out, the operator's rebalance loop moves partition leaders onto
-the new brokers, and when the load stops the HPA scales back in and the
-leaders leave the removed brokers, with no produce error and every
-acknowledged record in the log. The operator reaches the brokers' admin API
+Last, the traffic spike of ``make spike`` (``k8s_spike.py`` reuses
+``e2e/spike.py``'s producer, consumer group, checker, summary and plot):
+Debian's Prometheus (scraping the broker and operator pods, found through the
+API server), the chart's metrics adapter as a pod behind its APIServices, an
+autoscaled StreamCluster from 2 brokers at a base rate; the rate rises 5x,
+the real HPA controller scales the Deployment out, the operator's rebalance
+loop moves partition leaders onto the new brokers, and when the rate drops
+back the HPA scales in and the removed brokers drain on SIGTERM. The
+checker's verdict (no acknowledged record lost, the consumer group caught
+up) is in the summary, ``e2e/out/k8s-spike.json``, next to its plot. Then
+every query of the chart's dashboard and every alert expression must return
+data from that Prometheus. The operator reaches the brokers' admin API
 through ``serviceproxy.py`` (nothing routes Service IPs here).
 """
 
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -54,7 +59,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import controlplane  # noqa: E402
+import k8s_spike  # noqa: E402
+import spike  # noqa: E402  (e2e/spike.py, which k8s_spike puts on the path)
 
+from tests.infra import monitoring  # noqa: E402
 from tests.infra.moto_server import MotoServer  # noqa: E402
 
 NAMESPACE = "streaming"
@@ -443,63 +451,18 @@ def spike_cluster(s3: MotoServer, prometheus: str) -> list[dict[str, Any]]:
     cluster["spec"]["brokers"]["replicas"] = 2
     cluster["spec"]["autoscaling"] = {
         "enabled": True, "minReplicas": 2, "maxReplicas": 4, "bytesInPerBroker": "200Ki",
-        # Scale in soon after the load stops, two brokers at a time, so the test sees it.
+        # Scale in soon after the rate drops, one broker per 15 s (as make spike drains one at a time).
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15, "selectPolicy": "Max",
-                                   "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]}},
+                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]}},
     }  # fmt: skip
     cluster["spec"]["rebalance"] = {
         "enabled": True, "prometheusUrl": prometheus, "intervalSeconds": 5, "window": "20s",
         "metricsSelector": f'namespace="{NAMESPACE}",pod=~"{SPIKE}-broker-.*"',
     }  # fmt: skip
+    # No consolidation during the run, as in make spike: any data/ object written is then a move copying records.
+    cluster["spec"]["config"] = {**cluster["spec"].get("config", {}), "compactAfterBytes": 1 << 40,
+                                 "compactAfterMs": 10**9}  # fmt: skip
     return [secret, cluster]
-
-
-class Load:
-    """An idempotent acks=all producer at a fixed byte rate, in a thread; counts what it was told."""
-
-    def __init__(self, bootstrap: str, *, bytes_per_second: int, value_size: int = 1024) -> None:
-        import threading
-
-        from confluent_kafka import Producer
-
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                  "linger.ms": 20, "message.timeout.ms": 120000})  # fmt: skip
-        self.rate = bytes_per_second / value_size
-        self.value = b"x" * value_size
-        self.acked = 0
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is None:
-            self.acked += 1
-        else:
-            self.errors.append(str(err))
-
-    def _run(self) -> None:
-        start, sent = time.monotonic(), 0
-        while not self.stopping.is_set():
-            due = int((time.monotonic() - start) * self.rate)
-            while sent < due:
-                try:
-                    self.producer.produce(SPIKE_TOPIC, self.value, key=str(sent).encode(), on_delivery=self._delivered)
-                    sent += 1
-                except BufferError:
-                    break
-            self.producer.poll(0.02)
-        self.producer.flush(120)
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(150)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def leaders(bootstrap_ips: list[str]) -> tuple[set[int], dict[int, int]]:
@@ -514,12 +477,22 @@ def leaders(bootstrap_ips: list[str]) -> tuple[set[int], dict[int, int]]:
         raise ValueError(str(exc)) from exc
     return set(meta.brokers), {p: part.leader for p, part in meta.topics[SPIKE_TOPIC].partitions.items()}
 
+PRESET = spike.Preset(
+    # 2 brokers at 200 KiB/s each are at rest at 0.2 MB/s; 1 MB/s (5x) asks the HPA for 5, capped at 4.
+    base_mb=0.2, spike_mb=1.0, base_s=10, spike_s=0, after_s=0, target_mb=200 * 1024 / 1e6, interval=5,
+    rate_window=20, balance_window=0, scale_down_window=15, scale_down_policy="Pods:1:15",
+)  # fmt: skip
+SPIKE_PARTITIONS = 12
+SPIKE_OUT = ROOT / "e2e" / "out"  # k8s-spike.json (the summary), .png, .csv: the README's "On Kubernetes"
+SPIKE_WINDOW: dict[str, float] = {}  # wall-clock start and end of the spike run, for the Prometheus checks
+
 
 @pytest.mark.timeout(900)  # the fixtures start Prometheus and the adapter; the spike itself takes minutes
 def test_hpa_scales_out_under_a_spike_and_back_in(
-    kube: Cluster, operator: None, metrics_adapter: None, s3: MotoServer, prometheus: str
+    kube: Cluster, operator: None, metrics_adapter: None, s3: MotoServer, prometheus: str, workdir: pathlib.Path
 ) -> None:
-    from confluent_kafka import Consumer, TopicPartition
+    import base64
+
     from confluent_kafka.admin import AdminClient, NewTopic
 
     kube.kubectl("delete", "streamcluster", "demo", "-n", NAMESPACE, "--wait=false", check=False)  # two cores
@@ -528,9 +501,9 @@ def test_hpa_scales_out_under_a_spike_and_back_in(
     ips = broker_ips(kube, SPIKE)
     bootstrap = ",".join(f"{ip}:9092" for ip in ips)
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until its future resolves
-    admin.create_topics([NewTopic(SPIKE_TOPIC, 12)])[SPIKE_TOPIC].result(60)
-    first_brokers, _ = eventually(lambda: (got := leaders(ips)) and len(got[1]) == 12 and got,
-                                  what="the topic's 12 partitions led")  # fmt: skip
+    admin.create_topics([NewTopic(SPIKE_TOPIC, SPIKE_PARTITIONS)])[SPIKE_TOPIC].result(60)
+    first_brokers, _ = eventually(lambda: (got := leaders(ips)) and len(got[1]) == SPIKE_PARTITIONS and got,
+                                  what="the topic's partitions led")  # fmt: skip
 
     # What a user sees before the spike: the custom metric through the aggregation layer, and an HPA at rest.
     selector = f"app.kubernetes.io/instance={SPIKE}"
@@ -545,63 +518,125 @@ def test_hpa_scales_out_under_a_spike_and_back_in(
     eventually(lambda: kube.kubectl(*top).stdout.count(f"{SPIKE}-broker") == 2,
                within=90, what="kubectl top pods (metrics.k8s.io) for both brokers")  # fmt: skip
 
+    # The sampler reads the brokers' /v1/cluster, which wants the cluster's admin token.
+    secret = kube.get("secret", f"{SPIKE}-cluster-secrets")
+    token = workdir / "spike-admin-token"
+    token.write_bytes(base64.b64decode(secret["data"]["admin-token"]))
+    spike.ADMIN_TOKEN_FILE = token
+
     def hpa() -> dict[str, Any]:
         return kube.get("hpa", f"{SPIKE}-broker")
 
-    def deployment_replicas() -> int:
-        return int(kube.get("deployment", f"{SPIKE}-broker")["spec"]["replicas"])
+    def sampler(**kw: Any) -> k8s_spike.PodSampler:
+        return k8s_spike.PodSampler(kubectl=kube.kubectl, namespace=NAMESPACE, name=SPIKE,
+                                    kubelet_log=workdir / "kubelet.log", state=workdir, **kw)  # fmt: skip
+
+    run = k8s_spike.Spike(bootstrap=bootstrap, sampler_factory=sampler, partitions=SPIKE_PARTITIONS, preset=PRESET,
+                          out=SPIKE_OUT, state=workdir)  # fmt: skip
+    watch = run.sampler
+
+    def ready() -> list[dict[str, Any]]:
+        return [r for r in watch.brokers() if r["state"] == "ready"]
+
+    def spike_leaders() -> set[int]:
+        return {node for (topic, _), node in watch.leaders.items() if topic == SPIKE_TOPIC}
 
     timeline: dict[str, float] = {}
-    start = time.monotonic()
-    with Load(bootstrap, bytes_per_second=1024 * 1024) as load:
+    SPIKE_WINDOW["start"] = time.time()
+    run.start()
+    try:
+        run.run_until(lambda: time.time() - run.t0 >= PRESET.base_s, within=PRESET.base_s + 30, what="the base phase")
+        assert (watch.replicas, len(ready())) == (2, 2), "the HPA scaled before the spike"
+        run.enter("spike")
+        start = time.monotonic()
         try:
-            eventually(lambda: deployment_replicas() > 2, within=180, what="the HPA scaling the brokers out")
+            run.run_until(lambda: (watch.replicas or 0) > 2, within=180, what="the HPA scaling the brokers out")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; HPA status: {json.dumps(hpa().get('status'))}") from None
         timeline["scale_out_seconds"] = time.monotonic() - start
-        eventually(lambda: len(broker_ips(kube, SPIKE)) > 2, within=180, what="a new broker Ready")
+        run.run_until(lambda: len(ready()) > 2, within=180, what="a new broker Ready")
         timeline["new_broker_ready_seconds"] = time.monotonic() - start
-
-        def moved() -> bool:
-            brokers, led = leaders(broker_ips(kube, SPIKE))
-            return bool(set(led.values()) - first_brokers)
-
-        eventually(moved, within=180, what="a partition leader moved to a new broker")
+        run.run_until(lambda: spike_leaders() - first_brokers, within=180,
+                      what="a partition leader moved to a new broker")  # fmt: skip
         timeline["first_move_seconds"] = time.monotonic() - start
-        peak = eventually(lambda: (n := deployment_replicas()) == 4 and n, within=120, what="4 brokers") or 0
-        eventually(lambda: len(broker_ips(kube, SPIKE)) == 4, within=180, what="4 brokers Ready")
-        spread = eventually(lambda: (led := leaders(broker_ips(kube, SPIKE))[1]) and len(set(led.values())) >= 3
-                            and led, within=120, what="leaders on 3 or more brokers")  # fmt: skip
-        timeline["peak_brokers"] = peak
+        run.run_until(lambda: watch.replicas == 4 and len(ready()) == 4, within=240, what="4 brokers Ready")
+        run.run_until(lambda: len(spike_leaders()) >= 3, within=120, what="leaders on 3 or more brokers")
+        timeline["peak_brokers"] = 4
+        timeline["load_seconds"] = time.monotonic() - start
+        run.enter("after")
         stop = time.monotonic()
-        timeline["load_seconds"] = stop - start
-    assert load.errors == [], load.errors[:5]
 
-    def scaled_in() -> bool:
-        ready = broker_ips(kube, SPIKE)
-        if deployment_replicas() != 2 or len(ready) != 2:
-            return False
-        brokers, led = leaders(ready)
-        return len(brokers) == 2 and set(led.values()) <= brokers and len(led) == 12
+        def scaled_in() -> bool:
+            live = {r["node"] for r in ready()}
+            return (watch.replicas == 2 and len(watch.brokers()) == 2 and len(live) == 2
+                    and spike_leaders() <= live and len(watch.leaders) > 0)  # fmt: skip
 
-    try:
-        eventually(scaled_in, within=240, what="scaled back in to 2 brokers leading every partition")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; HPA status: {json.dumps(hpa().get('status'))}") from None
-    timeline["scale_in_seconds_after_load"] = time.monotonic() - stop
-
-    # Every acknowledged record is in the log (idempotent producer: exactly once each).
-    consumer = Consumer({"bootstrap.servers": ",".join(f"{ip}:9092" for ip in broker_ips(kube, SPIKE)),
-                         "group.id": "spike-check"})  # fmt: skip
-    try:
-        total = sum(consumer.get_watermark_offsets(TopicPartition(SPIKE_TOPIC, p), timeout=10)[1] for p in range(12))
+        try:
+            run.run_until(scaled_in, within=240, what="scaled back in to 2 brokers leading every partition")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; HPA status: {json.dumps(hpa().get('status'))}") from None
+        timeline["scale_in_seconds_after_load"] = time.monotonic() - stop
+        run.finish()
     finally:
-        consumer.close()
-    assert total == load.acked, (total, load.acked)
-    assert len(set(spread.values())) >= 3
+        run.stop()
+        SPIKE_WINDOW["end"] = time.time()
 
-    TIMELINE.parent.mkdir(parents=True, exist_ok=True)
-    figures = {**{k: round(v, 1) for k, v in timeline.items()}, "acked_records": load.acked,
-               "load_average_1m": os.getloadavg()[0]}  # fmt: skip
+    # As a Kafka client sees it: 2 brokers, every partition led by one of them.
+    brokers, led = eventually(lambda: (got := leaders(broker_ips(kube, SPIKE))) and len(got[0]) == 2 and got,
+                              what="2 brokers in the metadata")  # fmt: skip
+    assert set(led.values()) <= brokers and len(led) == SPIKE_PARTITIONS
+
+    summary = run.summary(
+        scenario="real control plane: kube-apiserver, kube-controller-manager (HPA), the chart's operator and "
+                 "metrics adapter, Debian's Prometheus",
+        hpa_timeline={k: round(v, 1) for k, v in timeline.items()},
+        load_average_1m=round(os.getloadavg()[0], 1),
+    )  # fmt: skip
+    SPIKE_OUT.mkdir(parents=True, exist_ok=True)
+    (SPIKE_OUT / "k8s-spike.json").write_text(json.dumps(summary, indent=2) + "\n")
+    figures = {**summary["hpa_timeline"], "acked_records": summary["acked"], "load_average_1m": os.getloadavg()[0]}
     TIMELINE.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"\nHPA spike timeline: {json.dumps(figures)}")
+    print(f"\nHPA spike summary: {json.dumps(summary)}")
+
+    # The checker's verdict, as for make spike: nothing acknowledged lost, the consumer group caught up.
+    assert summary["lost"] == 0, summary["lost_by_partition"]
+    assert summary["delivery_errors"] == 0, summary["delivery_error_kinds"]
+    assert summary["consumer_caught_up"], summary
+    assert summary["checker"]["verdict"] == "pass"
+    assert (summary["brokers_max"], summary["brokers_final"]) == (4, 2), summary
+    assert summary["drains"] >= 2 and summary["drain_exit_codes"] == [0], summary
+    assert summary["record_bytes_copied"] == 0, summary
+
+
+# --- the chart's dashboard and alerts against the spike's Prometheus -------------------------------
+
+
+def prometheus_range(url: str, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": "5"})
+    with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=30) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_hpa_spike_prometheus_answers_every_dashboard_query_and_alert(prometheus: str) -> None:
+    """Every query of the chart's dashboard, and every alert expression, returns data from the spike.
+
+    An alert is normally quiet, so an empty alert expression passes when the
+    same expression without its threshold comparison returns series (the
+    thing it compares exists where Floe runs). Runs right after the spike,
+    while its Prometheus is still up.
+    """
+    if "end" not in SPIKE_WINDOW:
+        pytest.fail("needs test_hpa_scales_out_under_a_spike_and_back_in to have run first (its Prometheus data)")
+    start, end = SPIKE_WINDOW["start"], time.time()
+    variables = {"namespace": NAMESPACE, "streamcluster": SPIKE, "__rate_interval": "20s"}
+    empty = [f"{q.where}: {q.expr}" for q in monitoring.dashboard_queries(variables)
+             if not prometheus_range(prometheus, q.expr, start, end)]  # fmt: skip
+    for q in monitoring.rule_queries():
+        if prometheus_range(prometheus, q.expr, start, end):
+            continue
+        base = monitoring.without_comparison(q.expr)
+        if not prometheus_range(prometheus, base, start, end):
+            empty.append(f"{q.where} (without its threshold): {base}")
+    assert not empty, "queries that returned nothing from the spike's Prometheus:\n" + "\n".join(empty)

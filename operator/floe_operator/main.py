@@ -188,3 +188,13 @@ async def delete_topic(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **
     """Delete the Kafka topic before the object goes (kopf's finalizer), unless Retain."""
     await topics.delete(body=body, kube=memo.kube, config=memo.config, logger=logger, locks=_topic_locks(memo),
                         claims=kwargs["topic_claims"], admin_factory=memo.get("topic_admin_factory"))
+
+
+@kopf.on.startup()
+async def serve_metrics(logger: kopf.Logger, **_: Any) -> None:
+    """Serve the rebalance loop's metrics (``floe_operator.metrics``) where the chart asks for them."""
+    from floe_operator import metrics
+
+    served = metrics.start_server()
+    if served is not None:
+        logger.info("Serving operator metrics on http://%s:%d/metrics", *served)

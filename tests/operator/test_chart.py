@@ -42,7 +42,17 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "logLevel": "debug",
     },
     "metrics-adapter": {"metricsAdapter": {"enabled": True, "prometheusUrl": "http://prometheus.monitoring:9090"}},
+    "monitoring": {
+        "grafana": {"dashboards": {"enabled": True, "namespace": "monitoring",
+                                   "annotations": {"grafana_folder": "Floe"}}},
+        "prometheusRule": {"enabled": True, "additionalLabels": {"release": "kube-prometheus-stack"}},
+        "podMonitor": {"enabled": True, "additionalLabels": {"release": "kube-prometheus-stack"}},
+    },
+    "no-operator-metrics": {"metrics": {"enabled": False}, "podMonitor": {"enabled": True}},
 }
+
+# The Prometheus Operator's kinds: not in Kubernetes' own schemas (test_monitoring_objects checks them).
+MONITORING_API = "monitoring.coreos.com/v1"
 
 
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
@@ -62,7 +72,8 @@ def test_rendered_manifests_validate(values: str, version: str) -> None:
     docs = render(VALUE_SETS[values])
     assert docs
     for doc in docs:
-        kubernetes_validate.validate(doc, version, strict=True)
+        if doc["apiVersion"] != MONITORING_API:
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_chart_carries_the_crd() -> None:
@@ -186,3 +197,90 @@ def test_metrics_adapter_is_off_by_default_and_registers_both_apis_when_on() -> 
 def test_metrics_adapter_without_a_prometheus_url_fails_to_render() -> None:
     with pytest.raises(Exception, match="metricsAdapter.prometheusUrl"):
         render({"metricsAdapter": {"enabled": True}})
+
+
+# --- monitoring: the dashboard, the alerts and the PodMonitors ---------------------------------
+
+RULE_FILE = CHART_DIR / "rules" / "floe.rules.yaml"
+DASHBOARD_FILE = CHART_DIR / "dashboards" / "floe.json"
+
+
+def test_monitoring_objects_are_off_by_default_and_operator_metrics_on() -> None:
+    docs = render()
+    assert not [d for d in docs if d["apiVersion"] == MONITORING_API]
+    assert not [d for d in by_kind(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]]
+    (dep,) = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+    assert {"name": "FLOE_OPERATOR_METRICS_ADDRESS", "value": "0.0.0.0:8081"} in c["env"]
+    notes = pod["metadata"]["annotations"]
+    assert (notes["prometheus.io/scrape"], notes["prometheus.io/port"]) == ("true", "8081")
+
+
+def test_operator_metrics_off_leave_no_port_env_annotation_or_pod_monitor() -> None:
+    docs = render(VALUE_SETS["no-operator-metrics"])
+    (dep,) = by_kind(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in c["ports"]] == ["health"]
+    assert "FLOE_OPERATOR_METRICS_ADDRESS" not in {e["name"] for e in c["env"]}
+    assert "annotations" not in dep["spec"]["template"]["metadata"]
+    (monitor,) = by_kind(docs, "PodMonitor")  # the brokers' only
+    assert monitor["metadata"]["name"].endswith("-brokers")
+
+
+def test_prometheus_rule_carries_the_rule_files_groups() -> None:
+    (rule,) = by_kind(render(VALUE_SETS["monitoring"]), "PrometheusRule")
+    assert rule["apiVersion"] == MONITORING_API
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["metadata"]["namespace"] == "floe-system"
+    assert rule["spec"]["groups"] == yaml.safe_load(RULE_FILE.read_text())["groups"]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"FloeBrokerDown", "FloeClusterUnbalanced", "FloeProduceLatencyHigh", "FloeObjectStoreErrors",
+            "FloeRebalanceFailing"} <= alerts
+    # Alert templates reach Prometheus as written, not expanded by Helm.
+    assert "{{ $labels.pod }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+
+
+def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar() -> None:
+    import json
+
+    (cm,) = [d for d in by_kind(render(VALUE_SETS["monitoring"]), "ConfigMap") if d["metadata"]["name"].endswith(
+        "-dashboards")]  # fmt: skip
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Floe"}
+    assert json.loads(cm["data"]["floe.json"]) == json.loads(DASHBOARD_FILE.read_text())
+
+
+def test_pod_monitors_select_the_broker_pods_and_the_operator_by_their_ports() -> None:
+    import sc_samples
+
+    from floe_operator import spec as spec_
+    from floe_operator.config import OperatorConfig
+    from floe_operator.manifests import broker as broker_manifest
+
+    docs = render(VALUE_SETS["monitoring"])
+    monitors = {m["metadata"]["name"]: m["spec"] for m in by_kind(docs, "PodMonitor")}
+    assert sorted(monitors) == ["floe-floe-operator", "floe-floe-operator-brokers"]
+    # What the operator really puts on a broker pod.
+    cluster = spec_.StreamCluster.from_body(sc_samples.cluster(sc_samples.MINIMAL))
+    deployment = broker_manifest.deployment(cluster, OperatorConfig(broker_image="floe:test"))
+    pod = deployment["spec"]["template"]
+    brokers = monitors["floe-floe-operator-brokers"]
+    assert brokers["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert brokers["namespaceSelector"] == {"any": True}
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert {e["port"] for e in brokers["podMetricsEndpoints"]} <= ports
+    (dep,) = by_kind(docs, "Deployment")
+    operator = monitors["floe-floe-operator"]
+    assert operator["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert [e["port"] for e in operator["podMetricsEndpoints"]] == ["metrics"]
+    namespaced = {m["metadata"]["name"]: m["spec"] for m in by_kind(render(
+        {**VALUE_SETS["namespaced"], "podMonitor": {"enabled": True}}), "PodMonitor")}  # fmt: skip
+    assert namespaced["floe-floe-operator-brokers"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_metrics_port_may_not_take_the_liveness_port() -> None:
+    report = helm.lint(str(CHART_DIR), {"metrics": {"port": 8080}}, strict=True)
+    assert report["errors"] or [m for m in report["messages"] if m["severity"] >= 2]

@@ -44,6 +44,7 @@ import kopf
 from floe_api import public as schema
 from floe_operator import config as config_
 from floe_operator import kube as kube_
+from floe_operator import metrics as metrics_
 from floe_operator import spec as spec_
 from floe_operator.balancing import admin as admin_
 from floe_operator.balancing import prometheus as prometheus_
@@ -228,6 +229,7 @@ class Rebalancer:
         self.wake = asyncio.Event()  # a plan ended: measure again now
         self.lock = asyncio.Lock()  # one status write at a time
         self.retired: list[admin_.BrokerAdmin] = []  # clients of an old admin URL, to close
+        self.max_skew_percent = 0.0  # the spec's threshold, for the exported metrics
 
     async def _close_retired(self) -> None:
         while self.retired:
@@ -275,6 +277,7 @@ class Rebalancer:
     async def tick(self, cluster: spec_.StreamCluster) -> spec_.RebalanceStatus:
         """One round: measure, maybe start a plan, keep deletion costs, report."""
         rb = cluster.spec.rebalance
+        self.max_skew_percent = float(rb.max_skew_percent)
         keys = await secrets_.read(cluster, self.kube)
         admin, prometheus, rounds = self._clients(cluster, keys.admin_token if keys else None)
         at = status_.now()
@@ -357,6 +360,7 @@ class Rebalancer:
     def _start(self, admin: admin_.BrokerAdmin, moves: list[Move], *, reason: rounds_.Reason, at: str) -> None:
         self.plans += 1
         self.last_plan = planned(moves, reason=reason, at=at)
+        metrics_.plan_started(self.namespace, self.name, len(moves))
         self.logger.info(
             "Rebalance (%s): %s",
             reason,
@@ -372,6 +376,7 @@ class Rebalancer:
         except admin_.BrokerAdminError as exc:
             done = finished(plan, at=status_.now(), seconds=time.monotonic() - started, result=None, error=str(exc))
         self.last_plan = done
+        metrics_.plan_ended(self.namespace, self.name, done.result)
         log = self.logger.info if done.result == "Succeeded" else self.logger.warning
         log("Rebalance plan %s in %.3fs: %s", done.result.lower(), done.duration_seconds or 0.0, done.message)
         self.wake.set()
@@ -414,6 +419,8 @@ class Rebalancer:
 
     async def _report(self, rebalance: spec_.RebalanceStatus) -> spec_.RebalanceStatus:
         """Write status.rebalance and the Rebalancing condition, if either changed."""
+        metrics_.observed(self.namespace, self.name, state=rebalance.state, skew_percent=rebalance.skew_percent,
+                          max_skew_percent=self.max_skew_percent)
         async with self.lock:
             self.status = rebalance
             if self.stopped():
@@ -498,6 +505,7 @@ async def run(
         prometheus_factory=prometheus_factory,
         stopped=lambda: bool(stopped),
     )
+    metrics_.started(rebalancer.namespace, rebalancer.name)
     try:
         while not stopped:
             interval = float(config.retry_delay_seconds)
@@ -513,4 +521,5 @@ async def run(
                     logger.warning("Rebalance round failed on the Kubernetes API: %s", exc)
             await _pause(stopped, rebalancer.wake, interval)
     finally:
+        metrics_.stopped(rebalancer.namespace, rebalancer.name)
         await rebalancer.close()
