@@ -10,7 +10,7 @@ from floe_api.internal import CreateTopic, RegisterRequest
 from floe_broker.cluster.controller import Controller, Lease, now_ms
 from floe_broker.cluster.membership import Membership
 from floe_broker.cluster.metadata import ClusterState
-from floe_broker.errors import StartupError
+from floe_broker.errors import StartupError, StoreUnavailable
 from floe_broker.storage.layout import LEASE_KEY
 
 from .conftest import SESSION_TIMEOUT_MS, Cluster
@@ -170,3 +170,30 @@ async def test_a_member_cut_off_from_the_controller_learns_from_the_bucket_that_
     m._answered_at -= SESSION_TIMEOUT_MS / 1000 + 1  # a session without an answer
     await m.member_round()
     assert seen.fenced == 1
+
+
+async def test_a_member_whose_first_metadata_read_fails_serves_nothing_before_it_has_the_topics(
+        cluster: Cluster) -> None:
+    """A joining broker that could not read the metadata once must not start with an empty view.
+
+    With one, its Metadata answers say every topic is unknown, and librdkafka then drops
+    the topic ("partition count changed from N to 0") and fails queued messages with
+    "Unknown topic": seen while brokers joined a loaded cluster during a traffic spike.
+    """
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    await ctl.local.apply(CreateTopic(name="t", partitions=1))
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("member")).controller, seen)
+    real_load, failures = m.reader.load, [2]
+
+    async def flaky_load():  # type: ignore[no-untyped-def]
+        if failures[0]:
+            failures[0] -= 1
+            raise StoreUnavailable("slow down")
+        return await real_load()
+
+    m.reader.load = flaky_load  # type: ignore[method-assign]
+    node = await m.join()
+    assert failures == [0]
+    assert "t" in m.state().topics and node in m.state().brokers

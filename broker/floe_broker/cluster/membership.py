@@ -181,7 +181,7 @@ class Membership:
             if lease is not None and lease.expires_ms > now_ms():
                 try:
                     node = await self.remote.register(self.registration, lease=lease)
-                    await self.refresh_view()
+                    await self._read_joined_view(node, started)
                     self.node_id = node
                     return node
                 except ClusterSecretRefused:
@@ -190,6 +190,22 @@ class Membership:
                     log.info("controller not reachable yet", controller=lease.http, error=str(exc))
             if time.monotonic() - started > self.join_timeout_s:
                 raise StartupError(f"could not join the cluster: no controller answered for {self.join_timeout_s:g} s")
+            await asyncio.sleep(min(0.5, self.session_timeout_ms / 4000))
+
+    async def _read_joined_view(self, node: int, started: float) -> None:
+        """Read the metadata until it shows us registered, before anything is served.
+
+        A broker serving an empty (or pre-registration) view answers Metadata with every
+        topic unknown, and librdkafka then drops the topic and fails queued messages with
+        "Unknown topic"; so a read the bucket refused is tried again, within the join timeout.
+        """
+        while True:
+            await self.refresh_view()
+            if node in self.view.brokers:
+                return
+            if time.monotonic() - started > self.join_timeout_s:
+                raise StartupError(f"registered as broker {node} but could not read the cluster metadata "
+                                   f"from the bucket for {self.join_timeout_s:g} s")
             await asyncio.sleep(min(0.5, self.session_timeout_ms / 4000))
 
     # ---- leaving on purpose -----------------------------------------------------------
