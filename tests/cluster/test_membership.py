@@ -197,3 +197,17 @@ async def test_a_member_whose_first_metadata_read_fails_serves_nothing_before_it
     node = await m.join()
     assert failures == [0]
     assert "t" in m.state().topics and node in m.state().brokers
+
+
+async def test_a_controller_that_loses_its_lease_still_knows_the_topics(cluster: Cluster) -> None:
+    """The lease can lapse under a slow store (renewals time out): the broker stops acting as
+    controller but must keep answering Metadata with the last state it committed, not the
+    empty view of a broker that never needed one; else every topic looks deleted to clients."""
+    seen = Seen()
+    m = membership(cluster, (await cluster.node("solo")).controller, seen)
+    await m.join()
+    assert m.controller.active
+    await m.local.apply(CreateTopic(name="t", partitions=3))
+    version = m.state().version
+    m.controller.active = False  # what a renewal that timed out near expiry does
+    assert "t" in m.state().topics and m.state().version == version

@@ -93,8 +93,12 @@ class Membership:
     # ---- what this broker knows ---------------------------------------------------
 
     def state(self) -> ClusterState:
-        if self.controller.active and self.controller.state is not None:
-            return self.controller.state
+        """The controller's state while it is active; else the newest of our view and what we
+        last committed as controller (a lease that lapsed under a slow store must not leave a
+        broker that never needed a view answering with an empty one)."""
+        own = self.controller.state
+        if own is not None and (self.controller.active or own.version > self.view.version):
+            return own
         return self.view
 
     def controller_node(self) -> int:
@@ -108,7 +112,7 @@ class Membership:
 
     def adopt(self, state: ClusterState) -> bool:
         """Take pushed or read metadata as our view; the controller's own state always wins."""
-        if self.controller.active or state.version < self.view.version:
+        if self.controller.active or state.version < self.state().version:
             return False
         self.view = state
         return True
