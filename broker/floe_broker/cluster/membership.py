@@ -93,8 +93,12 @@ class Membership:
     # ---- what this broker knows ---------------------------------------------------
 
     def state(self) -> ClusterState:
-        if self.controller.active and self.controller.state is not None:
-            return self.controller.state
+        """The newest metadata this broker knows. A controller whose lease ran out while the
+        store took no writes keeps its own state until newer metadata arrives: its view was
+        never filled while it led, and an empty one would tell clients no broker exists."""
+        own = self.controller.state
+        if own is not None and (self.controller.active or own.version > self.view.version):
+            return own
         return self.view
 
     def controller_node(self) -> int:
