@@ -83,12 +83,17 @@ class Ledger:
             return {o: v for o, v, _ in self.acked}
 
 
-def assert_nothing_lost(bootstrap: str, topic: str, ledger: dict[int, bytes]) -> None:
+def assert_nothing_lost(bootstrap: str, topic: str, ledger: dict[int, bytes], *, in_order: bool = False) -> None:
+    """Every acknowledged record is at its offset; with ``in_order``, the log holds each record once,
+    in the order the producer sent them (what an idempotent producer is promised)."""
     top = max(ledger)
     got = consume_exactly(bootstrap, topic, 0, 0, top + 1, timeout=120)
     by_offset = {m.offset(): m.value() for m in got}
     missing = [o for o, v in ledger.items() if by_offset.get(o) != v]
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:5]}"
+    if in_order:
+        sent = [int(by_offset[o].split(b":", 1)[0]) for o in sorted(by_offset)]
+        assert sent == sorted(set(sent)), "the log holds records out of the order they were sent, or twice"
 
 
 def refusal_seen_by_a_client(bootstrap: str, topic: str, bound: int = PENDING_BOUND) -> Callable[[], str | None]:
@@ -131,7 +136,12 @@ def test_full_write_buffer_refuses_produce_with_a_retriable_error_and_loses_noth
         topic = f"full-{uuid.uuid4().hex[:6]}"
         create_topic(broker.bootstrap, topic)
         ledger = Ledger(broker.bootstrap, topic)
-        wait_until(lambda: ledger.since(0) > 200, 60, message="acks before the stall")
+        ordered_topic = f"ordered-{uuid.uuid4().hex[:6]}"
+        create_topic(broker.bootstrap, ordered_topic)
+        # Refused with later requests already in flight behind it, an idempotent producer must still
+        # end up with each record once and in order: nothing pipelined may overtake a refusal.
+        ordered = Ledger(broker.bootstrap, ordered_topic, **{"enable.idempotence": True})
+        wait_until(lambda: ledger.since(0) > 200 and ordered.since(0) > 50, 60, message="acks before the stall")
 
         proxy.hang(ops="put")
         stalled = time.monotonic()
@@ -149,8 +159,10 @@ def test_full_write_buffer_refuses_produce_with_a_retriable_error_and_loses_noth
 
         proxy.heal()
         healed = time.monotonic()
-        wait_until(lambda: ledger.since(healed) > 200, 120, message="acks after the store came back")
+        wait_until(lambda: ledger.since(healed) > 200 and ordered.since(healed) > 50, 120,
+                   message="acks after the store came back")
         assert_nothing_lost(broker.bootstrap, topic, ledger.finish())
+        assert_nothing_lost(broker.bootstrap, ordered_topic, ordered.finish(), in_order=True)
 
 
 @pytest.fixture
