@@ -29,6 +29,20 @@ class SequenceError(KafkaError):
     """An idempotent producer's batch is out of sequence or from a stale epoch."""
 
 
+class WriteBufferFull(KafkaError):
+    """The WAL buffer stayed full (``--max-pending-bytes``) for as long as a produce may wait for room.
+
+    Nothing of the request was appended. Answered with NOT_ENOUGH_REPLICAS:
+    Kafka's "not written, retry" code, which librdkafka and the Java client
+    retry without asking whether the records might have been written.
+    """
+
+    CODE = 19  # NOT_ENOUGH_REPLICAS
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.CODE, message)
+
+
 # ---- the wire ---------------------------------------------------------------------------
 
 

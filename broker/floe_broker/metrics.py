@@ -126,3 +126,9 @@ STORE_STATE = Gauge(
     "1 for the object store's current state: ok, degraded (some requests fail) or unavailable (all fail)",
     ["state"],
 )
+
+# Produce requests refused because the WAL buffer (--max-pending-bytes) stayed full for as long as
+# a produce may wait for room: the object store is not keeping up. Clients retry them.
+PRODUCE_BUFFER_FULL = Counter(
+    "floe_produce_buffer_full_total", "Produce requests refused with NOT_ENOUGH_REPLICAS: the WAL buffer stayed full"
+)

@@ -12,10 +12,11 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -143,14 +144,18 @@ def node_of(procs: list[BrokerProcess], node: int) -> BrokerProcess:
 
 
 def measure(workdir: Path, *, victim: str, brokers: int = 3, partitions: int = 12,
-            flags: list[str] | None = None, timeout_s: float = 60) -> FailoverResult:
-    """One kill -9 of ``victim`` ("member" or "controller"); see the module docstring."""
+            flags: list[str] | None = None, timeout_s: float = 60,
+            clock: Callable[[str, str, int], Any] = AckClock) -> FailoverResult:
+    """One kill -9 of ``victim`` ("member" or "controller"); see the module docstring.
+
+    ``clock`` makes the producer that times the acknowledgements from (bootstrap, topic,
+    partitions): librdkafka's ``AckClock`` or ``java_ack_clock.JavaAckClock``."""
     flags = list(flags or [])
     with cluster(workdir, brokers, flags) as procs:
         topic = "failover"
         create_topic(procs[0].bootstrap, topic, partitions)
-        with AckClock(",".join(p.bootstrap for p in procs), topic, partitions) as clock:
-            wait_until(lambda: len(clock.acked_since(0)) == partitions, 60, message="every partition acked")
+        with clock(",".join(p.bootstrap for p in procs), topic, partitions) as acks:
+            wait_until(lambda: len(acks.acked_since(0)) == partitions, 90, message="every partition acked")
             state = view(procs[0])
             controller = int(state["controller"])
             leaders = led_by(procs[0], topic)
@@ -167,9 +172,9 @@ def measure(workdir: Path, *, victim: str, brokers: int = 3, partitions: int = 1
             wait_until(lambda: target not in led_by(survivor, topic).values(), timeout_s,
                        message="the victim's partitions handed over")
             metadata_s = time.monotonic() - t0
-            wait_until(lambda: set(moved) <= set(clock.acked_since(t0)), timeout_s,
+            wait_until(lambda: set(moved) <= set(acks.acked_since(t0)), timeout_s,
                        message="an ack on every moved partition")
-            served = {p: s for p, s in clock.acked_since(t0).items() if p in moved}
+            served = {p: s for p, s in acks.acked_since(t0).items() if p in moved}
         return FailoverResult(victim, target, moved, served, metadata_s, flags)
 
 

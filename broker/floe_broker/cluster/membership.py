@@ -93,9 +93,9 @@ class Membership:
     # ---- what this broker knows ---------------------------------------------------
 
     def state(self) -> ClusterState:
-        """The controller's state while it is active; else the newest of our view and what we
-        last committed as controller (a lease that lapsed under a slow store must not leave a
-        broker that never needed a view answering with an empty one)."""
+        """The newest metadata this broker knows. A controller whose lease ran out while the
+        store took no writes keeps its own state until newer metadata arrives: its view was
+        never filled while it led, and an empty one would tell clients no broker exists."""
         own = self.controller.state
         if own is not None and (self.controller.active or own.version > self.view.version):
             return own

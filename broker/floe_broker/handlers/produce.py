@@ -6,6 +6,13 @@ acks=0 gets no response at all. If the flush is not durable within the
 request's timeout the partitions get REQUEST_TIMED_OUT (retriable): the
 producer is never told "ok" for data that is not in the bucket.
 
+Backpressure: when the WAL buffer is full (``--max-pending-bytes``: the
+object store is not keeping up) a produce waits for room at most half its
+timeout (:data:`ROOM_SHARE`), then every partition of it is answered
+NOT_ENOUGH_REPLICAS with a message naming the full buffer: nothing was
+written, and librdkafka and the Java client retry it. The other half is left
+for the flush the records would join.
+
 The append itself (backpressure, idempotent sequences, durability) is the log
 service's; this handler's work is Kafka's: resolving topics, validating
 batches, metrics, and the response (with KIP-951 leader hints).
@@ -14,13 +21,14 @@ batches, metrics, and the response (with KIP-951 leader hints).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
 from kio.schema.errors import ErrorCode
 
 from .. import configs, errors, link, metrics
-from ..errors import Fenced, NotLeader, SequenceError, TopicError
+from ..errors import Fenced, NotLeader, SequenceError, TopicError, WriteBufferFull
 from ..log import compaction
 from ..log.partition import Partition
 from ..log.service import Appended
@@ -34,6 +42,10 @@ from .context import BrokerContext
 log = structlog.get_logger(__name__)
 PRODUCE = 0
 MOVE_WAIT_S = 1.0  # how long a produce to a partition moving away waits to name its new leader
+MIN_DURABLE_WAIT_S = 1.0  # however long the wait for room took, the flush gets at least this long
+ROOM_SHARE = 0.5  # the share of a produce's timeout it may wait for WAL buffer room
+BUFFER_FULL_LOG_EVERY_S = 5.0  # one log line per this many seconds of refusals, with their count
+_buffer_full_log = {"at": 0.0, "unlogged": 0}
 
 
 async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
@@ -114,32 +126,20 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                 continue
         targets.append((part, data, batches, row))
     appended: list[Appended] = []
-    async with ctx.log.appending(total) as appender:
-        for part, data, batches, row in targets:
-            if part is None:
-                row[1] = ErrorCode.not_leader_or_follower
-                continue
-            try:
-                done = appender.append(part, data, batches)
-            except (NotLeader, Fenced):
-                row[1] = ErrorCode.not_leader_or_follower
-                continue
-            except SequenceError as exc:
-                log.info("rejecting produce: sequence", topic=part.topic, partition=part.index, reason=str(exc))
-                row[1] = ErrorCode(exc.code)
-                continue
-            appended.append(done)
-            row[2], row[3] = done.base, part
-            if not done.duplicate:
-                _count_in(ctx, done)
+    timeout = max(req.timeout.total_seconds(), 1.0)
+    deadline = time.monotonic() + timeout
+    try:
+        async with ctx.log.appending(total, room_timeout=timeout * ROOM_SHARE) as appender:
+            _append_all(ctx, appender, targets, appended)
+    except WriteBufferFull as exc:
+        _refuse_buffer_full(targets, refusals, exc)
     # The turn is released: the next request may append while we wait for durability.
     if req.acks == 0:
         return None
 
-    timeout = max(req.timeout.total_seconds(), 1.0)
     if appended:
         try:
-            await asyncio.wait_for(ctx.log.wait_durable(appended), timeout)
+            await asyncio.wait_for(ctx.log.wait_durable(appended), max(deadline - time.monotonic(), MIN_DURABLE_WAIT_S))
         except TimeoutError:
             _fail_all(results, ErrorCode.request_timed_out)
         except Fenced:
@@ -176,6 +176,47 @@ async def produce(ctx: BrokerContext, version: int, req: Any) -> Any | None:
                partition_responses=tuple(parts_out))
         )
     return mk(cls, responses=tuple(topics_out), node_endpoints=tuple(hints.values()))
+
+
+def _append_all(ctx: BrokerContext, appender: Any,
+                targets: list[tuple[Partition | None, bytes, list[records.BatchInfo], list[Any]]],
+                appended: list[Appended]) -> None:
+    """Append every resolved partition of one request, without an await (one WAL flush)."""
+    for part, data, batches, row in targets:
+        if part is None:
+            row[1] = ErrorCode.not_leader_or_follower
+            continue
+        try:
+            done = appender.append(part, data, batches)
+        except (NotLeader, Fenced):
+            row[1] = ErrorCode.not_leader_or_follower
+            continue
+        except SequenceError as exc:
+            log.info("rejecting produce: sequence", topic=part.topic, partition=part.index, reason=str(exc))
+            row[1] = ErrorCode(exc.code)
+            continue
+        appended.append(done)
+        row[2], row[3] = done.base, part
+        if not done.duplicate:
+            _count_in(ctx, done)
+
+
+def _refuse_buffer_full(targets: list[tuple[Partition | None, bytes, list[records.BatchInfo], list[Any]]],
+                        refusals: dict[tuple[str | None, int], str], exc: WriteBufferFull) -> None:
+    """Answer every partition of a request refused for backpressure, with one log line now and then."""
+    for part, _, _, row in targets:
+        if part is None:
+            row[1] = ErrorCode.not_leader_or_follower
+        elif row[1] == ErrorCode.none:
+            row[1] = ErrorCode(exc.code)
+            refusals[(part.topic, part.index)] = exc.message
+    metrics.PRODUCE_BUFFER_FULL.inc()
+    _buffer_full_log["unlogged"] += 1
+    now = time.monotonic()
+    if now - _buffer_full_log["at"] >= BUFFER_FULL_LOG_EVERY_S:
+        log.warning("produce refused: write buffer full, the object store is not keeping up",
+                    reason=exc.message, refused=_buffer_full_log["unlogged"])
+        _buffer_full_log["at"], _buffer_full_log["unlogged"] = now, 0
 
 
 def _transactional_check(ctx: BrokerContext, req: Any, batches: list[records.BatchInfo]) -> ErrorCode | None:

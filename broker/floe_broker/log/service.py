@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ..errors import NotLeader, SequenceError
+from ..errors import NotLeader, SequenceError, WriteBufferFull
 from ..ordering import CURRENT_TURN
 from ..protocol.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchInfo, base_offsets
 from . import record_times
@@ -75,19 +75,30 @@ class LogService:
         await self.wal.reserve(nbytes)
 
     @contextlib.asynccontextmanager
-    async def appending(self, nbytes: int) -> AsyncIterator[LogService]:
+    async def appending(self, nbytes: int, room_timeout: float | None = None) -> AsyncIterator[LogService]:
         """Wait for this connection's turn and for WAL room, then let the caller append.
 
         Requests pipelined on one connection take effect in order
         (``ordering``): the turn is held while the caller appends and released
         on exit, before anyone waits for durability, so the next request can
         join the same flush.
+
+        With ``room_timeout``, waiting for room ends after that many seconds
+        with WriteBufferFull, and so does, at once, a request that was already
+        pipelined behind one refused that way (it must not overtake it).
         """
         turn = CURRENT_TURN.get()
         if turn is not None:
             await turn.wait()
         try:
-            await self.reserve(nbytes)
+            if turn is not None and room_timeout is not None and turn.refused_behind():
+                raise WriteBufferFull("write buffer full: an earlier request on this connection was refused; retry")
+            try:
+                await self.wal.reserve(nbytes, room_timeout)
+            except WriteBufferFull:
+                if turn is not None:
+                    turn.refuse()
+                raise
             yield self
         finally:
             if turn is not None:

@@ -20,7 +20,9 @@ attempt whose answer was lost (content is ours) or a fencing tombstone, in
 which case the session is over (I3) and ``on_fenced`` is called.
 
 Backpressure: when pending plus in-flight bytes exceed ``max_pending_bytes``,
-:meth:`reserve` makes producers wait.
+:meth:`reserve` makes producers wait; given a timeout it waits at most that
+long and then raises :class:`~floe_broker.errors.WriteBufferFull`, so a
+producer hears why instead of timing out in silence.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from .. import metrics
-from ..errors import Fenced, PreconditionFailed
+from ..errors import Fenced, PreconditionFailed, WriteBufferFull
 from ..storage import layout
 from ..storage.objectstore import ObjectStore, retrying
 from . import formats
@@ -84,19 +86,31 @@ class WalWriter:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.fenced = False
+        self.put_error: str | None = None  # why the latest WAL PUT failed, until one succeeds again
         self.puts = 0
         self.put_bytes = 0
 
     # ---- producer side ------------------------------------------------------
 
-    async def reserve(self, nbytes: int) -> None:
-        """Wait until the buffer has room (backpressure to producers)."""
-        if self._buffered + nbytes <= self.max_pending_bytes or self._buffered == 0:
+    async def reserve(self, nbytes: int, patience: float | None = None) -> None:
+        """Wait until the buffer has room (backpressure to producers).
+
+        With ``patience`` (seconds), raise WriteBufferFull once it has passed without room.
+        """
+        if self._room_for(nbytes):
             return
-        async with self._space:
-            await self._space.wait_for(
-                lambda: self._buffered + nbytes <= self.max_pending_bytes or self._buffered == 0
-            )
+        try:
+            async with asyncio.timeout(patience), self._space:
+                await self._space.wait_for(lambda: self._room_for(nbytes))
+        except TimeoutError:
+            why = f"; the object store answers: {self.put_error}" if self.put_error else ""
+            raise WriteBufferFull(
+                f"write buffer full: {self._buffered} bytes are waiting for the object store "
+                f"(--max-pending-bytes {self.max_pending_bytes}){why}; nothing of this request was written, retry"
+            ) from None
+
+    def _room_for(self, nbytes: int) -> bool:
+        return self._buffered + nbytes <= self.max_pending_bytes or self._buffered == 0
 
     def add(self, partition: Partition, chunk: Chunk) -> Flush:
         if self.fenced:
@@ -194,12 +208,7 @@ class WalWriter:
         async with self._sem:
             t0 = time.perf_counter()
             try:
-                await retrying(
-                    lambda: self._put_once(key, body),
-                    on_retry=lambda n, exc: log.warning(
-                        "wal put failed, retrying", key=key, attempt=n, error=str(exc)
-                    ),
-                )
+                await retrying(lambda: self._put_once(key, body), on_retry=lambda n, exc: self._put_failed(key, n, exc))
             except Fenced:
                 self._fence()
                 return
@@ -208,6 +217,7 @@ class WalWriter:
                 self._fence()
                 return
             metrics.WAL_PUT_LATENCY.observe(time.perf_counter() - t0)
+        self.put_error = None
         metrics.WAL_PUTS.inc()
         metrics.WAL_BYTES.inc(len(body))
         self.puts += 1
@@ -217,6 +227,10 @@ class WalWriter:
                 c.key = key
         self._succeeded.add(flush.seq)
         self._complete_in_order()
+
+    def _put_failed(self, key: str, attempt: int, exc: BaseException) -> None:
+        self.put_error = str(exc)
+        log.warning("wal put failed, retrying", key=key, attempt=attempt, error=str(exc))
 
     async def _put_once(self, key: str, body: bytes) -> None:
         try:

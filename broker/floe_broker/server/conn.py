@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from .. import errors, metrics
-from ..ordering import CURRENT_TURN, Turn
+from ..ordering import CURRENT_TURN, Handoff, Turn
 from ..protocol.codec import Frame
 from ..security.session import MAX_UNAUTHENTICATED_FRAME, SESSION, AuthSession
 from ..security.throttle import MUTE, Mute
@@ -64,7 +64,7 @@ class Connection:
         self._closing = False
         self._finishing = False
         self._reader: asyncio.Task[None] | None = None
-        self._last_turn: asyncio.Future[None] | None = None
+        self._last_turn: asyncio.Future[Handoff] | None = None
         self.session = session
         self._mute = Mute()  # quota throttle: no request is read before it ends
 

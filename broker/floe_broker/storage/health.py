@@ -7,7 +7,8 @@ here (by :class:`~.instrumented.InstrumentedStore`), and :meth:`StoreHealth.stat
 says:
 
 * ``unavailable``: nothing has succeeded for :data:`UNAVAILABLE_AFTER_S` while
-  requests kept failing (writes wait, producers get no acknowledgement);
+  requests kept failing, or no write has (a full disk under ``file://`` still
+  answers reads): writes wait, producers get no acknowledgement;
 * ``degraded``: some request failed in the last :data:`DEGRADED_FOR_S`, but
   requests also succeed (retries absorb it; latency grows);
 * ``ok`` otherwise.
@@ -34,24 +35,30 @@ class StoreHealth:
         self._clock = clock
         self._last_failure = 0.0
         self._failing_since: float | None = None  # first failure after the last success
+        self._writes_failing_since: float | None = None  # first failed write after the last written one
         for s in STATES:  # evaluated at scrape time: "unavailable" is a matter of elapsed time
             metrics.STORE_STATE.labels(s).set_function(functools.partial(self._is, s))
 
     def _is(self, state: str) -> float:
         return 1.0 if self.state() == state else 0.0
 
-    def succeeded(self) -> None:
+    def succeeded(self, write: bool = False) -> None:
         self._failing_since = None
+        if write:
+            self._writes_failing_since = None
 
-    def failed(self) -> None:
+    def failed(self, write: bool = False) -> None:
         now = self._clock()
         self._last_failure = now
         if self._failing_since is None:
             self._failing_since = now
+        if write and self._writes_failing_since is None:
+            self._writes_failing_since = now
 
     def state(self) -> str:
         now = self._clock()
-        if self._failing_since is not None and now - self._failing_since >= UNAVAILABLE_AFTER_S:
+        if any(since is not None and now - since >= UNAVAILABLE_AFTER_S
+               for since in (self._failing_since, self._writes_failing_since)):
             return "unavailable"
         if self._last_failure and now - self._last_failure < DEGRADED_FOR_S:
             return "degraded"

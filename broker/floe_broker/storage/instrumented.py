@@ -138,7 +138,7 @@ class InstrumentedStore:
         try:
             result = await call()
         except (NotFound, PreconditionFailed) as exc:
-            self.health.succeeded()  # an answer: the store is up
+            self.health.succeeded(write=op == "put")  # an answer: the store is up
             if isinstance(exc, NotFound):
                 self._not_found[kind] += 1
             else:
@@ -147,13 +147,13 @@ class InstrumentedStore:
         except asyncio.CancelledError:
             raise  # the caller gave up; not a store failure
         except BaseException:
-            self.health.failed()
+            self.health.failed(write=op == "put")
             errors.inc()
             self._errors[op][kind] += 1
             raise
         finally:
             latency.observe(time.perf_counter() - t0)
-        self.health.succeeded()
+        self.health.succeeded(write=op == "put")
         if size_in is not None:
             n = size_in(result)
             if n:
