@@ -17,7 +17,18 @@ What it does, as the kubelet (and a one-node scheduler) would:
   probe (HTTP GET; a container without one is ready once it runs); restarts
   a container that exits (``restartPolicy: Always``);
 * on deletion runs the preStop hook (exec), sends SIGTERM, waits out the
-  grace period, SIGKILLs what is left, then deletes the pod for good.
+  grace period, SIGKILLs what is left of the container's process group,
+  reports each container ``terminated`` with its exit code, then deletes the
+  pod for good.
+
+Each container is a process group of its own (its own session); when its
+main process ends, the rest of the group is killed, as a container runtime
+ends a container's PID namespace. When the stand-in stops, for whatever
+reason (SIGINT, SIGTERM, its parent gone, an error in its loop), it kills
+every group it started before it exits, so no pod outlives it. Each
+container also carries a marker in its environment (``podprocesses.py``), by
+which the test harness finds and kills what is left should the stand-in
+itself be killed.
 
 There are no images and no network namespaces, so four mappings stand in for
 the container:
@@ -44,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import base64
 import contextlib
 import datetime
@@ -61,6 +73,7 @@ from typing import Any
 
 import aiohttp
 import kubernetes
+import podprocesses
 
 from floe_operator import kube as kube_
 
@@ -136,6 +149,7 @@ class Kubelet:
         self.pods: dict[str, Pod] = {}  # uid -> pod
         self._next_ip = 10
         self._task: asyncio.Task[None] | None = None
+        self._groups: set[int] = set()  # process groups started and not yet known to be empty
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: pathlib.Path, workdir: pathlib.Path) -> Kubelet:
@@ -150,12 +164,34 @@ class Kubelet:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await asyncio.gather(*(self._kill(pod) for pod in list(self.pods.values())), return_exceptions=True)
-        await self.kube.close()
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # the loop died earlier: its pods must go all the same
+                    logger.exception("the pod loop had failed")
+        finally:
+            self.kill_every_group()
+            await asyncio.gather(*(self._kill(pod) for pod in list(self.pods.values())), return_exceptions=True)
+            await self.kube.close()
+
+    def kill_every_group(self) -> None:
+        """SIGKILL every process group this stand-in started; synchronous, so usable at exit."""
+        for group in list(self._groups):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+            self._groups.discard(group)
+
+    def _end_group(self, container: Container) -> None:
+        """The container's main process has ended: what it left in its group goes too."""
+        if container.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(container.process.pid, signal.SIGKILL)
+        self._groups.discard(container.process.pid)
 
     # --- the node -------------------------------------------------------------
 
@@ -420,12 +456,14 @@ class Kubelet:
         log = open(pod.directory / f"{container.name}.log", "ab")  # noqa: ASYNC230 - a local file, opened once per start
         container.process = await asyncio.create_subprocess_exec(
             *container.argv,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(pod.directory), **container.env},
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(pod.directory), **container.env,
+                 **podprocesses.marker(self.workdir)},
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             cwd=pod.directory,
             start_new_session=True,
         )
+        self._groups.add(container.process.pid)  # its own session: the group id is its pid
         log.close()
         container.started_at = now()
         container.ready = False
@@ -439,6 +477,7 @@ class Kubelet:
                 logger.warning("%s/%s container %s exited with %s; restarting", pod.namespace, pod.name,
                                container.name, proc.returncode)
                 container.restarts += 1
+                self._end_group(container)
                 await self._launch(pod, container)
             container.ready = await self._probe(pod, container)
         await self._report(pod)
@@ -517,6 +556,8 @@ class Kubelet:
                     with contextlib.suppress(ProcessLookupError):
                         c.process.kill()
                     await c.process.wait()
+                self._end_group(c)
+            await self._report_terminated(pod)
             # How each container ended (a broker's drain exits 0): the pod object is gone next.
             logger.info("stopped %s/%s: %s", pod.namespace, pod.name, ", ".join(
                 f"{c.name} exited {c.process.returncode}" for c in pod.containers if c.process is not None))
@@ -524,6 +565,28 @@ class Kubelet:
             self.pods.pop(pod.uid, None)
             await self._finally_delete(pod.namespace, pod.name, pod.uid)
             shutil.rmtree(pod.directory / "volumes", ignore_errors=True)
+
+    async def _report_terminated(self, pod: Pod) -> None:
+        """Each container's exit code in its status, as the kubelet reports it before the pod goes."""
+        at = now()
+        statuses = []
+        for c in pod.containers:
+            code = c.process.returncode if c.process is not None else None
+            statuses.append({
+                "name": c.name, "ready": False, "started": False, "restartCount": c.restarts,
+                "image": c.spec.get("image", ""), "imageID": "", "containerID": f"floe-e2e://{pod.uid}/{c.name}",
+                "state": {"terminated": {"exitCode": code if code is not None else 137,
+                                         "reason": "Completed" if code == 0 else "Error",
+                                         "startedAt": c.started_at, "finishedAt": at}},
+            })  # fmt: skip
+        ready = {"type": "Ready", "status": "False", "lastTransitionTime": at}
+        try:
+            await self.kube.patch("v1", "Pod", pod.namespace, pod.name,
+                                  {"status": {"containerStatuses": statuses, "conditions": [ready]}},
+                                  subresource="status")  # fmt: skip
+        except kube_.KubeError as exc:
+            if exc.status != 404:
+                logger.warning("could not report %s/%s terminated: %s", pod.namespace, pod.name, exc)
 
     async def _pre_stop(self, pod: Pod, container: Container, deadline: float) -> None:
         hook = ((container.spec.get("lifecycle") or {}).get("preStop") or {}).get("exec")
@@ -555,12 +618,29 @@ class Kubelet:
                 with contextlib.suppress(ProcessLookupError):
                     c.process.kill()
                 await c.process.wait()
+            self._end_group(c)
 
 
-async def _main(kubeconfig: pathlib.Path, workdir: pathlib.Path) -> None:
+async def _orphaned(parent: int) -> None:
+    """Return once the process that started this one is gone (its test run died without stopping it)."""
+    while os.getppid() == parent:  # noqa: ASYNC110 - nothing signals a parent's death but this
+        await asyncio.sleep(1.0)
+    logger.warning("parent %d is gone; stopping every pod", parent)
+
+
+async def _main(kubeconfig: pathlib.Path, workdir: pathlib.Path, parent: int) -> None:
     kubelet = Kubelet.from_kubeconfig(kubeconfig, workdir)
+    atexit.register(kubelet.kill_every_group)  # whatever way this process ends but SIGKILL
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with kubelet:
-        await asyncio.Event().wait()
+        orphaned = asyncio.create_task(_orphaned(parent))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({orphaned, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            orphaned.cancel()
+            stopped.cancel()
 
 
 if __name__ == "__main__":
@@ -570,4 +650,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         args = parser.parse_args()
-        asyncio.run(_main(pathlib.Path(args.kubeconfig), pathlib.Path(args.workdir).absolute()))
+        asyncio.run(_main(pathlib.Path(args.kubeconfig), pathlib.Path(args.workdir).absolute(), os.getppid()))

@@ -41,212 +41,35 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import controlplane
+import k8s_spike
 import pytest
+import spike  # e2e/spike.py, which k8s_spike puts on the path
 import yaml
+from harness import (
+    CHART,
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    ROOT,
+    Cluster,
+    broker_ips,
+    eventually,
+    example,
+    needs_kubernetes,
+)
+from harness import stop_process as _stop
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from tests.infra import monitoring
+from tests.infra.moto_server import MotoServer
 
-import controlplane  # noqa: E402
-import k8s_spike  # noqa: E402
-import spike  # noqa: E402  (e2e/spike.py, which k8s_spike puts on the path)
-
-from tests.infra import monitoring  # noqa: E402
-from tests.infra.moto_server import MotoServer  # noqa: E402
-
-NAMESPACE = "streaming"
-OPERATOR_NAMESPACE = "floe-system"
-
-# build.sh's kubectl first (the server's own version; Debian packages none), then the host's.
-BUILT = pathlib.Path(os.environ.get("FLOE_K8S_BIN_ROOT", pathlib.Path.home() / ".cache/floe/k8s-bin"))
-PATH = f"{BUILT / ('v' + controlplane.K8S_VERSION)}{os.pathsep}{os.environ.get('PATH', '')}"
-
-pytestmark = pytest.mark.skipif(shutil.which("kubectl", path=PATH) is None or shutil.which("go") is None,
-                                reason="needs Go (and kubectl, which e2e/k8s/build.sh builds)")
-
-
-def eventually(check: Callable[[], Any], *, within: float = 120.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (subprocess.CalledProcessError, KeyError, ValueError, IndexError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what or 'condition'} not met within {within}s (last: {last!r})")
-
-
-class Cluster:
-    """kubectl against the control plane, as the test's user."""
-
-    def __init__(self, kubeconfig: pathlib.Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": PATH}
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=self.env,
-                              check=check, timeout=60)  # fmt: skip
-
-    def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
-
-    def apply(self, docs: list[dict[str, Any]], namespace: str | None = None) -> None:
-        args = ["apply", "--server-side", "--force-conflicts", "-f", "-"]
-        if namespace:
-            args += ["-n", namespace]
-        self.kubectl(*args, stdin=yaml.safe_dump_all(docs))
-
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        status = self.get("streamcluster", name).get("status") or {}
-        return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
-
-
-def _stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, wait: float = 30) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="floe-k8s-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def plane(workdir: pathlib.Path) -> Iterator[controlplane.ControlPlane]:
-    with controlplane.ControlPlane(workdir / "plane") as plane:
-        yield plane
-
-
-@pytest.fixture(scope="module")
-def kube(plane: controlplane.ControlPlane, workdir: pathlib.Path) -> Iterator[Cluster]:
-    """The control plane plus the kubelet stand-in: a one-node cluster."""
-    log = open(workdir / "kubelet.log", "wb")  # noqa: SIM115
-    kubelet = subprocess.Popen(
-        [sys.executable, str(pathlib.Path(__file__).parent / "kubelet.py"), "--kubeconfig", str(plane.kubeconfig),
-         "--workdir", str(workdir / "node")],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
-    )  # fmt: skip
-    cluster = Cluster(plane.kubeconfig)
-    try:
-        eventually(lambda: "Ready" in cluster.kubectl("get", "nodes").stdout, within=60, what="node Ready")
-        # The controller manager creates each namespace's default ServiceAccount; pods need it.
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        yield cluster
-    finally:
-        _stop(kubelet, signal.SIGINT, wait=60)  # SIGINT: it stops its pods first
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer(bucket="floe", auth=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def service_proxy(plane: controlplane.ControlPlane, workdir: pathlib.Path) -> Iterator[int]:
-    """``serviceproxy.py``: how processes on the host reach a Service; yields its port."""
-    port = controlplane.free_port()
-    log = open(workdir / "serviceproxy.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, str(pathlib.Path(__file__).parent / "serviceproxy.py"), "--kubeconfig",
-         str(plane.kubeconfig), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
-    )  # fmt: skip
-    try:
-        yield port
-    finally:
-        _stop(proc)
-        log.close()
-
-
-CHART = ROOT / "charts" / "floe-operator"
-
-
-def helm_binary() -> pathlib.Path:
-    """``helm``, built by ``build.sh`` next to the control plane's binaries."""
-    return controlplane.binaries().parent / f"helm-v{os.environ.get('HELM_VERSION', '3.22.0')}" / "helm"
-
-
-@pytest.fixture(scope="module")
-def helm(kube: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
-    binary = str(helm_binary())
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([binary, *args], capture_output=True, text=True, env=kube.env, check=True, timeout=120)
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def operator(
-    kube: Cluster, helm: Callable[..., subprocess.CompletedProcess[str]], service_proxy: int, workdir: pathlib.Path
-) -> Iterator[None]:
-    """``helm install`` of the chart: its CRDs, RBAC, and the operator as a pod of the kubelet stand-in.
-
-    The operator pod gets its ServiceAccount's token from the kubelet (as a
-    kubeconfig), so the chart's RBAC is what it runs with. It reaches the
-    brokers' admin API through ``serviceproxy.py`` (``localhost``: in a pod,
-    127.0.0.1 is the pod's own address).
-    """
-    extra_env = [
-        {"name": "FLOE_OPERATOR_BROKER_ADMIN_URL",
-         "value": f"http://localhost:{service_proxy}/{{namespace}}/{{service}}/{{port}}"},
-        {"name": "FLOE_OPERATOR_RETRY_DELAY_SECONDS", "value": "2"},
-    ]  # fmt: skip
-    helm("install", "floe", str(CHART), "-n", OPERATOR_NAMESPACE, "--create-namespace", "--set", "logFormat=console",
-         "--set-json", f"extraEnv={json.dumps(extra_env)}")  # fmt: skip
-    kube.kubectl("wait", "--for=condition=Established", "crd/streamclusters.floe.dev", "crd/streamusers.floe.dev")
-    selector = "app.kubernetes.io/name=floe-operator"
-
-    def operator_ready() -> bool:
-        pods = json.loads(kube.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-l", selector, "-o", "json").stdout)
-        return any(c["type"] == "Ready" and c["status"] == "True"
-                   for p in pods["items"] for c in p["status"].get("conditions") or [])  # fmt: skip
-
-    eventually(operator_ready, within=120, what="the operator pod Ready")
-    try:
-        yield
-    finally:
-        # The operator's log outlives the pod: copy it next to the others.
-        for log in (workdir / "node" / "pods").glob("*/operator.log"):
-            shutil.copy(log, workdir / "operator.log")
-
-
-def example(s3: MotoServer) -> list[dict[str, Any]]:
-    """examples/streamcluster.yaml with its endpoint on the host's moto."""
-    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / "streamcluster.yaml").read_text()) if d]
-    for doc in docs:
-        if doc["kind"] == "StreamCluster":
-            doc["spec"]["storage"]["endpoint"] = f"http://localhost:{s3.port}"
-    return docs
-
-
-def broker_ips(kube: Cluster, name: str) -> list[str]:
-    pods = json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={name}",
-                                   "-o", "json").stdout)["items"]  # fmt: skip
-    return [p["status"]["podIP"] for p in pods
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+pytestmark = needs_kubernetes
 
 
 def test_example_cluster_runs_and_serves_kcat(kube: Cluster, operator: None, s3: MotoServer) -> None:

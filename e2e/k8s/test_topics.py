@@ -1,7 +1,7 @@
 """StreamTopics on the real control plane: the API server's schema, the chart's RBAC, the operator pod.
 
 Reuses the control plane, the kubelet stand-in, moto and ``helm install`` of
-``test_install.py`` (its fixtures, one control plane for this module). The
+``test_install.py`` (the fixtures of ``conftest.py``, one control plane for this module). The
 operator runs as the chart's pod with the chart's RBAC; what differs from
 scenario 1 is one setting: nothing resolves a Service's DNS name here, so the
 operator's Kafka admin client bootstraps through a TCP forwarder on the host
@@ -30,7 +30,7 @@ from typing import Any
 import controlplane
 import pytest
 import yaml
-from test_install import (  # noqa: F401 - fixtures, used by name
+from harness import (
     CHART,
     NAMESPACE,
     OPERATOR_NAMESPACE,
@@ -39,16 +39,12 @@ from test_install import (  # noqa: F401 - fixtures, used by name
     broker_ips,
     eventually,
     example,
-    helm,
-    kube,
-    plane,
-    pytestmark,
-    s3,
-    service_proxy,
-    workdir,
+    needs_kubernetes,
 )
 
 from tests.infra.moto_server import MotoServer
+
+pytestmark = needs_kubernetes
 
 RESYNC_SECONDS = 3
 
@@ -90,14 +86,14 @@ class KafkaForwarder:
 
 
 @pytest.fixture(scope="module")
-def forwarder(kube: Cluster) -> Iterator[KafkaForwarder]:  # noqa: F811
+def forwarder(kube: Cluster) -> Iterator[KafkaForwarder]:
     with KafkaForwarder(lambda: f"{broker_ips(kube, 'demo')[0]}:9092") as fwd:
         yield fwd
 
 
 @pytest.fixture(scope="module")
-def topic_operator(kube: Cluster, helm: Callable[..., subprocess.CompletedProcess[str]],  # noqa: F811
-                   service_proxy: int, forwarder: KafkaForwarder) -> Iterator[None]:  # noqa: F811
+def topic_operator(kube: Cluster, helm: Callable[..., subprocess.CompletedProcess[str]],
+                   service_proxy: int, forwarder: KafkaForwarder) -> Iterator[None]:
     extra_env = [
         {"name": "FLOE_OPERATOR_BROKER_ADMIN_URL",
          "value": f"http://localhost:{service_proxy}/{{namespace}}/{{service}}/{{port}}"},
@@ -126,7 +122,7 @@ def kcat_topics(bootstrap: str) -> dict[str, int]:
     return {t["topic"]: len(t["partitions"]) for t in json.loads(out)["topics"] if not t.get("error")}
 
 
-def topic_condition(kube: Cluster, name: str, type_: str = "Ready") -> dict[str, Any]:  # noqa: F811
+def topic_condition(kube: Cluster, name: str, type_: str = "Ready") -> dict[str, Any]:
     status = kube.get("streamtopic", name).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
@@ -141,7 +137,7 @@ def overrides(bootstrap: str, topic: str) -> dict[str, str]:
 
 
 def test_topics_from_the_example_are_applied_corrected_refused_and_deleted(
-        kube: Cluster, topic_operator: None, s3: MotoServer) -> None:  # noqa: F811
+        kube: Cluster, topic_operator: None, s3: MotoServer) -> None:
     docs = example(s3)
     next(d for d in docs if d["kind"] == "StreamCluster")["spec"]["brokers"]["replicas"] = 1
     kube.apply(docs, namespace=NAMESPACE)
