@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from floe_api.internal import CreateTopic, RegisterRequest
+from floe_broker.cluster.client import RemoteController
 from floe_broker.cluster.controller import Controller, Lease, now_ms
 from floe_broker.cluster.membership import Membership
 from floe_broker.cluster.metadata import ClusterState
-from floe_broker.errors import StartupError
+from floe_broker.errors import StartupError, StoreUnavailable
+from floe_broker.storage.health import StoreHealth
 from floe_broker.storage.layout import LEASE_KEY
 
 from .conftest import SESSION_TIMEOUT_MS, Cluster
@@ -168,5 +170,58 @@ async def test_a_member_cut_off_from_the_controller_learns_from_the_bucket_that_
     await m.member_round()
     assert seen.fenced == 0, "one missed answer is not a fence"
     m._answered_at -= SESSION_TIMEOUT_MS / 1000 + 1  # a session without an answer
+    await m.member_round()
+    assert seen.fenced == 1
+
+
+class CuttableStore:
+    """A member's path to the bucket that a test can cut: while cut every call fails, and its health says so."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.cut = False
+        self.now = 0.0
+        self.health = StoreHealth(clock=lambda: self.now)
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self.inner, name)
+
+        async def wrapped(*args: object, **kwargs: object) -> object:
+            if self.cut:
+                self.health.failed()
+                raise StoreUnavailable(f"{name}: cut off from the bucket")
+            result = await call(*args, **kwargs)
+            self.health.succeeded()
+            return result
+
+        return wrapped
+
+
+async def test_a_member_cut_off_from_the_bucket_is_failed_and_told_so_by_the_controller(
+    cluster: Cluster,
+) -> None:
+    """It still heartbeats, so only its report of the store can get its partitions moved, and only the
+    controller's answer can tell it, since it cannot read the bucket."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    member = (await cluster.node("member")).controller
+    store = CuttableStore(cluster.store)
+    m = membership(cluster, member, seen)
+    m.store = store  # type: ignore[assignment]
+    m.remote = RemoteController(store, cluster.rpc, session=member.session)  # type: ignore[arg-type]
+    await m.join()
+    await m.member_round()
+    store.cut = True
+    await m.member_round()  # the first failure
+    store.now += 2  # nothing has succeeded for two seconds: unavailable
+    await m.member_round()
+    await ctl.controller.check_liveness()
+    assert m.node_id in ctl.state().brokers, "failed before its store was out for a session timeout"
+    ctl.controller._store_lost_ms[m.node_id] -= SESSION_TIMEOUT_MS + 1  # a session timeout later
+    await m.member_round()  # heartbeats still arrive
+    await ctl.controller.check_liveness()
+    assert m.node_id not in ctl.state().brokers
+    assert seen.fenced == 0
     await m.member_round()
     assert seen.fenced == 1

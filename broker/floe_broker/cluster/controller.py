@@ -32,6 +32,7 @@ import structlog
 from floe_api.public import MoveResult
 
 from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
+from ..storage.health import state_of
 from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
 from .delta import Delta, diff
@@ -138,6 +139,7 @@ class Controller:
         self.log = metadata_log or MetadataLog(store)
         self._snapshotting: asyncio.Task[None] | None = None
         self._last_seen: dict[int, int] = {}
+        self._store_lost_ms: dict[int, int] = {}  # member -> when it first reported its store unavailable
         self._last_check_ms = 0  # when check_liveness last ran: a long gap means we were stalled
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
@@ -233,6 +235,7 @@ class Controller:
 
         await self.commit(change)
         self._last_seen.pop(node, None)
+        self._store_lost_ms.pop(node, None)
 
     async def _become_active(self, previous: tuple[str, int] | None = None) -> None:
         """Load the metadata, commit a version at once, and start judging sessions.
@@ -262,6 +265,7 @@ class Controller:
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
+        self._store_lost_ms = {}
         self._last_check_ms = 0  # a fresh start, not a stall
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
 
@@ -367,12 +371,17 @@ class Controller:
             await self.fail_broker(old)
         return node
 
-    def heartbeat(self, node: int, session: str) -> bool:
+    def heartbeat(self, node: int, session: str, *, store: str = "ok") -> bool:
+        """Note a member's heartbeat and how its object store is doing; False if its session was failed."""
         assert self.state is not None
         b = self.state.brokers.get(node)
         if b is None or b.session != session:
             return False
         self._last_seen[node] = now_ms()
+        if store == "unavailable":
+            self._store_lost_ms.setdefault(node, now_ms())
+        else:
+            self._store_lost_ms.pop(node, None)
         return True
 
     async def check_liveness(self) -> None:
@@ -388,21 +397,39 @@ class Controller:
             log.warning("controller liveness check ran late; not counting the gap", ms=stalled)
             for n in self._last_seen:
                 self._last_seen[n] += stalled
+            for n in self._store_lost_ms:
+                self._store_lost_ms[n] += stalled
         deadline = now - self.session_timeout_ms
         dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
         for node in dead:
             await self.fail_broker(node)
+        for node in self._cut_off_from_the_store(deadline):
+            await self.fail_broker(node, reason="its object store has been unavailable for a session timeout")
 
-    async def fail_broker(self, node: int) -> None:
+    def _cut_off_from_the_store(self, deadline: int) -> list[int]:
+        """Members that reported their store unavailable since before ``deadline`` while ours answers.
+
+        Such a member still heartbeats but can acknowledge nothing, so its partitions
+        must move. When our own store has failed recently the outage is probably the
+        whole bucket's, not the member's: failing everybody would only turn a pause into
+        a cluster-wide failover, so then nobody is failed for it.
+        """
+        if state_of(self.store) != "ok":
+            return []
+        assert self.state is not None
+        return [n for n, since in self._store_lost_ms.items() if since < deadline and n in self.state.brokers]
+
+    async def fail_broker(self, node: int, *, reason: str = "its session timed out") -> None:
         assert self.state is not None
         info = self.state.brokers.get(node)
         if info is None:
             return
-        log.warning("broker session timed out; fencing", node=node, session=info.session)
+        log.warning("failing a broker; fencing", node=node, session=info.session, reason=reason)
         await fence_session(self.store, node, info.session)
 
         await self.commit(lambda s: self._drop_failed(s, node, info.session))
         self._last_seen.pop(node, None)
+        self._store_lost_ms.pop(node, None)
 
     @classmethod
     def _drop_failed(cls, s: ClusterState, node: int, session: str) -> None:

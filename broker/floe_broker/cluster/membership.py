@@ -27,6 +27,7 @@ log or of groups.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -36,9 +37,10 @@ import structlog
 from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
 from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
+from ..storage.health import state_of
 from ..storage.objectstore import ObjectStore
 from .client import ControllerClient, LocalController, RemoteController
-from .controller import Controller, now_ms
+from .controller import Controller, Lease, now_ms
 from .delta import Delta, Gap, apply
 from .metadata import ClusterState
 from .metadata_log import MetadataLog
@@ -89,6 +91,7 @@ class Membership:
         self.reader = MetadataLog(store)
         self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
         self._answered_at = time.monotonic()  # the controller's last answer to a heartbeat
+        self._known_lease: Lease | None = None  # the last lease read from the bucket
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -282,6 +285,14 @@ class Membership:
 
     async def member_round(self) -> None:
         lease = await self.remote.lease()
+        if lease is not None:
+            self._known_lease = lease
+        elif state_of(self.store) == "unavailable" and self._known_lease is not None:
+            # The bucket does not answer us, but the controller may: heartbeat to the last
+            # holder we know, saying our store is unavailable, so that it fails us (its
+            # store answers) and its reply tells us so. If it is no longer the controller
+            # it answers "not the controller" and we learn nothing, which is no worse.
+            lease = dataclasses.replace(self._known_lease, expires_ms=now_ms() + self.session_timeout_ms)
         if lease is None or lease.expires_ms <= now_ms():
             if await self.controller.try_acquire():
                 log.info("took over as controller")
@@ -291,8 +302,8 @@ class Membership:
         try:
             # Up to half a session: under load a slow answer still counts.
             timeout_s = max(self.interval_s, self.session_timeout_ms / 2000)
-            reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
-                                                lease=lease, timeout_s=timeout_s)
+            request = HeartbeatRequest(node=self.node_id, session=self.session, store=state_of(self.store))
+            reply = await self.remote.heartbeat(request, lease=lease, timeout_s=timeout_s)
         except (RpcError, NotController):
             # The controller may be changing (the lease tells us), or we are cut off from it
             # while the bucket still answers: after a session without an answer, the metadata
@@ -305,7 +316,7 @@ class Membership:
             return
         self._answered_at = time.monotonic()
         if not reply.ok:
-            self.fenced("the controller failed this session (missed heartbeats)")
+            self.fenced("the controller failed this session (missed heartbeats, or its store was unavailable)")
             return
         if reply.version > self.view.version:
             await self.refresh_view(reply.version)
