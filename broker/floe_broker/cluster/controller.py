@@ -20,6 +20,7 @@ session's WAL (see ``log.manager``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -33,7 +34,7 @@ from floe_api.public import MoveResult
 
 from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
 from ..storage.health import state_of
-from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
+from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, unanswered_key, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
 from .delta import Delta, diff
 from .metadata import BrokerInfo, ClusterState
@@ -141,6 +142,7 @@ class Controller:
         self._last_seen: dict[int, int] = {}
         self._store_lost_ms: dict[int, int] = {}  # member -> when it first reported its store unavailable
         self._last_check_ms = 0  # when check_liveness last ran: a long gap means we were stalled
+        self._no_lease_until = 0.0  # time.monotonic() before which we do not take the lease (after stepping down)
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
         self.peers: Peers | None = None
@@ -149,6 +151,8 @@ class Controller:
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free or expired. Returns whether we hold it."""
+        if time.monotonic() < self._no_lease_until:
+            return False  # we stepped down, cut off from the members: one of them takes it
         try:
             got = await self.store.get(LEASE_KEY)
             current: Lease | None = Lease.from_bytes(got.data)
@@ -401,10 +405,49 @@ class Controller:
                 self._store_lost_ms[n] += stalled
         deadline = now - self.session_timeout_ms
         dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
+        if dead and await self._cut_off_from_the_members(dead):
+            await self.step_down()
+            return
         for node in dead:
             await self.fail_broker(node)
         for node in self._cut_off_from_the_store(deadline):
             await self.fail_broker(node, reason="its object store has been unavailable for a session timeout")
+
+    async def _cut_off_from_the_members(self, silent: list[int]) -> bool:
+        """Whether most other members are alive but cannot reach us: it is we who are cut off.
+
+        A member whose heartbeats get no answer notes it in the bucket
+        (:func:`~..storage.layout.unanswered_key`). When the silent members that wrote
+        such a note for us lately are a majority of the other members, failing them
+        would leave the cluster to a controller its brokers (and likely its clients)
+        cannot reach; so the controller steps down instead, and one of them takes the
+        lease and fails it. With fewer than two other members there is no majority
+        to trust over ourselves, and a silent member is failed as before.
+        """
+        assert self.state is not None
+        others = [n for n, b in self.state.brokers.items() if b.session != self.session]
+        if len(others) < 2:
+            return False
+        fresh_ms = now_ms() - 2 * self.session_timeout_ms
+        noted = 0
+        for node in silent:
+            info = self.state.brokers.get(node)
+            if info is None or info.session == self.session:
+                continue
+            try:
+                note = json.loads((await self.store.get(unanswered_key(info.session))).data)
+            except (NotFound, StoreUnavailable, ValueError):
+                continue
+            if isinstance(note, dict) and note.get("holder") == self.session and note.get("at_ms", 0) > fresh_ms:
+                noted += 1
+        return 2 * noted > len(others)
+
+    async def step_down(self) -> None:
+        """Give the lease up and stay away from it for two session timeouts, so a member takes it."""
+        log.warning("most members cannot reach this controller but reach the bucket; giving up the lease")
+        self._no_lease_until = time.monotonic() + 2 * self.session_timeout_ms / 1000
+        await self.release()
+        self.lease = None
 
     def _cut_off_from_the_store(self, deadline: int) -> list[int]:
         """Members that reported their store unavailable since before ``deadline`` while ours answers.
@@ -428,6 +471,8 @@ class Controller:
         await fence_session(self.store, node, info.session)
 
         await self.commit(lambda s: self._drop_failed(s, node, info.session))
+        with contextlib.suppress(NotFound, StoreUnavailable):  # its note, if it could not reach us
+            await self.store.delete(unanswered_key(info.session))
         self._last_seen.pop(node, None)
         self._store_lost_ms.pop(node, None)
 

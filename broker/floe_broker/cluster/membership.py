@@ -27,7 +27,9 @@ log or of groups.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -38,6 +40,7 @@ from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
 from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
 from ..storage.health import state_of
+from ..storage.layout import unanswered_key
 from ..storage.objectstore import ObjectStore
 from .client import ControllerClient, LocalController, RemoteController
 from .controller import Controller, Lease, now_ms
@@ -92,6 +95,7 @@ class Membership:
         self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
         self._answered_at = time.monotonic()  # the controller's last answer to a heartbeat
         self._known_lease: Lease | None = None  # the last lease read from the bucket
+        self._noted_unanswered = False  # we wrote a note that the controller does not answer us
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -304,22 +308,38 @@ class Membership:
             timeout_s = max(self.interval_s, self.session_timeout_ms / 2000)
             request = HeartbeatRequest(node=self.node_id, session=self.session, store=state_of(self.store))
             reply = await self.remote.heartbeat(request, lease=lease, timeout_s=timeout_s)
-        except (RpcError, NotController):
+        except (RpcError, NotController) as exc:
             # The controller may be changing (the lease tells us), or we are cut off from it
             # while the bucket still answers: after a session without an answer, the metadata
             # in the bucket says whether the controller failed us meanwhile.
-            if time.monotonic() - self._answered_at > self.session_timeout_ms / 1000:
+            unanswered_s = time.monotonic() - self._answered_at
+            if isinstance(exc, RpcError) and unanswered_s > self.session_timeout_ms / 3000:
+                await self._note_unanswered(lease)
+            if unanswered_s > self.session_timeout_ms / 1000:
                 await self.refresh_view()
                 if self.view.version and self.node_id not in self.view.brokers:
                     self.fenced("the controller failed this session (seen in the bucket; the controller "
                                 "does not answer)")
             return
         self._answered_at = time.monotonic()
+        if self._noted_unanswered:
+            self._noted_unanswered = False
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.delete(unanswered_key(self.session))
         if not reply.ok:
             self.fenced("the controller failed this session (missed heartbeats, or its store was unavailable)")
             return
         if reply.version > self.view.version:
             await self.refresh_view(reply.version)
+
+    async def _note_unanswered(self, lease: Lease) -> None:
+        """Tell the controller, through the bucket, that it does not answer us (it may be the one cut off)."""
+        note = {"node": self.node_id, "holder": lease.holder, "at_ms": now_ms()}
+        try:
+            await self.store.put(unanswered_key(self.session), json.dumps(note).encode())
+            self._noted_unanswered = True
+        except StoreUnavailable:
+            pass
 
     def fenced(self, reason: str) -> None:
         if self.leaving:
