@@ -64,7 +64,7 @@ werkzeug_app.DomainDispatcherApplication.__call__ = _serialized
 from moto.server import main
 main(sys.argv[1:])
 """
-_PORT_RE = re.compile(r"Running on http://[0-9.]+:(\d+)")
+_PORT_RE = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
 
 
 class MotoServerError(RuntimeError):
@@ -92,9 +92,6 @@ def _stop_all_at_exit() -> None:
 class MotoServer:
     """``python -m moto.server`` on 127.0.0.1, with one bucket created.
 
-    ``host`` is the address it listens on (127.0.0.1 unless a test needs the store
-    behind an address it can cut, such as a veth's; see ``tests/reliability/netns.py``).
-
     ``serialize=True`` (default) makes the server handle one request at a time
     (connections stay concurrent and keep-alive). Why: moto 5.2 evaluates
     ``If-None-Match``/``If-Match`` and then stores the object without holding a
@@ -103,7 +100,7 @@ class MotoServer:
     PUTs of one key. AWS S3, MinIO and RGW make the check and the write atomic;
     a race test against an unserialized moto would fail for moto's sake.
 
-    Attributes valid after :meth:`start`: ``endpoint`` (``http://HOST:PORT``),
+    Attributes valid after :meth:`start`: ``endpoint`` (``http://127.0.0.1:PORT``),
     ``port``, ``pid``, ``bucket``, ``region``, ``access_key``, ``secret_key``.
     """
 
@@ -114,10 +111,8 @@ class MotoServer:
         auth: bool = True,
         region: str = "us-east-1",
         serialize: bool = True,
-        host: str = "127.0.0.1",
     ) -> None:
         self.bucket = bucket
-        self.host = host
         self.auth = auth
         self.region = region
         self.serialize = serialize
@@ -136,7 +131,7 @@ class MotoServer:
     def endpoint(self) -> str:
         if not self.port:
             raise RuntimeError("MotoServer not started")
-        return f"http://{self.host}:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -163,7 +158,7 @@ class MotoServer:
         try:
             entry = ["-c", _SERIALIZED_LAUNCHER] if self.serialize else ["-m", "moto.server"]
             self.proc = subprocess.Popen(
-                [sys.executable, *entry, "-H", self.host, "-p", "0"],
+                [sys.executable, *entry, "-H", "127.0.0.1", "-p", "0"],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,

@@ -39,3 +39,14 @@ def wait_every_partition_served(ledger: Ledger, since: float, timeout: float) ->
             if at >= since:
                 first.setdefault(part, at)
     return max(first.values()) - since if first else float("nan")
+
+
+def first_acks_after(ledger: Ledger, partitions: Iterable[int], since: float) -> dict[int, float]:
+    """Seconds from ``since`` to each partition's first acknowledgement after it (missing: none yet)."""
+    wanted = set(partitions)
+    first: dict[int, float] = {}
+    with ledger.lock:
+        for at, part in ledger.acked_at:
+            if at >= since and part in wanted:
+                first.setdefault(part, at - since)
+    return first
