@@ -15,7 +15,7 @@ from floe_broker.errors import StartupError, StoreUnavailable
 from floe_broker.storage.health import StoreHealth
 from floe_broker.storage.layout import LEASE_KEY
 
-from .conftest import SESSION_TIMEOUT_MS, Cluster
+from .conftest import SESSION_TIMEOUT_MS, Cluster, Node
 
 
 @dataclass
@@ -143,7 +143,7 @@ async def test_a_dead_controllers_session_expires_with_its_lease(
     member = membership(cluster, (await cluster.node("member")).controller, seen)
     await member.join()
     assert member.controller.peers is not None
-    member.controller.peers.alive = old_controller_answers  # type: ignore[attr-defined]
+    member.controller.peers.alive = old_controller_answers
     await old.controller.release()  # the lease as a dead holder leaves it: expired
     await member.member_round()
     assert member.controller.active
@@ -225,3 +225,37 @@ async def test_a_member_cut_off_from_the_bucket_is_failed_and_told_so_by_the_con
     assert seen.fenced == 0
     await m.member_round()
     assert seen.fenced == 1
+
+
+async def _controller_cut_off_from(cluster: Cluster, noting: int) -> tuple[list[Membership], Node]:
+    """A controller and two members; its admin port stops answering and ``noting`` members note it."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    members = []
+    for name in ("m1", "m2"):
+        m = membership(cluster, (await cluster.node(name)).controller, Seen())
+        await m.join()
+        members.append(m)
+    await cluster.runners[0].cleanup()  # nobody reaches the controller; it still renews the lease
+    for m in members[:noting]:
+        m._answered_at -= SESSION_TIMEOUT_MS / 1000  # unanswered for a while
+        await m.member_round()  # the heartbeat fails: the member notes it in the bucket
+    for m in members:
+        ctl.controller._last_seen[m.node_id] -= SESSION_TIMEOUT_MS + 1  # silent for a session, as ctl sees it
+    return members, ctl
+
+
+async def test_a_controller_most_members_cannot_reach_gives_the_lease_up(cluster: Cluster) -> None:
+    members, ctl = await _controller_cut_off_from(cluster, noting=2)
+    await ctl.controller.check_liveness()
+    assert not ctl.controller.active
+    assert all(m.node_id in ctl.state().brokers for m in members), "it failed the majority"
+    assert not await ctl.controller.try_acquire(), "it took the lease straight back"
+    assert await members[0].controller.try_acquire()
+
+
+async def test_a_controller_fails_silent_members_when_only_a_minority_says_it_is_cut_off(cluster: Cluster) -> None:
+    members, ctl = await _controller_cut_off_from(cluster, noting=1)
+    await ctl.controller.check_liveness()
+    assert ctl.controller.active
+    assert not any(m.node_id in ctl.state().brokers for m in members)
