@@ -52,6 +52,7 @@ class Ledger:
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
         self.acked: dict[tuple[int, int], bytes] = {}
+        self.acked_at: list[tuple[float, int]] = []  # (time.monotonic() of the ack, partition), in order
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -68,6 +69,7 @@ class Ledger:
                     if key in self.acked and self.acked[key] != msg.value():
                         self.errors.append(f"offset {key} acknowledged for two values")
                     self.acked[key] = msg.value()
+                    self.acked_at.append((time.monotonic(), msg.partition()))
                 elif not err.retriable():
                     self.errors.append(str(err))
 

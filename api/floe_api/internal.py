@@ -47,8 +47,16 @@ class RegisterReply(BaseModel):
 
 
 class HeartbeatRequest(BaseModel):
+    """``store``: the member's object-store state (``ok``, ``degraded``, ``unavailable``).
+
+    A member that cannot reach the bucket cannot acknowledge anything, so the
+    controller fails it once that has lasted a session timeout while its own
+    store answers; senders that predate the field count as ``ok``.
+    """
+
     node: int
     session: str
+    store: str = "ok"
 
 
 class HeartbeatReply(BaseModel):

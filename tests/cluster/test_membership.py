@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from floe_api.internal import CreateTopic, RegisterRequest
+from floe_broker.cluster.client import RemoteController
 from floe_broker.cluster.controller import Controller, Lease, now_ms
 from floe_broker.cluster.membership import Membership
 from floe_broker.cluster.metadata import ClusterState
 from floe_broker.errors import StartupError, StoreUnavailable
+from floe_broker.storage.health import StoreHealth
 from floe_broker.storage.layout import LEASE_KEY
 
-from .conftest import SESSION_TIMEOUT_MS, Cluster
+from .conftest import SESSION_TIMEOUT_MS, Cluster, Node
 
 
 @dataclass
@@ -141,7 +143,7 @@ async def test_a_dead_controllers_session_expires_with_its_lease(
     member = membership(cluster, (await cluster.node("member")).controller, seen)
     await member.join()
     assert member.controller.peers is not None
-    member.controller.peers.alive = old_controller_answers  # type: ignore[attr-defined]
+    member.controller.peers.alive = old_controller_answers
     await old.controller.release()  # the lease as a dead holder leaves it: expired
     await member.member_round()
     assert member.controller.active
@@ -211,3 +213,90 @@ async def test_a_controller_that_loses_its_lease_still_knows_the_topics(cluster:
     version = m.state().version
     m.controller.active = False  # what a renewal that timed out near expiry does
     assert "t" in m.state().topics and m.state().version == version
+
+
+class CuttableStore:
+    """A member's path to the bucket that a test can cut: while cut every call fails, and its health says so."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.cut = False
+        self.now = 0.0
+        self.health = StoreHealth(clock=lambda: self.now)
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self.inner, name)
+
+        async def wrapped(*args: object, **kwargs: object) -> object:
+            if self.cut:
+                self.health.failed()
+                raise StoreUnavailable(f"{name}: cut off from the bucket")
+            result = await call(*args, **kwargs)
+            self.health.succeeded()
+            return result
+
+        return wrapped
+
+
+async def test_a_member_cut_off_from_the_bucket_is_failed_and_told_so_by_the_controller(
+    cluster: Cluster,
+) -> None:
+    """It still heartbeats, so only its report of the store can get its partitions moved, and only the
+    controller's answer can tell it, since it cannot read the bucket."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    seen = Seen()
+    member = (await cluster.node("member")).controller
+    store = CuttableStore(cluster.store)
+    m = membership(cluster, member, seen)
+    m.store = store  # type: ignore[assignment]
+    m.remote = RemoteController(store, cluster.rpc, session=member.session)  # type: ignore[arg-type]
+    await m.join()
+    await m.member_round()
+    store.cut = True
+    await m.member_round()  # the first failure
+    store.now += 2  # nothing has succeeded for two seconds: unavailable
+    await m.member_round()
+    await ctl.controller.check_liveness()
+    assert m.node_id in ctl.state().brokers, "failed before its store was out for a session timeout"
+    ctl.controller._store_lost_ms[m.node_id] -= SESSION_TIMEOUT_MS + 1  # a session timeout later
+    await m.member_round()  # heartbeats still arrive
+    await ctl.controller.check_liveness()
+    assert m.node_id not in ctl.state().brokers
+    assert seen.fenced == 0
+    await m.member_round()
+    assert seen.fenced == 1
+
+
+async def _controller_cut_off_from(cluster: Cluster, noting: int) -> tuple[list[Membership], Node]:
+    """A controller and two members; its admin port stops answering and ``noting`` members note it."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    members = []
+    for name in ("m1", "m2"):
+        m = membership(cluster, (await cluster.node(name)).controller, Seen())
+        await m.join()
+        members.append(m)
+    await cluster.runners[0].cleanup()  # nobody reaches the controller; it still renews the lease
+    for m in members[:noting]:
+        m._answered_at -= SESSION_TIMEOUT_MS / 1000  # unanswered for a while
+        await m.member_round()  # the heartbeat fails: the member notes it in the bucket
+    for m in members:
+        ctl.controller._last_seen[m.node_id] -= SESSION_TIMEOUT_MS + 1  # silent for a session, as ctl sees it
+    return members, ctl
+
+
+async def test_a_controller_most_members_cannot_reach_gives_the_lease_up(cluster: Cluster) -> None:
+    members, ctl = await _controller_cut_off_from(cluster, noting=2)
+    await ctl.controller.check_liveness()
+    assert not ctl.controller.active
+    assert all(m.node_id in ctl.state().brokers for m in members), "it failed the majority"
+    assert not await ctl.controller.try_acquire(), "it took the lease straight back"
+    assert await members[0].controller.try_acquire()
+
+
+async def test_a_controller_fails_silent_members_when_only_a_minority_says_it_is_cut_off(cluster: Cluster) -> None:
+    members, ctl = await _controller_cut_off_from(cluster, noting=1)
+    await ctl.controller.check_liveness()
+    assert ctl.controller.active
+    assert not any(m.node_id in ctl.state().brokers for m in members)

@@ -76,7 +76,7 @@ class LocalController:
 
     async def heartbeat(self, req: api.HeartbeatRequest) -> api.HeartbeatReply:
         ctl = self._active()
-        ok = ctl.heartbeat(req.node, req.session)
+        ok = ctl.heartbeat(req.node, req.session, store=req.store)
         return api.HeartbeatReply(ok=ok, version=ctl.state.version if ctl.state else 0)
 
     async def apply(self, change: api.MetadataOp) -> None:

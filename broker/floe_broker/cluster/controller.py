@@ -20,6 +20,7 @@ session's WAL (see ``log.manager``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -32,7 +33,8 @@ import structlog
 from floe_api.public import MoveResult
 
 from ..errors import NotController, NotFound, PreconditionFailed, StoreUnavailable
-from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, wal_key, wal_prefix
+from ..storage.health import state_of
+from ..storage.layout import LEASE_KEY, TOMBSTONE, seq_of, unanswered_key, wal_key, wal_prefix
 from ..storage.objectstore import ObjectStore, retrying
 from .delta import Delta, diff
 from .metadata import BrokerInfo, ClusterState, allocate_producer_ids
@@ -138,7 +140,9 @@ class Controller:
         self.log = metadata_log or MetadataLog(store)
         self._snapshotting: asyncio.Task[None] | None = None
         self._last_seen: dict[int, int] = {}
+        self._store_lost_ms: dict[int, int] = {}  # member -> when it first reported its store unavailable
         self._last_check_ms = 0  # when check_liveness last ran: a long gap means we were stalled
+        self._no_lease_until = 0.0  # time.monotonic() before which we do not take the lease (after stepping down)
         self._lock = asyncio.Lock()
         self._move_lock = asyncio.Lock()
         self.peers: Peers | None = None
@@ -147,6 +151,8 @@ class Controller:
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free or expired. Returns whether we hold it."""
+        if time.monotonic() < self._no_lease_until:
+            return False  # we stepped down, cut off from the members: one of them takes it
         try:
             got = await self.store.get(LEASE_KEY)
             current: Lease | None = Lease.from_bytes(got.data)
@@ -233,6 +239,7 @@ class Controller:
 
         await self.commit(change)
         self._last_seen.pop(node, None)
+        self._store_lost_ms.pop(node, None)
 
     async def _become_active(self, previous: tuple[str, int] | None = None) -> None:
         """Load the metadata, commit a version at once, and start judging sessions.
@@ -262,6 +269,7 @@ class Controller:
         start = now_ms()
         assert self.state is not None
         self._last_seen = {n: start for n in self.state.brokers}
+        self._store_lost_ms = {}
         self._last_check_ms = 0  # a fresh start, not a stall
         log.info("became controller", epoch=self.lease.epoch if self.lease else None)
 
@@ -367,12 +375,17 @@ class Controller:
             await self.fail_broker(old)
         return node
 
-    def heartbeat(self, node: int, session: str) -> bool:
+    def heartbeat(self, node: int, session: str, *, store: str = "ok") -> bool:
+        """Note a member's heartbeat and how its object store is doing; False if its session was failed."""
         assert self.state is not None
         b = self.state.brokers.get(node)
         if b is None or b.session != session:
             return False
         self._last_seen[node] = now_ms()
+        if store == "unavailable":
+            self._store_lost_ms.setdefault(node, now_ms())
+        else:
+            self._store_lost_ms.pop(node, None)
         return True
 
     async def check_liveness(self) -> None:
@@ -388,21 +401,80 @@ class Controller:
             log.warning("controller liveness check ran late; not counting the gap", ms=stalled)
             for n in self._last_seen:
                 self._last_seen[n] += stalled
+            for n in self._store_lost_ms:
+                self._store_lost_ms[n] += stalled
         deadline = now - self.session_timeout_ms
         dead = [n for n in self.state.brokers if self._last_seen.get(n, 0) < deadline]
+        if dead and await self._cut_off_from_the_members(dead):
+            await self.step_down()
+            return
         for node in dead:
             await self.fail_broker(node)
+        for node in self._cut_off_from_the_store(deadline):
+            await self.fail_broker(node, reason="its object store has been unavailable for a session timeout")
 
-    async def fail_broker(self, node: int) -> None:
+    async def _cut_off_from_the_members(self, silent: list[int]) -> bool:
+        """Whether most other members are alive but cannot reach us: it is we who are cut off.
+
+        A member whose heartbeats get no answer notes it in the bucket
+        (:func:`~..storage.layout.unanswered_key`). When the silent members that wrote
+        such a note for us lately are a majority of the other members, failing them
+        would leave the cluster to a controller its brokers (and likely its clients)
+        cannot reach; so the controller steps down instead, and one of them takes the
+        lease and fails it. With fewer than two other members there is no majority
+        to trust over ourselves, and a silent member is failed as before.
+        """
+        assert self.state is not None
+        others = [n for n, b in self.state.brokers.items() if b.session != self.session]
+        if len(others) < 2:
+            return False
+        fresh_ms = now_ms() - 2 * self.session_timeout_ms
+        noted = 0
+        for node in silent:
+            info = self.state.brokers.get(node)
+            if info is None or info.session == self.session:
+                continue
+            try:
+                note = json.loads((await self.store.get(unanswered_key(info.session))).data)
+            except (NotFound, StoreUnavailable, ValueError):
+                continue
+            if isinstance(note, dict) and note.get("holder") == self.session and note.get("at_ms", 0) > fresh_ms:
+                noted += 1
+        return 2 * noted > len(others)
+
+    async def step_down(self) -> None:
+        """Give the lease up and stay away from it for two session timeouts, so a member takes it."""
+        log.warning("most members cannot reach this controller but reach the bucket; giving up the lease")
+        self._no_lease_until = time.monotonic() + 2 * self.session_timeout_ms / 1000
+        await self.release()
+        self.lease = None
+
+    def _cut_off_from_the_store(self, deadline: int) -> list[int]:
+        """Members that reported their store unavailable since before ``deadline`` while ours answers.
+
+        Such a member still heartbeats but can acknowledge nothing, so its partitions
+        must move. When our own store has failed recently the outage is probably the
+        whole bucket's, not the member's: failing everybody would only turn a pause into
+        a cluster-wide failover, so then nobody is failed for it.
+        """
+        if state_of(self.store) != "ok":
+            return []
+        assert self.state is not None
+        return [n for n, since in self._store_lost_ms.items() if since < deadline and n in self.state.brokers]
+
+    async def fail_broker(self, node: int, *, reason: str = "its session timed out") -> None:
         assert self.state is not None
         info = self.state.brokers.get(node)
         if info is None:
             return
-        log.warning("broker session timed out; fencing", node=node, session=info.session)
+        log.warning("failing a broker; fencing", node=node, session=info.session, reason=reason)
         await fence_session(self.store, node, info.session)
 
         await self.commit(lambda s: self._drop_failed(s, node, info.session))
+        with contextlib.suppress(NotFound, StoreUnavailable):  # its note, if it could not reach us
+            await self.store.delete(unanswered_key(info.session))
         self._last_seen.pop(node, None)
+        self._store_lost_ms.pop(node, None)
 
     @classmethod
     def _drop_failed(cls, s: ClusterState, node: int, session: str) -> None:

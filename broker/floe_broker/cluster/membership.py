@@ -27,6 +27,9 @@ log or of groups.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -36,9 +39,11 @@ import structlog
 from floe_api.internal import HeartbeatRequest, MetadataPush, RegisterRequest
 
 from ..errors import ClusterSecretRefused, NotController, RpcError, StartupError, StoreUnavailable
+from ..storage.health import state_of
+from ..storage.layout import unanswered_key
 from ..storage.objectstore import ObjectStore
 from .client import ControllerClient, LocalController, RemoteController
-from .controller import Controller, now_ms
+from .controller import Controller, Lease, now_ms
 from .delta import Delta, Gap, apply
 from .metadata import ClusterState
 from .metadata_log import MetadataLog
@@ -89,6 +94,9 @@ class Membership:
         self.reader = MetadataLog(store)
         self._catching_up = asyncio.Lock()  # one change of the view at a time, in version order
         self._answered_at = time.monotonic()  # the controller's last answer to a heartbeat
+        self._known_lease: Lease | None = None  # the last lease read from the bucket
+        self._noted_unanswered = False  # we wrote a note that the controller does not answer us
+        self.is_fenced = False  # the controller failed this session: the broker is stopping
 
     # ---- what this broker knows ---------------------------------------------------
 
@@ -279,7 +287,7 @@ class Membership:
                 log.warning("lease renewal failed", error=repr(exc))
 
     async def heartbeat_loop(self) -> None:
-        while True:
+        while not self.is_fenced:  # once fenced the broker is stopping: nothing left to say
             await asyncio.sleep(self.interval_s)
             try:
                 if not self._holds_lease():
@@ -301,7 +309,16 @@ class Membership:
         return True
 
     async def member_round(self) -> None:
-        lease = await self.remote.lease()
+        lease = None if state_of(self.store) == "unavailable" else await self._read_lease()
+        if lease is not None:
+            self._known_lease = lease
+        elif self._known_lease is not None:
+            # The bucket does not answer us, or too slowly to wait for (a request cut off in
+            # flight waits out its read timeout), but the controller may: heartbeat to the
+            # last holder we know, saying how our store is, so that it fails us if the store
+            # stays unavailable (its own answers) and its reply tells us so at once. If it is
+            # no longer the controller it answers "not the controller", which is no worse.
+            lease = dataclasses.replace(self._known_lease, expires_ms=now_ms() + self.session_timeout_ms)
         if lease is None or lease.expires_ms <= now_ms():
             if await self.controller.try_acquire():
                 log.info("took over as controller")
@@ -310,28 +327,57 @@ class Membership:
             return
         try:
             # Up to half a session: under load a slow answer still counts.
-            timeout_s = max(self.interval_s, self.session_timeout_ms / 2000)
-            reply = await self.remote.heartbeat(HeartbeatRequest(node=self.node_id, session=self.session),
-                                                lease=lease, timeout_s=timeout_s)
-        except (RpcError, NotController):
+            timeout_s = self._round_wait_s()
+            request = HeartbeatRequest(node=self.node_id, session=self.session, store=state_of(self.store))
+            reply = await self.remote.heartbeat(request, lease=lease, timeout_s=timeout_s)
+        except (RpcError, NotController) as exc:
             # The controller may be changing (the lease tells us), or we are cut off from it
             # while the bucket still answers: after a session without an answer, the metadata
             # in the bucket says whether the controller failed us meanwhile.
-            if time.monotonic() - self._answered_at > self.session_timeout_ms / 1000:
+            unanswered_s = time.monotonic() - self._answered_at
+            if isinstance(exc, RpcError) and unanswered_s > self.session_timeout_ms / 3000:
+                await self._note_unanswered(lease)
+            if unanswered_s > self.session_timeout_ms / 1000:
                 await self.refresh_view()
                 if self.view.version and self.node_id not in self.view.brokers:
                     self.fenced("the controller failed this session (seen in the bucket; the controller "
                                 "does not answer)")
             return
         self._answered_at = time.monotonic()
+        if self._noted_unanswered:
+            self._noted_unanswered = False
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.delete(unanswered_key(self.session))
         if not reply.ok:
-            self.fenced("the controller failed this session (missed heartbeats)")
+            self.fenced("the controller failed this session (missed heartbeats, or its store was unavailable)")
             return
         if reply.version > self.view.version:
             await self.refresh_view(reply.version)
+
+    def _round_wait_s(self) -> float:
+        """How long a heartbeat round waits for one answer, the controller's or the bucket's: half a session."""
+        return max(self.interval_s, self.session_timeout_ms / 2000)
+
+    async def _read_lease(self) -> Lease | None:
+        """The lease from the bucket; None when it is missing or unreadable within :meth:`_round_wait_s`."""
+        try:
+            return await asyncio.wait_for(self.remote.lease(), self._round_wait_s())
+        except TimeoutError:
+            return None
+
+    async def _note_unanswered(self, lease: Lease) -> None:
+        """Tell the controller, through the bucket, that it does not answer us (it may be the one cut off)."""
+        note = {"node": self.node_id, "holder": lease.holder, "at_ms": now_ms()}
+        try:
+            await asyncio.wait_for(self.store.put(unanswered_key(self.session), json.dumps(note).encode()),
+                                   self._round_wait_s())
+            self._noted_unanswered = True
+        except (StoreUnavailable, TimeoutError):
+            pass
 
     def fenced(self, reason: str) -> None:
         if self.leaving:
             return  # we are leaving on purpose: the controller forgetting this session is expected
         log.error("stopping: session fenced", reason=reason)
+        self.is_fenced = True
         self._on_fenced()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import metrics
 
@@ -63,3 +64,9 @@ class StoreHealth:
         if self._last_failure and now - self._last_failure < DEGRADED_FOR_S:
             return "degraded"
         return "ok"
+
+
+def state_of(store: Any) -> str:
+    """The state of ``store`` when it keeps a :class:`StoreHealth` (the instrumented store does), else ``ok``."""
+    health = getattr(store, "health", None)
+    return health.state() if isinstance(health, StoreHealth) else "ok"

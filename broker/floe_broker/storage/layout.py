@@ -10,6 +10,7 @@ other, and makes the bucket readable from this file alone::
     meta/controller                      the controller lease
     meta/partitions/<topic-id>/<p>       a partition's checkpoint (open, close, move)
     meta/checkpoints/<node>/<session>/<seq>  a checkpoint batch: every led partition of a session
+    meta/unanswered/<session>            a member's note that the controller stopped answering it
     wal/<node>/<session>/<seq>           a WAL object (or a tombstone)
     data/s/<node>/<session>/<seq>        a consolidated object: many partitions' ranges
     data/<topic-id>/<p>/<base>-<epoch>   a one-partition data object (older layout, still read)
@@ -25,6 +26,7 @@ LEASE_KEY = "meta/controller"
 CHECKPOINT_PREFIX = "meta/partitions/"
 METADATA_LOG_PREFIX = "meta/log/"
 BATCH_PREFIX = "meta/checkpoints/"
+UNANSWERED_PREFIX = "meta/unanswered/"
 WAL_PREFIX = "wal/"
 DATA_PREFIX = "data/"
 CONSOLIDATED_PREFIX = "data/s/"
@@ -93,3 +95,8 @@ def metadata_delta_key(version: int) -> str:
 
 def metadata_delta_version(key: str) -> int:
     return int(key.rsplit("/", 1)[1])
+
+
+def unanswered_key(session: str) -> str:
+    """A member's note, written while the controller does not answer its heartbeats (JSON)."""
+    return f"{UNANSWERED_PREFIX}{session}"
