@@ -33,7 +33,7 @@ class Request:
     body: Any
 
 
-def peek_header(frame: bytes) -> tuple[int, int, int]:
+def peek_header(frame: bytes | memoryview) -> tuple[int, int, int]:
     """(api_key, api_version, correlation_id) without decoding the rest."""
     if len(frame) < _API_VERSION.size:
         raise FrameError(f"frame of {len(frame)} bytes is shorter than a request header")
@@ -53,7 +53,7 @@ def _response_writer(api_key: int, api_version: int) -> tuple[Any, Any, Any]:
     return header, entity_writer(header), entity_writer(schema)
 
 
-def decode_request(frame: bytes, supported: dict[int, tuple[int, int]]) -> Request:
+def decode_request(frame: bytes | memoryview, supported: dict[int, tuple[int, int]]) -> Request:
     """Decode one request frame (without its size prefix).
 
     Raises UnsupportedVersion for a known key outside ``supported`` and
