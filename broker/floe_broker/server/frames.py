@@ -151,7 +151,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         while self._end - self._start < n:
             self._check_open(n)
             await self._wait_for(n)
-        out = bytes(self._stage[self._start:self._start + n])
+        out = bytes(memoryview(self._stage)[self._start:self._start + n])  # one copy (a slice would be two)
         self._start += n
         if self._start == self._end:
             self._start = self._end = 0
@@ -160,7 +160,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     async def _read_large(self, n: int, available: int) -> memoryview:
         target = bytearray(n)
-        target[:available] = self._stage[self._start:self._end]
+        target[:available] = memoryview(self._stage)[self._start:self._end]
         self._start = self._end = 0
         self._target, self._filled = target, available
         self._maybe_resume()
@@ -208,6 +208,6 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._stage[:unread] = self._stage[self._start:self._end]  # same size: no resize of a buffer in use
         else:
             grown = bytearray(max(2 * len(self._stage), unread + STAGE_BYTES))
-            grown[:unread] = self._stage[self._start:self._end]
+            grown[:unread] = memoryview(self._stage)[self._start:self._end]
             self._stage = grown
         self._start, self._end = 0, unread
