@@ -136,7 +136,7 @@ class Dispatcher:
     async def _api_versions(self, ctx: BrokerContext, version: int, req: Any) -> Any:
         return meta.api_versions(version, self.supported)
 
-    async def __call__(self, frame: bytes, peer: str) -> codec.Frame | None:
+    async def __call__(self, frame: bytes | memoryview, peer: str) -> codec.Frame | None:
         try:
             return await self._handle(frame, peer)
         finally:
@@ -144,7 +144,7 @@ class Dispatcher:
             if turn is not None:
                 turn.release()
 
-    async def _handle(self, frame: bytes, peer: str) -> codec.Frame | None:
+    async def _handle(self, frame: bytes | memoryview, peer: str) -> codec.Frame | None:
         try:
             request = codec.decode_request(frame, self.supported)
         except errors.UnsupportedVersion as exc:

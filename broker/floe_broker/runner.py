@@ -7,6 +7,7 @@ Exit codes: 0 after a drain, 1 lost controller lease / second signal,
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import structlog
@@ -18,6 +19,18 @@ from .errors import StartupError
 from .storage.factory import open_store
 
 log = structlog.get_logger(__name__)
+
+# The cyclic garbage collector's thresholds for a running broker: CPython's default (a young
+# collection every 700 container allocations) made a Fetch of 1,000 partitions spend a third of
+# its CPU in collections that find almost nothing (request objects die young, without cycles).
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Collect less often, and never again scan what start-up built (it lives as long as the broker)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def install_signal_handlers(broker: Broker) -> None:
@@ -58,6 +71,7 @@ async def run_broker(cfg: BrokerConfig) -> int:
     try:
         runner = await admin_server.start(broker, *cfg.http)
         await broker.start()
+        tune_gc()
     except StartupError as exc:
         log.error("cannot start", reason=str(exc))
         await broker.stop()

@@ -197,6 +197,21 @@ def iter_headers(data: bytes | bytearray | memoryview) -> list[BatchHeader]:
     return out
 
 
+def record_count(data: bytes | bytearray | memoryview) -> int:
+    """How many offsets the stored batches in ``data`` span (the fetch path's records-out metric)."""
+    total = len(data)
+    pos = 0
+    count = 0
+    while total - pos >= HEADER_SIZE:
+        _, length = _PREFIX.unpack_from(data, pos)
+        size = 12 + length
+        if pos + size > total:
+            break
+        count += _I32.unpack_from(data, pos + 23)[0] + 1
+        pos += size
+    return count
+
+
 _PRODUCER = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence at offset 43
 
 

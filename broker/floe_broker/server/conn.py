@@ -32,19 +32,20 @@ from ..ordering import CURRENT_TURN, Handoff, Turn
 from ..protocol.codec import Frame
 from ..security.session import MAX_UNAUTHENTICATED_FRAME, SESSION, AuthSession
 from ..security.throttle import MUTE, Mute
+from .frames import FrameSource
 
 log = structlog.get_logger(__name__)
 _SIZE = struct.Struct(">i")
 _AUTH_API_KEYS = (b"\x00\x11", b"\x00\x24")  # SaslHandshake, SaslAuthenticate
 
-# dispatch(frame, peer) -> encoded response frame, or None (acks=0)
-Dispatch = Callable[[bytes, str], Coroutine[Any, Any, Frame | None]]
+# dispatch(frame, peer) -> encoded response frame, or None (acks=0); a large frame is a read-only memoryview
+Dispatch = Callable[[bytes | memoryview, str], Coroutine[Any, Any, Frame | None]]
 
 
 class Connection:
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: FrameSource,
         writer: asyncio.StreamWriter,
         dispatch: Dispatch,
         *,

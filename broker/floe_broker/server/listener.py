@@ -28,12 +28,15 @@ from ..security.session import AuthSession
 from ..security.ssl_principal import MappingError, Rule, map_subject, subject_name
 from ..security.tls import TlsContexts
 from .conn import Connection, Dispatch
+from .frames import FrameProtocol, FrameSource
 
 log = structlog.get_logger(__name__)
 _LIMIT = 1024 * 1024
 
 
 class KafkaListener:
+    """Plaintext connections read frames through ``frames.FrameProtocol``; TLS ones through a StreamReader."""
+
     def __init__(
         self,
         dispatch: Dispatch,
@@ -72,8 +75,8 @@ class KafkaListener:
 
     async def start(self) -> None:
         if self.tls is None:
-            self._server = await asyncio.start_server(
-                self._accept, self.host, self.port, reuse_address=True, limit=_LIMIT)
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: FrameProtocol(self._plaintext_connected), self.host, self.port, reuse_address=True)
             self.port = self._server.sockets[0].getsockname()[1]
             return
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -125,7 +128,11 @@ class KafkaListener:
         except asyncio.CancelledError:
             writer.close()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _plaintext_connected(self, protocol: FrameProtocol) -> None:
+        task = asyncio.create_task(self._accept(protocol, protocol.writer()))
+        self.connections.add(task)  # held until it ends (``_accept`` discards it)
+
+    async def _accept(self, reader: FrameSource, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -139,7 +146,7 @@ class KafkaListener:
         finally:
             self.connections.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, principal: Principal) -> None:
+    async def _serve(self, reader: FrameSource, writer: asyncio.StreamWriter, principal: Principal) -> None:
         session = AuthSession.open(self.name, self.protocol, sasl=self.sasl, mechanisms=self.mechanisms,
                                    principal=principal)
         conn = Connection(reader, writer, self.dispatch, max_request_bytes=self.max_request_bytes,
