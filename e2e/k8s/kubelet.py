@@ -15,7 +15,9 @@ What it does, as the kubelet (and a one-node scheduler) would:
   types are empty directories);
 * reports the pod ``Running`` and its ``Ready`` condition from the readiness
   probe (HTTP GET; a container without one is ready once it runs); restarts
-  a container that exits (``restartPolicy: Always``);
+  a container that exits (``restartPolicy: Always``), and one that fails its
+  liveness probe ``failureThreshold`` times in a row (SIGTERM, the grace
+  period, SIGKILL, then a restart counted in ``restartCount``);
 * on deletion runs the preStop hook (exec), sends SIGTERM, waits out the
   grace period, SIGKILLs what is left of the container's process group,
   reports each container ``terminated`` with its exit code, then deletes the
@@ -67,6 +69,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +122,11 @@ class Container:
     restarts: int = 0
     ready: bool = False
     started_at: str = ""
+    launched: float = 0.0  # monotonic time of the last start
+    was_ready: bool = False  # ready at least once since the last start: liveness probing begins
+    live_checked: float = 0.0  # monotonic time of the last liveness probe
+    live_failures: int = 0  # liveness probes failed in a row
+    stopping: bool = False  # killed for failing its liveness probe; restarted once it has exited
 
 
 @dataclass
@@ -467,6 +475,9 @@ class Kubelet:
         log.close()
         container.started_at = now()
         container.ready = False
+        container.launched = time.monotonic()
+        container.was_ready = container.stopping = False
+        container.live_failures = 0
 
     # --- keeping it running and reporting it ----------------------------------
 
@@ -479,11 +490,56 @@ class Kubelet:
                 container.restarts += 1
                 self._end_group(container)
                 await self._launch(pod, container)
-            container.ready = await self._probe(pod, container)
+            if container.stopping:
+                continue
+            container.ready = await self._probe(pod, container, container.spec.get("readinessProbe"))
+            container.was_ready = container.was_ready or container.ready
+            if await self._fails_liveness(pod, container):
+                probe = container.spec["livenessProbe"]
+                logger.warning("%s/%s container %s failed its liveness probe %d times; restarting", pod.namespace,
+                               pod.name, container.name, probe.get("failureThreshold", 3))
+                container.stopping, container.ready = True, False
+                grace = float((pod.body.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                asyncio.create_task(self._stop_container(container, grace))
         await self._report(pod)
 
-    async def _probe(self, pod: Pod, container: Container) -> bool:
-        probe = container.spec.get("readinessProbe")
+    async def _fails_liveness(self, pod: Pod, container: Container) -> bool:
+        """The kubelet's liveness rule: probed every ``periodSeconds`` once the container has
+        started (ready once, which stands in for a startup probe passing, or past
+        ``initialDelaySeconds`` without one); ``failureThreshold`` failures in a row fail it."""
+        probe = container.spec.get("livenessProbe")
+        if probe is None or container.process is None or container.process.returncode is not None:
+            return False
+        clock = time.monotonic()
+        started = container.was_ready or (
+            "startupProbe" not in container.spec
+            and clock - container.launched >= probe.get("initialDelaySeconds", 0))
+        if not started or clock - container.live_checked < probe.get("periodSeconds", 10):
+            return False
+        container.live_checked = clock
+        if await self._probe(pod, container, probe):
+            container.live_failures = 0
+            return False
+        container.live_failures += 1
+        return container.live_failures >= probe.get("failureThreshold", 3)
+
+    async def _stop_container(self, container: Container, grace: float) -> None:
+        """SIGTERM, the grace period, then SIGKILL of the group, as the kubelet kills a container
+        that failed its liveness probe; the next round restarts it (``restartPolicy: Always``)."""
+        proc = container.process
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def _probe(self, pod: Pod, container: Container, probe: dict[str, Any] | None) -> bool:
+        """One probe (HTTP GET); a readiness probe that is absent means ready while running."""
         if probe is None:
             return container.process is not None and container.process.returncode is None
         get = probe.get("httpGet")

@@ -149,6 +149,31 @@ def test_kubectl_scale_on_an_autoscaled_cluster_warns(kube: Cluster, operator: N
     assert kube.get("deployment", "demo-broker")["spec"]["replicas"] == 3
 
 
+def test_a_container_failing_its_liveness_probe_is_restarted(kube: Cluster) -> None:
+    """The kubelet stand-in runs liveness probes as the kubelet does: a pod whose probe path
+    answers 404 is restarted (its restartCount rises), one whose probe passes is left alone."""
+
+    def pod(name: str, live_path: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                    "name": "web", "image": "python",
+                    "command": ["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0"],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                    "livenessProbe": {"httpGet": {"path": live_path, "port": "http"}, "periodSeconds": 1,
+                                      "failureThreshold": 2}}]}}  # fmt: skip
+
+    kube.apply([pod("live-fails", "/no-such-page"), pod("live-passes", "/")], namespace=NAMESPACE)
+
+    def restarts(name: str) -> int:
+        statuses = (kube.get("pod", name).get("status") or {}).get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount", 0))
+
+    eventually(lambda: restarts("live-fails") >= 1, within=90, what="the failing pod restarted")
+    assert restarts("live-passes") == 0
+    kube.kubectl("delete", "pod", "live-fails", "live-passes", "-n", NAMESPACE, "--wait=false")
+
+
 # --- the traffic spike: the real HPA controller, Prometheus, the metrics adapter ---------------
 
 SPIKE = "spike"
