@@ -602,6 +602,9 @@ class Soak:
             time.sleep(0.2)
         if active:
             self.end_fault(*active)
+        for f in pending:  # earlier faults or slow rebalances overran the run
+            self.log(f"fault {f.kind}@{f.at_s:.0f}s not run: the run ended first")
+            self.verdict.faults.append(f"{f.kind}@{f.at_s:.0f}s (not run)")
         self.replace_unexpected_exits()
         settled = time.monotonic()
         wait_until(lambda: all(p.first_ack_after(settled) for p in producers), 180, interval=0.5,
