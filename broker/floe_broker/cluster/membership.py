@@ -93,8 +93,12 @@ class Membership:
     # ---- what this broker knows ---------------------------------------------------
 
     def state(self) -> ClusterState:
-        if self.controller.active and self.controller.state is not None:
-            return self.controller.state
+        """The controller's metadata while it acts as one; otherwise the newer of our view and the
+        metadata we last held as controller (a controller that stops acting as one while the store
+        is down has no pushed view, and an empty one would tell clients every topic is gone)."""
+        held = self.controller.state
+        if held is not None and (self.controller.active or held.version > self.view.version):
+            return held
         return self.view
 
     def controller_node(self) -> int:
