@@ -204,6 +204,32 @@ class AckLedger:
             return len(self.acked)
 
 
+class SoakTxnLedger(TxnLedger):
+    """The history checker's transactional writer, made to outlast long outages: it keeps trying to
+    (re)initialise its producer for as long as the run lasts instead of for two minutes, and a writer
+    that stops anyway is recorded, so the verdict can say so."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.died: str | None = None
+
+    def _producer(self) -> Producer:
+        while True:
+            try:
+                return super()._producer()
+            except KafkaException as exc:
+                if self.stop.is_set() or not exc.args[0].retriable():
+                    raise
+                time.sleep(1)
+
+    def _run(self) -> None:
+        try:
+            super()._run()
+        except Exception as exc:  # noqa: BLE001 - reported in the verdict
+            if not self.stop.is_set():
+                self.died = repr(exc)
+
+
 class GroupReader:
     """A consumer group member reading the producers' topic with auto-commit; what it saw, with repeats."""
 
@@ -574,7 +600,7 @@ class Soak:
         everyone = self.bootstrap()
         producers = [AckLedger(name, everyone, self.topic) for name in ("a", "b")]
         reader = GroupReader(everyone, self.topic)
-        txns = TxnLedger(everyone, self.txn_topic, TXN_PARTITIONS, seed=self.seed)
+        txns = SoakTxnLedger(everyone, self.txn_topic, TXN_PARTITIONS, seed=self.seed)
         for p in producers:
             p.thread.start()
         reader.thread.start()
@@ -609,6 +635,8 @@ class Soak:
         settled = time.monotonic()
         wait_until(lambda: all(p.first_ack_after(settled) for p in producers), 180, interval=0.5,
                    message="acknowledgements after the last fault")
+        if txns.died or not txns.thread.is_alive():
+            self.violation(f"the transactional writer stopped during the run: {txns.died}")
         self.log("schedule done; stopping the writers")
         for p in producers:
             p.stop.set()
@@ -618,7 +646,7 @@ class Soak:
         txns.thread.join(180)
         self._check(producers, reader, txns, sampler)
 
-    def _check(self, producers: list[AckLedger], reader: GroupReader, txns: TxnLedger,
+    def _check(self, producers: list[AckLedger], reader: GroupReader, txns: SoakTxnLedger,
                sampler: ResourceSampler) -> None:
         v, counts = self.verdict, self.verdict.counts
         acked: dict[tuple[int, int], bytes] = {}
