@@ -414,14 +414,23 @@ class Soak:
 
     # --- the cluster ---------------------------------------------------------
 
-    def start_broker(self) -> BrokerProcess:
+    def start_broker(self, retry: bool = True) -> BrokerProcess:
         n = len(self.brokers)
         b = BrokerProcess(storage=self.store.url, cluster="soak", log_path=self.run_dir / f"broker-{n}.log",
                           env=self.store.env, extra=[*self.store.flags, "--session-timeout-ms",
                                                      str(SESSION_TIMEOUT_MS)],
                           kafka_port=free_port(), http_port=free_port())
         self.brokers.append(b)
-        b.start(timeout=180)
+        try:
+            b.start(timeout=180)
+        except (RuntimeError, TimeoutError) as exc:
+            # A replacement that cannot join is a finding, not the end of the run: record it, try once more.
+            self.expected_exit.add(id(b))
+            b.stop()
+            self.violation(f"broker {n} did not start: {str(exc).splitlines()[0]}")
+            if retry:
+                return self.start_broker(retry=False)
+            raise
         self.log(f"broker {n} started (pid {b.proc.pid if b.proc else '?'})")
         return b
 
@@ -594,6 +603,9 @@ class Soak:
                                       self.run_dir / "resources.csv")
             sampler.thread.start()
             self._play(sampler)
+        except Exception as exc:  # noqa: BLE001 - the run cannot go on; the verdict says why
+            self.violation(f"the run stopped early: {exc!r}"[:2000])
+            self.verdict.ok = False
         finally:
             if sampler is not None:
                 sampler.stop.set()
