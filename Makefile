@@ -40,3 +40,10 @@ clean:
 e2e-k8s: venv
 	e2e/k8s/build.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider e2e/k8s $${PYTEST_ARGS:-}
+
+# The soak (tests/reliability/soak.py): a 3-broker cluster under idempotent, transactional and
+# consumer-group load for SOAK_MINUTES (default 30) with rebalances and random faults, then the
+# history checker SOAK_CHECKER_RUNS times (default 10). SOAK_SEED=N replays a run's schedule.
+.PHONY: soak
+soak: venv
+	.venv/bin/python -m tests.reliability.soak

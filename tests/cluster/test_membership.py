@@ -300,3 +300,24 @@ async def test_a_controller_fails_silent_members_when_only_a_minority_says_it_is
     await ctl.controller.check_liveness()
     assert ctl.controller.active
     assert not any(m.node_id in ctl.state().brokers for m in members)
+
+
+async def test_a_joiner_that_takes_the_lease_and_loses_it_at_once_joins_the_winner(cluster: Cluster) -> None:
+    """After a kill -9 two brokers may both see the lease free: the one that loses the race
+    right after taking it finds its own register refused, and must join the winner instead
+    of exiting (a replacement broker exited 1 this way in the soak)."""
+    ctl = await cluster.node("ctl")
+    assert await ctl.controller.try_acquire()
+    m = membership(cluster, (await cluster.node("late")).controller, Seen())
+    raced = [True]
+    real_try = m.controller.try_acquire
+
+    async def won_then_lost() -> bool:
+        if raced[0]:
+            raced[0] = False
+            return True  # it saw the lease free and took it, and lost it before registering
+        return await real_try()
+
+    m.controller.try_acquire = won_then_lost  # type: ignore[method-assign]
+    node = await m.join()
+    assert not raced[0] and node in ctl.state().brokers and not m.controller.active

@@ -128,6 +128,7 @@ class _Counters:
     faulted: int = 0
     hanging: int = 0
     dropped: int = 0
+    inflight: int = 0  # forwarded upstream and not answered yet: writes that may still take effect
     by_op: dict[str, int] = field(default_factory=dict)
 
 
@@ -422,6 +423,8 @@ class S3FaultProxy:
         )
         skip = [h for h in _AUTO_HEADERS if h not in headers]
         url = URL(self.upstream + request.raw_path, encoded=True)
+        with self._lock:
+            self._counters.inflight += 1
         try:
             async with self._session.request(
                 request.method,
@@ -444,6 +447,9 @@ class S3FaultProxy:
                 body=s3_error_body(502, "BadGateway", f"upstream {self.upstream}: {exc!r}"),
                 headers={"Content-Type": "application/xml"},
             )
+        finally:
+            with self._lock:
+                self._counters.inflight -= 1
         with self._lock:
             self._counters.forwarded += 1
         if request.method == "HEAD":

@@ -187,8 +187,13 @@ class Membership:
         started = time.monotonic()
         while True:
             if await self.controller.try_acquire():
-                self.node_id = await self.local.register(self.registration)
-                return self.node_id
+                try:
+                    self.node_id = await self.local.register(self.registration)
+                    return self.node_id
+                except NotController:
+                    # Two joiners saw the lease free; we took it and lost it again before
+                    # registering: join whoever holds it now.
+                    log.info("lost the controller lease while registering; joining its holder")
             lease = await self.remote.lease()
             if lease is not None and lease.expires_ms > now_ms():
                 try:
