@@ -55,6 +55,22 @@ class Degraded(Exception):
         self.message = message
 
 
+async def named_cluster(kube: kube_.KubeClient, namespace: str,
+                        name: str) -> tuple[spec_.StreamCluster, dict[str, Any]]:
+    """The StreamCluster a StreamUser, StreamTopic or StreamLink names in ``spec.cluster``, and its body.
+
+    :class:`Degraded` with ``ClusterNotFound`` or ``ClusterInvalid`` otherwise, each saying what to fix.
+    """
+    where = f"StreamCluster {namespace}/{name} (spec.cluster)"
+    body = await kube.get(spec_.API_VERSION, spec_.KIND, namespace, name)
+    if body is None:
+        raise Degraded("ClusterNotFound", f"{where} does not exist; create it or fix spec.cluster")
+    try:
+        return spec_.StreamCluster.from_body(body), body
+    except spec_.SpecError as exc:
+        raise Degraded("ClusterInvalid", f"{where} has an invalid spec: {exc}") from None
+
+
 async def check_dependencies(cluster: spec_.StreamCluster, kube: kube_.KubeClient) -> None:
     """Raise :class:`Degraded` if a Secret the spec names, or one of its keys, is missing."""
     await check_tls_secrets(cluster, kube)

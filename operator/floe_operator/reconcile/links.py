@@ -43,7 +43,7 @@ from floe_operator.manifests import links as links_
 from floe_operator.manifests import naming
 from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
-from floe_operator.reconcile.cluster import Degraded
+from floe_operator.reconcile.cluster import Degraded, named_cluster
 
 PROMOTED_CONDITION = "Promoted"
 STATUS_INTERVAL_SECONDS = 10.0  # how often the timer refreshes lag and retries a waiting promotion
@@ -78,13 +78,7 @@ class Target:
 
 async def target_of(link: link_spec.StreamLink, kube: kube_.KubeClient, config: config_.OperatorConfig) -> Target:
     where = f"StreamCluster {link.namespace}/{link.spec.cluster} (spec.cluster)"
-    body = await kube.get(spec_.API_VERSION, spec_.KIND, link.namespace, link.spec.cluster)
-    if body is None:
-        raise Degraded("ClusterNotFound", f"{where} does not exist; create it or fix spec.cluster")
-    try:
-        cluster = spec_.StreamCluster.from_body(body)
-    except spec_.SpecError as exc:
-        raise Degraded("ClusterInvalid", f"{where} has an invalid spec: {exc}") from None
+    cluster, _ = await named_cluster(kube, link.namespace, link.spec.cluster)
     keys = await secrets_.read(cluster, kube)
     if keys is None:
         raise Degraded("ClusterNotReady", f"{where} has no cluster Secret yet ({naming.cluster_secret(cluster)}); "

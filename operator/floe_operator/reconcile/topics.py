@@ -54,7 +54,7 @@ from floe_operator.manifests import naming, security
 from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
 from floe_operator.reconcile import status_update
-from floe_operator.reconcile.cluster import NOT_AN_EVENT, Degraded
+from floe_operator.reconcile.cluster import NOT_AN_EVENT, Degraded, named_cluster
 
 # Reasons only a new spec fixes; the others are retried (the cluster may come up).
 FINAL_REASONS = ("InvalidSpec", "InvalidConfig", "PartitionDecrease", "TopicNameConflict")
@@ -125,13 +125,7 @@ async def connection_of(topic: topic_spec.StreamTopic, kube: kube_.KubeClient,
                         config: config_.OperatorConfig) -> kafka_admin.Connection:
     """How to reach the topic's StreamCluster; :class:`Degraded` if it cannot take topics now."""
     where = f"StreamCluster {topic.namespace}/{topic.spec.cluster} (spec.cluster)"
-    body = await kube.get(spec_.API_VERSION, spec_.KIND, topic.namespace, topic.spec.cluster)
-    if body is None:
-        raise Degraded("ClusterNotFound", f"{where} does not exist; create it or fix spec.cluster")
-    try:
-        cluster = spec_.StreamCluster.from_body(body)
-    except spec_.SpecError as exc:
-        raise Degraded("ClusterInvalid", f"{where} has an invalid spec: {exc}") from None
+    cluster, body = await named_cluster(kube, topic.namespace, topic.spec.cluster)
     observed = status_.parse(body.get("status"))
     if observed.ready_replicas < 1:
         raise Degraded("ClusterNotReady", f"{where} has no ready broker yet (phase {observed.phase}); "

@@ -32,7 +32,7 @@ from floe_operator import spec as spec_
 from floe_operator.manifests import naming, security, users
 from floe_operator.reconcile import secrets as secrets_
 from floe_operator.reconcile import status as status_
-from floe_operator.reconcile.cluster import Degraded
+from floe_operator.reconcile.cluster import Degraded, named_cluster
 
 
 class Target:
@@ -64,13 +64,7 @@ async def _ca_of(cluster: spec_.StreamCluster, listener: spec_.KafkaListener, ku
 async def target_of(user: user_spec.StreamUser, kube: kube_.KubeClient, config: config_.OperatorConfig) -> Target:
     """The user's StreamCluster and how to reach it; :class:`Degraded` if it cannot take this user."""
     where = f"StreamCluster {user.namespace}/{user.spec.cluster} (spec.cluster)"
-    body = await kube.get(spec_.API_VERSION, spec_.KIND, user.namespace, user.spec.cluster)
-    if body is None:
-        raise Degraded("ClusterNotFound", f"{where} does not exist; create it or fix spec.cluster")
-    try:
-        cluster = spec_.StreamCluster.from_body(body)
-    except spec_.SpecError as exc:
-        raise Degraded("ClusterInvalid", f"{where} has an invalid spec: {exc}") from None
+    cluster, _ = await named_cluster(kube, user.namespace, user.spec.cluster)
     mechanism = user.spec.authentication.mechanism
     listener = next((ln for ln in cluster.spec.kafka_listeners() if ln.sasl_mechanism == mechanism), None)
     if listener is None:
