@@ -16,11 +16,10 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import pydantic
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from floe_api.links import LinkDefinition, LinkSource
-from floe_operator.spec import Model, SpecError
+from floe_operator.spec import Model, SpecError, resource_of
 from floe_operator.user_spec import SecretKeyRef
 
 PLURAL = "streamlinks"
@@ -130,16 +129,7 @@ class StreamLink(Model):
         if not re.fullmatch(LINK_NAME_PATTERN, name):
             raise SpecError([f"metadata.name {name!r} must be lower case letters, digits, '-' or '.' (at most 63), "
                              "starting and ending with a letter or digit: it is the link's name on the brokers"])
-        try:
-            return cls.model_validate({
-                "name": name,
-                "namespace": meta.get("namespace") or namespace,
-                "uid": meta.get("uid"),
-                "generation": meta.get("generation"),
-                "spec": body.get("spec") or {},
-            })
-        except pydantic.ValidationError as exc:
-            raise SpecError.from_validation(exc) from None
+        return resource_of(cls, body, namespace=namespace)
 
     def definition(self, *, password_file: str | None, ca_file: str | None) -> LinkDefinition:
         """What the brokers are sent: the source's settings with the paths where the Secret's files are mounted."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import (
@@ -474,6 +474,26 @@ class SpecError(ValueError):
                 text = "is not a known field (check the spelling)"
             messages.append(f"{path}: {text}" if path else text)
         return cls(messages)
+
+
+ModelT = TypeVar("ModelT", bound="Model")
+
+
+def resource_of(cls: type[ModelT], body: Mapping[str, Any], *, namespace: str) -> ModelT:
+    """A namespaced resource of ours (StreamUser, StreamTopic, StreamLink) from its body:
+    ``name``, ``namespace``, ``uid``, ``generation`` and ``spec``, or :class:`SpecError`
+    saying which field is wrong. Each caller checks its own naming rules first."""
+    meta = body.get("metadata") or {}
+    try:
+        return cls.model_validate({
+            "name": meta.get("name") or "",
+            "namespace": meta.get("namespace") or namespace,
+            "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
+            "spec": body.get("spec") or {},
+        })
+    except pydantic.ValidationError as exc:
+        raise SpecError.from_validation(exc) from None
 
 
 class Condition(Model):

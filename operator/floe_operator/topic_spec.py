@@ -19,10 +19,9 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import pydantic
 from pydantic import Field, StringConstraints, field_validator
 
-from floe_operator.spec import Model, SpecError
+from floe_operator.spec import Model, SpecError, resource_of
 
 PLURAL = "streamtopics"
 KIND = "StreamTopic"
@@ -103,13 +102,4 @@ class StreamTopic(Model):
         spec = body.get("spec") or {}
         if not spec.get("topicName") and (problem := topic_name_problem(name)):
             raise SpecError([f"metadata.name {problem}; set spec.topicName to the Kafka topic name"])
-        try:
-            return cls.model_validate({
-                "name": name,
-                "namespace": meta.get("namespace") or namespace,
-                "uid": meta.get("uid"),
-                "generation": meta.get("generation"),
-                "spec": spec,
-            })
-        except pydantic.ValidationError as exc:
-            raise SpecError.from_validation(exc) from None
+        return resource_of(cls, body, namespace=namespace)

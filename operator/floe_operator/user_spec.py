@@ -14,10 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import pydantic
 from pydantic import Field, StringConstraints, model_validator
 
-from floe_operator.spec import Model, SpecError
+from floe_operator.spec import Model, SpecError, resource_of
 
 PLURAL = "streamusers"
 KIND = "StreamUser"
@@ -111,13 +110,4 @@ class StreamUser(Model):
         if not re.fullmatch(USER_NAME_PATTERN, name):
             raise SpecError([f"metadata.name {name!r} must be lower case letters, digits, '-' or '.' "
                              "(at most 64), starting and ending with a letter or digit: it is the Kafka user name"])
-        try:
-            return cls.model_validate({
-                "name": name,
-                "namespace": meta.get("namespace") or namespace,
-                "uid": meta.get("uid"),
-                "generation": meta.get("generation"),
-                "spec": body.get("spec") or {},
-            })
-        except pydantic.ValidationError as exc:
-            raise SpecError.from_validation(exc) from None
+        return resource_of(cls, body, namespace=namespace)
