@@ -60,13 +60,17 @@ class BrokerProcess:
     def http(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
-    def start(self, *, wait: bool = True, timeout: float = 60) -> BrokerProcess:
-        cmd = [
+    def command(self) -> list[str]:
+        """The broker's command line; a subclass may wrap it (``ip netns exec``)."""
+        return [
             sys.executable, "-m", "floe_cli", "broker",
             "--storage", self.storage, "--cluster", self.cluster,
             "--listen", self.bootstrap, "--http", self.http,
             *self.extra,
         ]
+
+    def start(self, *, wait: bool = True, timeout: float = 60) -> BrokerProcess:
+        cmd = self.command()
         source_roots = os.pathsep.join(str(ROOT / root) for root in ("api", "broker", "cli"))
         env = {**os.environ, "PYTHONPATH": source_roots, "FLOE_LOG_FORMAT": "json", **self.env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -29,12 +29,11 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.infra.broker import ROOT, BrokerProcess, free_port
+from tests.infra.broker import BrokerProcess, free_port
 
 
 def ip(*args: str) -> None:
@@ -175,18 +174,9 @@ class PlacedBroker(BrokerProcess):
     def http(self) -> str:
         return f"{self.host}:{self.http_port}"
 
-    def start(self, *, wait: bool = True, timeout: float = 60) -> BrokerProcess:
-        cmd = [sys.executable, "-m", "floe_cli", "broker", "--storage", self.storage, "--cluster", self.cluster,
-               "--listen", self.bootstrap, "--http", self.http, *self.extra]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
-        source_roots = os.pathsep.join(str(ROOT / root) for root in ("api", "broker", "cli"))
-        env = {**os.environ, "PYTHONPATH": source_roots, "FLOE_LOG_FORMAT": "json", **self.env}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            self.wait_ready(timeout)
-        return self
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
 
     def restarted(self) -> PlacedBroker:
         """A new process on the same address and log, as a process supervisor would start after exit 3."""
